@@ -1,0 +1,221 @@
+"""`TrainConfig`: every knob of a training run, per-environment presets, and validation of bad input.
+
+Fields left at ``None`` take the value of the preset for (environment, algorithm) if there is one, else the
+generic default of the algorithm (`ALGO_DEFAULTS`); a value you set always wins. ``resolve()`` returns the
+config with every field filled in, and that resolved config is what a run records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from acpg_lab.envs import probe_spaces, resolve_env_id
+
+ALGOS = ("reinforce", "a2c", "ppo")
+HEADS = ("linear", "etf")
+ACTIVATIONS = ("tanh", "relu")
+NETWORKS = ("auto", "mlp", "cnn")
+PFO_LAYERS = ("last", "all")
+LABEL_SOURCES = ("greedy", "expert", "optimal")
+
+#: Generic defaults per algorithm (CleanRL's PPO; SB3's A2C with Adam; Monte-Carlo REINFORCE with a baseline).
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ppo": dict(num_envs=8, rollout_steps=128, epochs=4, minibatch_size=256, lr=2.5e-4, anneal_lr=True,
+                gamma=0.99, gae_lambda=0.95, clip_coef=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5),
+    "a2c": dict(num_envs=8, rollout_steps=5, epochs=1, minibatch_size=40, lr=7e-4, anneal_lr=False,
+                gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5),
+    "reinforce": dict(num_envs=8, rollout_steps=500, epochs=1, minibatch_size=4000, lr=1e-3, anneal_lr=False,
+                      gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5),
+}
+NETWORK_DEFAULTS: dict[str, Any] = dict(hidden_sizes=(64, 64), activation="tanh")
+
+#: Tuned values per (environment, algorithm); keys absent here fall back to `ALGO_DEFAULTS`.
+PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    # rl-baselines3-zoo's CartPole PPO: 500 +- 0 within 100k steps.
+    ("CartPole-v1", "ppo"): dict(num_envs=8, rollout_steps=32, epochs=20, minibatch_size=256, lr=1e-3,
+                                 gamma=0.98, gae_lambda=0.8, ent_coef=0.0),
+}
+
+
+@dataclass
+class TrainConfig:
+    """One training run: S seeds of one algorithm on one environment, trained as one seed-batched model."""
+
+    env_id: str = "CartPole-v1"
+    """gymnasium id with a discrete action space; MinAtar ("MinAtar/Breakout-v1") and acpg_lab/ ids need no set-up."""
+    algo: str = "ppo"
+    """"reinforce" (Monte-Carlo returns), "a2c" (n-step actor-critic) or "ppo" (clipped surrogate, GAE)."""
+    head: str = "linear"
+    """Action-selection layer: "linear" (learnable) or "etf" (fixed simplex ETF, ACPG)."""
+    seeds: tuple[int, ...] = (0,)
+    """Independent seeds, trained in one batch; a seed's history does not depend on the others."""
+    total_steps: int = 100_000
+    """Environment steps per seed (all its parallel environments together)."""
+    device: str = "auto"
+    """"cpu", "cuda", or "auto" (cuda if available). Small MLPs are usually fastest on the CPU."""
+    num_envs: int | None = None
+    """Parallel environments per seed: more gives less correlated batches but fewer updates per step."""
+    rollout_steps: int | None = None
+    """Steps per environment between updates (REINFORCE: long enough to finish episodes)."""
+    epochs: int | None = None
+    """PPO passes over each rollout: more reuses data harder (and is the PFO paper's collapse stressor)."""
+    minibatch_size: int | None = None
+    """PPO minibatch size (per seed); A2C and REINFORCE use the whole rollout in one step."""
+    lr: float | None = None
+    """Adam learning rate (eps 1e-5)."""
+    anneal_lr: bool | None = None
+    """Decay the learning rate linearly to 0 over the run."""
+    gamma: float | None = None
+    """Discount factor."""
+    gae_lambda: float | None = None
+    """GAE lambda (PPO, A2C): lower trades variance for bias."""
+    clip_coef: float | None = None
+    """PPO clip range epsilon of the probability ratio."""
+    ent_coef: float | None = None
+    """Entropy bonus coefficient."""
+    vf_coef: float | None = None
+    """Value-loss coefficient."""
+    max_grad_norm: float | None = None
+    """Gradient-norm clip, per network (actor, critic) and per seed."""
+    hidden_sizes: tuple[int, ...] | None = None
+    """Hidden layer widths of actor and critic; the last is the feature dimension the head sees."""
+    activation: str | None = None
+    """"tanh" or "relu"."""
+    network: str = "auto"
+    """"mlp", "cnn" (MinAtar images) or "auto" (cnn for 3-D observations, else mlp)."""
+    shared_trunk: bool = False
+    """Actor and critic share the backbone (the critic's loss then shapes the policy's features too)."""
+    reinforce_baseline: bool = True
+    """REINFORCE subtracts a learned state-value baseline (lower variance, same expected gradient)."""
+    head_normalize: bool | None = None
+    """L2-normalise features before the head (default: False for both heads)."""
+    head_scale: float | None = None
+    """Fixed logit scale (inverse temperature) applied after the head (default 1)."""
+    head_bias: bool | None = None
+    """Learnable per-action bias (default: True for linear, False for etf)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments passed to the environment constructor."""
+
+    # ---------------------------------------------------------------- resolution and validation
+    def resolve(self) -> TrainConfig:
+        """Validate, then return a copy with every ``None`` replaced by the preset or generic default.
+
+        Raises ValueError naming the bad field. Only a throw-away environment is created (to read the
+        observation and action spaces), after every check that needs none.
+        """
+        self._check_choices()
+        algo_defaults = ALGO_DEFAULTS[self.algo]
+        preset = PRESETS.get((self.env_id, self.algo), {})
+        filled = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                if f.name in preset:
+                    value = preset[f.name]
+                elif f.name in algo_defaults:
+                    value = algo_defaults[f.name]
+                elif f.name in NETWORK_DEFAULTS:
+                    value = NETWORK_DEFAULTS[f.name]
+                elif f.name == "head_normalize":
+                    value = False
+                elif f.name == "head_scale":
+                    value = 1.0
+                elif f.name == "head_bias":
+                    value = self.head == "linear"
+            filled[f.name] = value
+        filled["seeds"] = tuple(int(s) for s in self.seeds)
+        filled["hidden_sizes"] = tuple(filled["hidden_sizes"])
+        if self.algo != "ppo":  # one step on the whole rollout
+            filled["minibatch_size"] = filled["num_envs"] * filled["rollout_steps"]
+        cfg = TrainConfig(**filled)
+        cfg._check_values()
+        cfg._check_env()
+        return cfg
+
+    def _check_choices(self) -> None:
+        for name, allowed in (("algo", ALGOS), ("head", HEADS), ("network", NETWORKS)):
+            _check_choice(name, getattr(self, name), allowed)
+        if self.activation is not None:
+            _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' but torch sees no GPU here; use device='cpu' or 'auto'")
+        seeds = self.seeds
+        if isinstance(seeds, int) or not hasattr(seeds, "__len__") or len(seeds) == 0:
+            raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}")
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise ValueError(f"seeds must be non-negative integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            dup = sorted({s for s in seeds if list(seeds).count(s) > 1})
+            raise ValueError(f"seeds must be distinct, {dup} appear more than once in {tuple(seeds)!r}")
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
+
+    def _check_values(self) -> None:
+        for name in ("total_steps", "num_envs", "rollout_steps", "epochs", "minibatch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "head_scale"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("ent_coef", "vf_coef", "clip_coef", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if self.algo == "ppo" and not self.clip_coef > 0:
+            raise ValueError(f"clip_coef must be > 0 for PPO, got {self.clip_coef!r}")
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value <= 1):
+                raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+        if not self.hidden_sizes or not all(isinstance(h, int) and h > 0 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty tuple of positive integers, got {self.hidden_sizes!r}")
+        batch = self.num_envs * self.rollout_steps
+        if self.minibatch_size > batch:
+            raise ValueError(f"minibatch_size={self.minibatch_size} exceeds the rollout of num_envs * "
+                             f"rollout_steps = {batch} steps per seed")
+        if self.total_steps < batch:
+            raise ValueError(f"total_steps={self.total_steps} is below one rollout (num_envs * rollout_steps = "
+                             f"{batch}); nothing would be trained")
+
+    def _check_env(self) -> None:
+        resolve_env_id(self.env_id)
+        obs_space, act_space = probe_spaces(self.env_id, self.env_kwargs)
+        if not hasattr(act_space, "n"):
+            raise ValueError(f"env_id={self.env_id!r} has a {type(act_space).__name__} action space; acpg_lab "
+                             "trains discrete (Discrete) action spaces only")
+        k = int(act_space.n)
+        if self.network == "cnn" and len(obs_space.shape) != 3:
+            raise ValueError(f"network='cnn' needs image observations [H, W, C]; env_id={self.env_id!r} "
+                             f"observes shape {obs_space.shape}")
+        if self.head == "etf" and self.hidden_sizes[-1] < k - 1:
+            raise ValueError(f"hidden_sizes[-1]={self.hidden_sizes[-1]} is the ETF dimension and must be >= "
+                             f"K - 1 = {k - 1} for the {k} actions of {self.env_id!r}")
+
+    # ---------------------------------------------------------------- derived quantities
+    @property
+    def batch_size(self) -> int:
+        """Steps per seed in one rollout."""
+        return self.num_envs * self.rollout_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        hint = difflib.get_close_matches(str(value), allowed, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}{extra}")

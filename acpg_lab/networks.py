@@ -1,0 +1,176 @@
+"""Seed-batched policy and value networks.
+
+Every parameter carries a leading seed dimension S, so S independent networks run as one model: a linear layer
+is one batched matmul ``[S, B, i] @ [S, i, o]``, and an element-wise optimiser over the stacked parameters is S
+independent optimisers. Inputs are ``[S, B, *obs_shape]``; outputs ``[S, B, ...]``.
+
+Backbones return their last hidden layer's features *and* the pre-activations of every hidden layer: both are
+computed anyway, so exposing them costs nothing on the hot path; the metrics and PFO read them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from acpg_lab.etf import ETFHead, LinearHead
+
+__all__ = ["SeedLinear", "MLP", "MinAtarCNN", "ActorCritic", "PolicyOutput"]
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+def _init_orthogonal(shape: tuple[int, int], gain: float, generator: torch.Generator) -> Tensor:
+    """An orthogonally initialised ``[in, out]`` matrix (the CleanRL/SB3 policy-gradient convention)."""
+    w = torch.empty(shape[1], shape[0])
+    nn.init.orthogonal_(w, gain=gain, generator=generator)
+    return w.T.contiguous()
+
+
+class SeedLinear(nn.Module):
+    """S independent linear layers: ``[S, B, in] -> [S, B, out]``; seed s is initialised from ``generators[s]``."""
+
+    def __init__(self, in_features: int, out_features: int, generators: Sequence[torch.Generator],
+                 gain: float = math.sqrt(2)) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.stack([_init_orthogonal((in_features, out_features), gain, g)
+                                                for g in generators]))
+        self.bias = nn.Parameter(torch.zeros(len(generators), 1, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"seeds={self.weight.shape[0]}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+class MLP(nn.Module):
+    """Fully connected backbone for vector observations (flattened): hidden sizes and tanh or ReLU."""
+
+    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 generators: Sequence[torch.Generator]) -> None:
+        super().__init__()
+        sizes = [obs_dim, *hidden_sizes]
+        self.layers = nn.ModuleList(SeedLinear(i, o, generators) for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+        self.act = ACTIVATIONS[activation]
+        self.feature_dim = sizes[-1]
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Features of the last hidden layer ``[S, B, d]`` and every hidden layer's pre-activations."""
+        h = obs.reshape(obs.shape[0], obs.shape[1], -1)
+        preacts = []
+        for layer in self.layers:
+            z = layer(h)
+            preacts.append(z)
+            h = self.act(z)
+        return h, preacts
+
+
+class MinAtarCNN(nn.Module):
+    """The MinAtar baseline network, seed-batched: 3x3 conv (16 channels, no padding) then a dense layer.
+
+    Observations are ``[S, B, 10, 10, C]`` (MinAtar's layout). The convolution is an unfold followed by a batched
+    matmul, so each seed's filters only ever see that seed's inputs.
+    """
+
+    def __init__(self, obs_shape: Sequence[int], hidden_sizes: Sequence[int], activation: str,
+                 generators: Sequence[torch.Generator], channels: int = 16) -> None:
+        super().__init__()
+        height, width, in_ch = obs_shape
+        self.out_hw = (height - 2) * (width - 2)
+        self.conv = SeedLinear(in_ch * 9, channels, generators)
+        sizes = [channels * self.out_hw, *hidden_sizes]
+        self.dense = nn.ModuleList(SeedLinear(i, o, generators) for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+        self.act = ACTIVATIONS[activation]
+        self.feature_dim = sizes[-1]
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
+        s, b = obs.shape[:2]
+        x = obs.reshape(s * b, *obs.shape[2:]).permute(0, 3, 1, 2)  # [S*B, C, H, W]
+        patches = F.unfold(x, kernel_size=3)  # [S*B, C*9, P]
+        patches = patches.transpose(1, 2).reshape(s, b * self.out_hw, -1)  # [S, B*P, C*9]
+        z = self.conv(patches)  # [S, B*P, channels]
+        preacts = [z.reshape(s, b, -1)]
+        h = self.act(z).reshape(s, b, -1)
+        for layer in self.dense:
+            z = layer(h)
+            preacts.append(z)
+            h = self.act(z)
+        return h, preacts
+
+
+class PolicyOutput(NamedTuple):
+    """What the actor computes in one pass."""
+
+    logits: Tensor  #: [S, B, K]
+    features: Tensor  #: [S, B, d] last hidden layer (input of the action-selection head)
+    preacts: list[Tensor]  #: pre-activations of every hidden layer, last one last
+
+
+class ActorCritic(nn.Module):
+    """Actor (backbone + action-selection head) and critic (backbone + linear value), seed-batched.
+
+    Args:
+        obs_shape: observation shape of one environment.
+        num_actions: K.
+        seeds: one integer per seed; each seed's weights (and its ETF orientation) depend on its integer only.
+        network: "mlp" (flattens observations) or "cnn" (MinAtar-style ``[10, 10, C]`` images).
+        hidden_sizes: widths of the hidden layers (after the convolution for "cnn"); the last is the feature
+            dimension d the head sees.
+        activation: "tanh" or "relu".
+        head: "linear" (learnable) or "etf" (fixed simplex ETF, ACPG).
+        head_normalize, head_scale, head_bias: options of the head (see `ETFHead`).
+        shared_trunk: critic reads the actor's features instead of having its own backbone (fewer parameters; the
+            value loss then shapes the policy's representation too).
+    """
+
+    def __init__(self, obs_shape: Sequence[int], num_actions: int, seeds: Sequence[int], *, network: str = "mlp",
+                 hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", head: str = "linear",
+                 head_normalize: bool = False, head_scale: float = 1.0, head_bias: bool | None = None,
+                 shared_trunk: bool = False) -> None:
+        super().__init__()
+        # One init stream per seed and network part, a function of the seed alone.
+        streams = [torch.Generator().manual_seed(int(s) * 7919 + 1) for s in seeds]
+
+        def backbone() -> nn.Module:
+            if network == "cnn":
+                return MinAtarCNN(obs_shape, hidden_sizes, activation, streams)
+            return MLP(math.prod(obs_shape), hidden_sizes, activation, streams)
+
+        self.actor_backbone = backbone()
+        self.critic_backbone = None if shared_trunk else backbone()
+        d = self.actor_backbone.feature_dim
+        head_seeds = [int(s) * 7919 + 2 for s in seeds]
+        if head == "etf":
+            self.actor_head: nn.Module = ETFHead(d, num_actions, seeds=head_seeds, normalize=head_normalize,
+                                                 scale=head_scale, bias=bool(head_bias))
+        else:
+            self.actor_head = LinearHead(d, num_actions, seeds=head_seeds, normalize=head_normalize,
+                                         scale=head_scale, bias=True if head_bias is None else head_bias)
+        self.critic_head = SeedLinear(d, 1, streams, gain=1.0)
+        self.num_seeds, self.num_actions, self.feature_dim = len(seeds), num_actions, d
+
+    def policy(self, obs: Tensor) -> PolicyOutput:
+        h, preacts = self.actor_backbone(obs)
+        return PolicyOutput(self.actor_head(h), h, preacts)
+
+    def value(self, obs: Tensor, actor_features: Tensor | None = None) -> Tensor:
+        """State values ``[S, B]``; with a shared trunk pass the actor's features to avoid recomputing them."""
+        if self.critic_backbone is None:
+            h = actor_features if actor_features is not None else self.actor_backbone(obs)[0]
+        else:
+            h = self.critic_backbone(obs)[0]
+        return self.critic_head(h).squeeze(-1)
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return [*self.actor_backbone.parameters(), *self.actor_head.parameters()]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        backbone = [] if self.critic_backbone is None else list(self.critic_backbone.parameters())
+        return [*backbone, *self.critic_head.parameters()]

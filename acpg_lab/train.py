@@ -1,0 +1,316 @@
+"""Training: REINFORCE, A2C and PPO for discrete actions, S seeds at once as one seed-batched model.
+
+Reads top to bottom: `train` builds the seed-batched environments and network, then loops
+collect a rollout -> estimate advantages -> update -> log.  The three algorithms differ only in how advantages
+are estimated (Monte-Carlo returns or GAE) and in the policy loss (plain score function or PPO's clipped
+surrogate, reused over epochs and minibatches).
+
+Every tensor has a leading seed dimension S. Losses are per-seed masked means summed over seeds, so each seed's
+gradient is its own; gradient norms are clipped per seed and per network; Adam is element-wise, so one Adam over
+the stacked parameters is S independent Adams. Each seed has its own environments, action-sampling generator
+and minibatch order, all derived from the seed alone.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from acpg_lab.config import TrainConfig
+from acpg_lab.envs import SeedEnvs
+from acpg_lab.networks import ActorCritic
+
+__all__ = ["train", "Run", "seed_streams", "resolve_device"]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_streams(seed: int) -> dict[str, int]:
+    """Independent integer seeds for one training seed's environments, actions and evaluation."""
+    env, act, evaluation = np.random.SeedSequence(int(seed)).generate_state(3)
+    return dict(env=int(env), act=int(act), eval=int(evaluation))
+
+
+def sample_actions(logits: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+    """One categorical sample per row of ``logits [S, E, K]``, seed s drawing from ``generators[s]``."""
+    u = torch.stack([torch.rand(logits.shape[1], generator=g, device=logits.device) for g in generators])
+    cdf = logits.softmax(-1).cumsum(-1)
+    return (cdf < u.unsqueeze(-1)).sum(-1).clamp_max(logits.shape[-1] - 1)
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Per-seed mean of ``x [S, N]`` over entries where ``mask`` is 1: shape ``[S]``."""
+    return (x * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+def normalize_per_seed(x: Tensor, mask: Tensor) -> Tensor:
+    mean = masked_mean(x, mask).unsqueeze(1)
+    std = masked_mean((x - mean) ** 2, mask).sqrt().unsqueeze(1)
+    return (x - mean) / (std + 1e-8)
+
+
+def clip_grad_norm_per_seed(params: Sequence[torch.nn.Parameter], max_norm: float) -> Tensor:
+    """Scale each seed's slice of the gradients of ``params`` to norm <= max_norm; returns norms ``[S]``."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    if max_norm > 0:
+        scale = (max_norm / (norms + 1e-6)).clamp_max(1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+    return norms
+
+
+# ----------------------------------------------------------------------------- advantage estimators
+def gae(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor, gamma: float,
+        lam: float) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation over ``[T, S, E]`` rollouts with NEXT_STEP autoreset.
+
+    ``values`` has T+1 entries (the last is V of the observation after the rollout). A terminated step does not
+    bootstrap; a truncated one bootstraps from V(final observation), which is the next entry of ``values``
+    because NEXT_STEP autoreset hands the final observation out as the next observation. Reset steps (the entry
+    after an episode end) produce junk that the loss masks, and no advantage flows across an episode end.
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * values[t + 1] * (1.0 - terminated[t]) - values[t]
+        last = delta + gamma * lam * (1.0 - torch.maximum(terminated[t], truncated[t])) * last
+        advantages[t] = last
+    return advantages, advantages + values[:-1]
+
+
+def monte_carlo_returns(rewards: Tensor, terminated: Tensor, truncated: Tensor,
+                        gamma: float) -> tuple[Tensor, Tensor]:
+    """Discounted returns-to-go ``[T, S, E]`` and a mask of the steps whose episode ended inside the rollout.
+
+    REINFORCE needs the whole future of an episode; steps of an episode still running when the rollout stops
+    have no return yet and are masked out (their states come back, with a known future, in the next rollout).
+    """
+    done = torch.maximum(terminated, truncated)
+    returns, complete = torch.zeros_like(rewards), torch.zeros_like(rewards)
+    g, c = torch.zeros_like(rewards[0]), torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        g = rewards[t] + gamma * g * (1.0 - done[t])
+        c = torch.maximum(done[t], c)
+        returns[t], complete[t] = g, c
+    return returns, complete
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclass
+class Run:
+    """The result of `train`: resolved config, per-(seed, update) history, and the trained model."""
+
+    config: TrainConfig
+    history: pd.DataFrame
+    model: ActorCritic
+    wall_time: float
+    interrupted: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.config.seeds
+
+    @torch.no_grad()
+    def evaluate(self, episodes: int = 10, *, greedy: bool = True, max_steps: int = 100_000) -> pd.DataFrame:
+        """Return per seed over ``episodes`` episodes on environment seeds never used in training.
+
+        Greedy (argmax) actions by default. Each episode runs in its own environment; an episode still running
+        after ``max_steps`` steps counts with the return it has so far.
+        """
+        if not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+        cfg, model = self.config, self.model
+        device = next(model.parameters()).device
+        envs = SeedEnvs(cfg.env_id, episodes, [seed_streams(s)["eval"] for s in cfg.seeds], device, cfg.env_kwargs)
+        gens = [torch.Generator(device=device).manual_seed(seed_streams(s)["eval"]) for s in cfg.seeds]
+        obs, _ = envs.reset()
+        first = np.full((len(cfg.seeds), episodes), np.nan)  # return of each environment's first episode
+        for _ in range(max_steps):
+            logits = model.policy(obs).logits
+            step = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens))
+            for s, ended in enumerate(step["ended"]):
+                where = np.flatnonzero(ended)
+                new = np.isnan(first[s, where])
+                first[s, where[new]] = step["finished_returns"][s][new]
+            obs = step["obs"]
+            if not np.isnan(first).any():
+                break
+        running = np.isnan(first)
+        first[running] = envs.ep_return[running]
+        envs.close()
+        return pd.DataFrame(dict(seed=list(cfg.seeds), return_mean=first.mean(1), return_std=first.std(1),
+                                 episodes=episodes, unfinished=running.sum(1)))
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> Run:
+    """Train ``config.seeds`` as one seed-batched model; return a `Run`.
+
+    Bad input raises ValueError before any training environment is created. Ctrl-C (KeyboardInterrupt) stops
+    training and returns the run so far, with ``interrupted=True``.
+    """
+    cfg = config.resolve()
+    device = resolve_device(cfg.device)
+    num_seeds, T, E = len(cfg.seeds), cfg.rollout_steps, cfg.num_envs
+    streams = [seed_streams(s) for s in cfg.seeds]
+    envs = SeedEnvs(cfg.env_id, E, [st["env"] for st in streams], device, cfg.env_kwargs)
+    obs_shape = envs.single_observation_space.shape
+    num_actions = int(envs.envs[0].single_action_space.n)
+    network = cfg.network if cfg.network != "auto" else ("cnn" if len(obs_shape) == 3 else "mlp")
+    model = ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
+                        activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
+                        head_scale=cfg.head_scale, head_bias=cfg.head_bias,
+                        shared_trunk=cfg.shared_trunk).to(device)
+    use_critic = cfg.algo != "reinforce" or cfg.reinforce_baseline
+    params = model.actor_parameters() + (model.critic_parameters() if use_critic else [])
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+    gens = [torch.Generator(device=device).manual_seed(st["act"]) for st in streams]
+    normalize_adv = cfg.algo != "a2c"
+
+    # Rollout storage, [T, S, E, ...].
+    obs_buf = torch.zeros((T, num_seeds, E, *obs_shape), device=device)
+    act_buf = torch.zeros((T, num_seeds, E), dtype=torch.long, device=device)
+    logp_buf, rew_buf, term_buf, trunc_buf, valid_buf = (torch.zeros((T, num_seeds, E), device=device)
+                                                         for _ in range(5))
+    val_buf = torch.zeros((T + 1, num_seeds, E), device=device)
+
+    columns: dict[str, list[np.ndarray]] = {}
+
+    def log(**values: Any) -> None:
+        for key, value in values.items():
+            arr = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+            columns.setdefault(key, []).append(np.broadcast_to(arr, (num_seeds,)).astype(np.float64))
+
+    obs, _ = envs.reset()
+    start, interrupted = time.perf_counter(), False
+    bar = tqdm(range(cfg.num_updates), disable=not progress, desc=f"{cfg.algo}/{cfg.head} {cfg.env_id}",
+               unit="update")
+    try:
+        for update in bar:
+            lr = cfg.lr * (1.0 - update / cfg.num_updates) if cfg.anneal_lr else cfg.lr
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            # ---- collect a rollout
+            returns_done: list[list[np.ndarray]] = [[] for _ in range(num_seeds)]
+            lengths_done: list[list[np.ndarray]] = [[] for _ in range(num_seeds)]
+            with torch.no_grad():
+                for t in range(T):
+                    out = model.policy(obs)
+                    if use_critic:
+                        val_buf[t] = model.value(obs, out.features)
+                    action = sample_actions(out.logits, gens)
+                    obs_buf[t], act_buf[t] = obs, action
+                    logp_buf[t] = out.logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+                    step = envs.step(action)
+                    rew_buf[t], term_buf[t], trunc_buf[t] = step["reward"], step["terminated"], step["truncated"]
+                    valid_buf[t] = torch.from_numpy(~step["reset_step"]).to(device, torch.float32)
+                    for s in range(num_seeds):
+                        returns_done[s].append(step["finished_returns"][s])
+                        lengths_done[s].append(step["finished_lengths"][s])
+                    obs = step["obs"]
+                if use_critic:
+                    val_buf[T] = model.value(obs)
+
+            # ---- advantages
+            if cfg.algo == "reinforce":
+                returns, complete = monte_carlo_returns(rew_buf, term_buf, trunc_buf, cfg.gamma)
+                mask = valid_buf * complete
+                advantages = returns - val_buf[:-1] if use_critic else returns
+            else:
+                advantages, returns = gae(rew_buf, val_buf, term_buf, trunc_buf, cfg.gamma, cfg.gae_lambda)
+                mask = valid_buf
+
+            # ---- update: flatten [T, S, E] -> [S, N]
+            def flat(x: Tensor) -> Tensor:
+                return x.transpose(0, 1).reshape(num_seeds, T * E, *x.shape[3:])
+
+            b_obs, b_act, b_logp, b_adv, b_ret, b_mask = (flat(x) for x in (obs_buf, act_buf, logp_buf,
+                                                                              advantages, returns, mask))
+            n, mb = T * E, cfg.minibatch_size
+            seed_index = torch.arange(num_seeds, device=device).unsqueeze(1)
+            stats: dict[str, list[Tensor]] = {}
+            for _ in range(cfg.epochs):
+                if cfg.algo == "ppo":
+                    order = torch.stack([torch.randperm(n, generator=g, device=device) for g in gens])
+                else:
+                    order = torch.arange(n, device=device).expand(num_seeds, n)
+                for lo in range(0, n - mb + 1, mb):
+                    idx = order[:, lo:lo + mb]
+                    m = b_mask[seed_index, idx]
+                    out = model.policy(b_obs[seed_index, idx])
+                    logp_all = out.logits.log_softmax(-1)
+                    new_logp = logp_all.gather(-1, b_act[seed_index, idx].unsqueeze(-1)).squeeze(-1)
+                    entropy = masked_mean(-(logp_all.exp() * logp_all).sum(-1), m)
+                    adv = b_adv[seed_index, idx]
+                    if normalize_adv:
+                        adv = normalize_per_seed(adv, m)
+                    if cfg.algo == "ppo":
+                        log_ratio = new_logp - b_logp[seed_index, idx]
+                        ratio = log_ratio.exp()
+                        clipped = ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
+                        loss_pi = masked_mean(torch.maximum(-adv * ratio, -adv * clipped), m)
+                        with torch.no_grad():
+                            stats.setdefault("approx_kl", []).append(masked_mean((ratio - 1) - log_ratio, m))
+                            clip_hit = ((ratio - 1.0).abs() > cfg.clip_coef).float()
+                            stats.setdefault("clip_frac", []).append(masked_mean(clip_hit, m))
+                    else:
+                        loss_pi = masked_mean(-adv * new_logp, m)
+                    loss = loss_pi - cfg.ent_coef * entropy
+                    if use_critic:
+                        value = model.value(b_obs[seed_index, idx], out.features)
+                        loss_v = masked_mean(0.5 * (value - b_ret[seed_index, idx]) ** 2, m)
+                        loss = loss + cfg.vf_coef * loss_v
+                        stats.setdefault("loss_value", []).append(loss_v.detach())
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.sum().backward()  # seeds are independent: d(sum)/d(seed s) = that seed's loss
+                    stats.setdefault("grad_norm_actor", []).append(
+                        clip_grad_norm_per_seed(model.actor_parameters(), cfg.max_grad_norm))
+                    if use_critic and model.critic_backbone is not None:
+                        stats.setdefault("grad_norm_critic", []).append(
+                            clip_grad_norm_per_seed(model.critic_parameters(), cfg.max_grad_norm))
+                    optimizer.step()
+                    stats.setdefault("loss_policy", []).append(loss_pi.detach())
+                    stats.setdefault("entropy", []).append(entropy.detach())
+
+            # ---- log one row per seed
+            ep_returns = [np.concatenate(r) for r in returns_done]
+            ep_lengths = [np.concatenate(r) for r in lengths_done]
+            log(update=update, step=(update + 1) * T * E, time=time.perf_counter() - start, lr=lr,
+                episode_return=[r.mean() if len(r) else np.nan for r in ep_returns],
+                episode_length=[r.mean() if len(r) else np.nan for r in ep_lengths],
+                episodes=[len(r) for r in ep_returns], valid_fraction=b_mask.mean(1),
+                **{k: torch.stack(v).mean(0) for k, v in stats.items()})
+            if progress:
+                recent = np.nanmean(np.concatenate(columns["episode_return"][-10:])) if update else np.nan
+                bar.set_postfix(ret=f"{recent:.1f}")
+    except KeyboardInterrupt:
+        interrupted = True
+        warnings.warn(f"training interrupted after {len(columns.get('update', []))} updates; returning the run so "
+                      "far", stacklevel=2)
+    finally:
+        bar.close()
+        envs.close()
+
+    history = pd.DataFrame({k: np.stack(v, 1).reshape(-1) if v else [] for k, v in columns.items()})
+    history.insert(0, "seed", np.repeat(np.array(cfg.seeds), len(columns.get("update", []))))
+    for col in ("update", "step", "episodes"):
+        if col in history:
+            history[col] = history[col].astype(np.int64)
+    return Run(config=cfg, history=history, model=model, wall_time=time.perf_counter() - start,
+               interrupted=interrupted)
