@@ -44,6 +44,8 @@ class SeedLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(len(generators), 1, out_features))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.out_features == 1:  # bmm takes a batch-size-dependent gemv path here; keep seeds independent
+            return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias
         return torch.baddbmm(self.bias, x, self.weight)
 
     def extra_repr(self) -> str:

@@ -295,7 +295,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
                 episode_return=[r.mean() if len(r) else np.nan for r in ep_returns],
                 episode_length=[r.mean() if len(r) else np.nan for r in ep_lengths],
                 episodes=[len(r) for r in ep_returns], valid_fraction=b_mask.mean(1),
-                **{k: torch.stack(v).mean(0) for k, v in stats.items()})
+                **{k: torch.stack(v, 1).mean(1) for k, v in stats.items()})  # [S, n]: layout-independent
             if progress:
                 recent = np.nanmean(np.concatenate(columns["episode_return"][-10:])) if update else np.nan
                 bar.set_postfix(ret=f"{recent:.1f}")
