@@ -3,7 +3,7 @@
 from acpg_lab.config import TrainConfig
 from acpg_lab.etf import ETFHead, LinearHead, etf_error, simplex_etf
 from acpg_lab.networks import ActorCritic
-from acpg_lab.train import Run, train
+from acpg_lab.training import Run, train
 
 __version__ = "0.1.0"
 __all__ = ["ActorCritic", "ETFHead", "LinearHead", "Run", "TrainConfig", "etf_error", "simplex_etf", "train",

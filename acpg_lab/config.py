@@ -40,6 +40,8 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # rl-baselines3-zoo's CartPole PPO: 500 +- 0 within 100k steps.
     ("CartPole-v1", "ppo"): dict(num_envs=8, rollout_steps=32, epochs=20, minibatch_size=256, lr=1e-3,
                                  gamma=0.98, gae_lambda=0.8, ent_coef=0.0),
+    # Measured here: greedy 500 on 4/4 seeds after 200k steps (4 envs x 512-step rollouts, lr 3e-3).
+    ("CartPole-v1", "reinforce"): dict(num_envs=4, rollout_steps=512, lr=3e-3),
 }
 
 
@@ -216,6 +218,6 @@ class TrainConfig:
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        hint = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = difflib.get_close_matches(str(value).lower(), allowed, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}{extra}")

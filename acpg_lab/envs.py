@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-__all__ = ["resolve_env_id", "probe_spaces", "SeedEnvs", "make_vector_env"]
+__all__ = ["resolve_env_id", "probe_spaces", "SeedEnvs", "EnvStep", "make_vector_env"]
 
 
 def _register_namespaces(env_id: str) -> None:
@@ -61,6 +61,20 @@ def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | Non
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **(env_kwargs or {}))
 
 
+class EnvStep(NamedTuple):
+    """What `SeedEnvs.step` returns; tensors are ``[S, E]`` float on the training device."""
+
+    obs: torch.Tensor  #: next observations ``[S, E, *obs_shape]`` (a final observation after an episode end)
+    reward: torch.Tensor
+    terminated: torch.Tensor  #: 1 where an episode terminated on this step
+    truncated: torch.Tensor  #: 1 where an episode was truncated (time limit) on this step
+    valid: torch.Tensor  #: 0 on NEXT_STEP reset steps (action ignored, no transition), else 1
+    ended: np.ndarray  #: bool ``[S, E]``, an episode ended on this step
+    labels: torch.Tensor | None  #: ``info["optimal_action"]`` for ``obs``, int64 ``[S, E]``, if published
+    finished_returns: list[np.ndarray]  #: per seed, returns of the episodes that ended on this step
+    finished_lengths: list[np.ndarray]  #: per seed, their lengths
+
+
 class SeedEnvs:
     """S independent vector environments (one per seed) stepped together; tensors are ``[S, E, ...]``.
 
@@ -94,33 +108,24 @@ class SeedEnvs:
         self.done[:] = False
         return self._obs([o for o, _ in out]), self._labels([i for _, i in out])
 
-    def step(self, actions: torch.Tensor) -> dict[str, Any]:
-        """Step every seed's envs with ``actions [S, E]``.
-
-        Returns a dict with ``obs`` (next observations), ``reward``, ``terminated``, ``truncated`` (float
-        tensors ``[S, E]``), ``reset_step`` (bool numpy ``[S, E]``: this step was an autoreset, not a real
-        transition), ``ended`` (bool numpy ``[S, E]``: an episode ended on this step), ``labels`` (optimal actions of ``obs`` or None), and ``finished_returns`` /
-        ``finished_lengths``: per seed, the returns and lengths of the episodes that ended on this step.
-        """
-        acts = actions.cpu().numpy()
-        results = [env.step(a) for env, a in zip(self.envs, acts, strict=True)]
+    def step(self, actions: torch.Tensor) -> EnvStep:
+        """Step every seed's environments with ``actions [S, E]``."""
+        results = [env.step(a) for env, a in zip(self.envs, actions.cpu().numpy(), strict=True)]
         obs, rew, term, trunc, infos = zip(*results, strict=True)
         reward = np.stack(rew).astype(np.float64)
-        terminated, truncated = np.stack(term), np.stack(trunc)
-        reset_step = self.done
-        real = ~reset_step
+        real = ~self.done  # the step after an episode end is a reset step, not a transition
+        terminated, truncated = np.stack(term) & real, np.stack(trunc) & real
         self.ep_return += np.where(real, reward, 0.0)
         self.ep_length += real
-        ended = (terminated | truncated) & real
+        ended = terminated | truncated
         finished_returns = [self.ep_return[s][ended[s]].copy() for s in range(self.num_seeds)]
         finished_lengths = [self.ep_length[s][ended[s]].copy() for s in range(self.num_seeds)]
         self.ep_return[ended] = 0.0
         self.ep_length[ended] = 0
         self.done = ended
-        to = lambda x: torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self.device)  # noqa: E731
-        return dict(obs=self._obs(list(obs)), reward=to(reward), terminated=to(terminated & real),
-                    truncated=to(truncated & real), reset_step=reset_step, ended=ended, labels=self._labels(list(infos)),
-                    finished_returns=finished_returns, finished_lengths=finished_lengths)
+        signals = torch.from_numpy(np.stack([reward, terminated, truncated, real]).astype(np.float32))
+        return EnvStep(self._obs(list(obs)), *signals.to(self.device).unbind(0), ended,
+                       self._labels(list(infos)), finished_returns, finished_lengths)
 
     def close(self) -> None:
         for env in self.envs:

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from acpg_lab.config import TrainConfig
@@ -144,11 +143,11 @@ class Run:
         for _ in range(max_steps):
             logits = model.policy(obs).logits
             step = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens))
-            for s, ended in enumerate(step["ended"]):
+            for s, ended in enumerate(step.ended):
                 where = np.flatnonzero(ended)
                 new = np.isnan(first[s, where])
-                first[s, where[new]] = step["finished_returns"][s][new]
-            obs = step["obs"]
+                first[s, where[new]] = step.finished_returns[s][new]
+            obs = step.obs
             if not np.isnan(first).any():
                 break
         running = np.isnan(first)
@@ -218,12 +217,13 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
                     obs_buf[t], act_buf[t] = obs, action
                     logp_buf[t] = out.logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
                     step = envs.step(action)
-                    rew_buf[t], term_buf[t], trunc_buf[t] = step["reward"], step["terminated"], step["truncated"]
-                    valid_buf[t] = torch.from_numpy(~step["reset_step"]).to(device, torch.float32)
-                    for s in range(num_seeds):
-                        returns_done[s].append(step["finished_returns"][s])
-                        lengths_done[s].append(step["finished_lengths"][s])
-                    obs = step["obs"]
+                    rew_buf[t], term_buf[t], trunc_buf[t], valid_buf[t] = (step.reward, step.terminated,
+                                                                           step.truncated, step.valid)
+                    if step.ended.any():
+                        for s in range(num_seeds):
+                            returns_done[s].append(step.finished_returns[s])
+                            lengths_done[s].append(step.finished_lengths[s])
+                    obs = step.obs
                 if use_critic:
                     val_buf[T] = model.value(obs)
 
@@ -289,8 +289,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
                     stats.setdefault("entropy", []).append(entropy.detach())
 
             # ---- log one row per seed
-            ep_returns = [np.concatenate(r) for r in returns_done]
-            ep_lengths = [np.concatenate(r) for r in lengths_done]
+            ep_returns = [np.concatenate(r) if r else np.zeros(0) for r in returns_done]
+            ep_lengths = [np.concatenate(r) if r else np.zeros(0) for r in lengths_done]
             log(update=update, step=(update + 1) * T * E, time=time.perf_counter() - start, lr=lr,
                 episode_return=[r.mean() if len(r) else np.nan for r in ep_returns],
                 episode_length=[r.mean() if len(r) else np.nan for r in ep_lengths],

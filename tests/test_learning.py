@@ -1,0 +1,46 @@
+"""Learning happened: greedy evaluation returns reach a threshold within a step budget, for every seed.
+
+Budgets and thresholds (CartPole-v1, maximum return 500), measured on CI-like 2-core machines with one torch
+thread; greedy evaluation on 10 episodes from environment seeds never seen in training:
+- PPO, linear and ETF head: every one of 4 seeds >= 475 within 100k steps (the rl-zoo preset).
+- A2C: every one of 4 seeds >= 450 within 200k steps.
+- REINFORCE (Monte-Carlo returns, learned baseline): every one of 4 seeds >= 400 within 200k steps.
+"""
+
+import time
+
+import pytest
+
+import acpg_lab as al
+
+SEEDS = (0, 1, 2, 3)
+
+
+def _train_and_evaluate(**kwargs):
+    start = time.perf_counter()
+    run = al.train(al.TrainConfig(env_id="CartPole-v1", seeds=SEEDS, **kwargs), progress=False)
+    ev = run.evaluate(episodes=10)
+    print(f"{kwargs}: train {run.wall_time:.1f}s, total {time.perf_counter() - start:.1f}s, "
+          f"greedy returns {ev.return_mean.round(1).tolist()}")
+    return ev
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["linear", "etf"])
+def test_ppo_solves_cartpole_within_100k_steps(head):
+    ev = _train_and_evaluate(algo="ppo", head=head, total_steps=100_000)
+    assert (ev.return_mean >= 475).all(), ev
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["linear", "etf"])
+def test_a2c_learns_cartpole_within_200k_steps(head):
+    ev = _train_and_evaluate(algo="a2c", head=head, total_steps=200_000)
+    assert (ev.return_mean >= 450).all(), ev
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["linear", "etf"])
+def test_reinforce_learns_cartpole_within_200k_steps(head):
+    ev = _train_and_evaluate(algo="reinforce", head=head, total_steps=200_000)
+    assert (ev.return_mean >= 400).all(), ev

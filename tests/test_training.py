@@ -1,0 +1,117 @@
+"""Mechanics of training: advantage estimators, autoreset handling, determinism, seed-batch independence."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import acpg_lab as al
+from acpg_lab.envs import SeedEnvs
+from acpg_lab.training import gae, monte_carlo_returns
+
+
+def _col(*xs):
+    return torch.tensor(xs, dtype=torch.float32).view(-1, 1, 1)
+
+
+def test_gae_termination_does_not_bootstrap_truncation_does():
+    # steps: 0, 1 (ends), 2 (reset step, masked), 3; values has T+1 entries, V[2] = V(final obs of episode 1)
+    rewards, values = _col(1, 1, 0, 1), _col(0.5, 0.5, 10.0, 0.5, 2.0)
+    gamma, lam = 0.9, 1.0
+    term_adv, _ = gae(rewards, values, _col(0, 1, 0, 0), _col(0, 0, 0, 0), gamma, lam)
+    trunc_adv, trunc_ret = gae(rewards, values, _col(0, 0, 0, 0), _col(0, 1, 0, 0), gamma, lam)
+    assert term_adv[1].item() == pytest.approx(1 - 0.5)  # terminated: no bootstrap
+    assert trunc_adv[1].item() == pytest.approx(1 + gamma * 10.0 - 0.5)  # truncated: bootstrap from V(final)
+    assert term_adv[3].item() == pytest.approx(1 + gamma * 2.0 - 0.5)  # rollout end bootstraps from V(next)
+    # nothing flows across the episode end into step 0
+    assert term_adv[0].item() == pytest.approx(1 + gamma * 0.5 - 0.5 + gamma * (1 - 0.5))
+    assert trunc_ret[1].item() == pytest.approx(trunc_adv[1].item() + 0.5)
+
+
+def test_gae_lambda_zero_is_td_error():
+    rewards, values = _col(1, 2, 3), _col(1, 2, 3, 4)
+    adv, _ = gae(rewards, values, _col(0, 0, 0), _col(0, 0, 0), 0.5, 0.0)
+    assert adv.flatten().tolist() == pytest.approx([1 + 1 - 1, 2 + 1.5 - 2, 3 + 2 - 3])
+
+
+def test_monte_carlo_returns_mask_unfinished_episodes():
+    rewards = _col(1, 1, 1, 0, 1, 1)
+    done = _col(0, 0, 1, 0, 0, 0)
+    returns, complete = monte_carlo_returns(rewards, done, torch.zeros_like(done), 0.5)
+    assert returns[:3].flatten().tolist() == pytest.approx([1.75, 1.5, 1.0])
+    assert complete.flatten().tolist() == [1, 1, 1, 0, 0, 0]
+
+
+def test_seed_envs_mark_next_step_reset_steps():
+    envs = SeedEnvs("CartPole-v1", 2, [0, 1], torch.device("cpu"))
+    envs.reset()
+    saw_reset = False
+    for _ in range(200):
+        was_done = envs.done.copy()
+        step = envs.step(torch.zeros(2, 2, dtype=torch.long))  # always push left: episodes end fast
+        assert np.array_equal(step.valid.numpy() == 0, was_done)
+        assert (step.reward.numpy()[was_done] == 0).all() and (step.terminated.numpy()[was_done] == 0).all()
+        saw_reset |= was_done.any()
+        for s in range(2):
+            assert len(step.finished_returns[s]) == step.ended[s].sum()
+            assert (step.finished_returns[s] >= 8).all()
+    assert saw_reset
+    envs.close()
+
+
+def _history(seeds, algo, **kw):
+    cfg = al.TrainConfig(env_id="CartPole-v1", algo=algo, seeds=seeds, total_steps=kw.pop("total_steps", 3072), **kw)
+    return al.train(cfg, progress=False).history.drop(columns="time")
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "a2c", "ppo"])
+def test_batch_independence_and_determinism(algo):
+    kw = dict(num_envs=4, rollout_steps=256) if algo == "reinforce" else {}
+    alone = _history((7,), algo, **kw)
+    batched = _history((5, 7, 9), algo, **kw)
+    again = _history((7,), algo, **kw)
+    pd.testing.assert_frame_equal(alone, again, check_exact=True)
+    pd.testing.assert_frame_equal(alone, batched[batched.seed == 7].reset_index(drop=True), check_exact=True)
+    other = batched[batched.seed == 5].reset_index(drop=True)
+    assert not other.drop(columns="seed").equals(alone.drop(columns="seed"))
+
+
+def test_history_and_evaluate_shapes():
+    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(3, 1), total_steps=1024)
+    run = al.train(cfg, progress=False)
+    h = run.history
+    per_update = cfg.resolve().batch_size
+    assert list(h.seed.unique()) == [3, 1] and len(h) == 2 * (1024 // per_update)
+    for col in ("seed", "update", "step", "episode_return", "loss_policy", "loss_value", "entropy", "approx_kl",
+                "clip_frac", "grad_norm_actor", "grad_norm_critic", "lr"):
+        assert col in h, col
+    assert h.groupby("seed").step.max().tolist() == [1024, 1024]
+    assert (h.entropy <= math.log(2) + 1e-6).all() and (h.grad_norm_actor > 0).all()
+    ev = run.evaluate(episodes=3)
+    assert list(ev.columns[:3]) == ["seed", "return_mean", "return_std"] and ev.seed.tolist() == [3, 1]
+    assert (ev.return_mean >= 8).all() and (ev.unfinished == 0).all()
+    assert run.config.lr == pytest.approx(1e-3)  # the CartPole preset was applied
+
+
+def test_anneal_lr_reaches_zero_and_explicit_values_win():
+    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=1024, lr=5e-4, anneal_lr=True)
+    h = al.train(cfg, progress=False).history
+    assert h.lr.iloc[0] == pytest.approx(5e-4) and h.lr.iloc[-1] < 5e-4 and h.lr.is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "Acrobot-v1"])
+def test_other_environments_train(env_id):
+    cfg = al.TrainConfig(env_id=env_id, head="etf", seeds=(0, 1), total_steps=256, num_envs=2, rollout_steps=64,
+                         minibatch_size=64, hidden_sizes=(32,))
+    run = al.train(cfg, progress=False)
+    assert np.isfinite(run.history.loss_policy).all()
+    if env_id.startswith("MinAtar"):
+        assert type(run.model.actor_backbone).__name__ == "MinAtarCNN"
+
+
+def test_shared_trunk_and_relu_variants_train():
+    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=512, shared_trunk=True, activation="relu")
+    run = al.train(cfg, progress=False)
+    assert run.model.critic_backbone is None and np.isfinite(run.history.loss_value).all()
