@@ -103,6 +103,20 @@ class TrainConfig:
     """Learnable per-action bias (default: True for linear, False for etf)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments passed to the environment constructor."""
+    pfo_coef: float = 0.0
+    """PFO beta (PPO only): penalty on the change of the actor's pre-activations from collection time; 0 = off."""
+    pfo_layers: str = "last"
+    """PFO on the "last" hidden layer's pre-activations or on "all" hidden layers' (concatenated)."""
+    diagnostics_every: int = 0
+    """Every so many updates, log representation, trust-region and action-collapse metrics (0 = never)."""
+    label_source: str = "greedy"
+    """Action-collapse labels: "greedy" (agent's argmax), "expert" (``expert_run``'s argmax), "optimal" (env info)."""
+    expert_run: str | None = None
+    """Directory of a saved run (`Run.save`) whose seed-0 greedy policy labels states when label_source="expert"."""
+    snapshot_every: int = 0
+    """Keep the actor's weights before training and every so many updates (0 = never), for the plasticity probe."""
+    snapshot_dir: str | None = None
+    """Write snapshots there with torch.save instead of keeping them in memory."""
 
     # ---------------------------------------------------------------- resolution and validation
     def resolve(self) -> TrainConfig:
@@ -158,6 +172,22 @@ class TrainConfig:
             raise ValueError(f"seeds must be distinct, {dup} appear more than once in {tuple(seeds)!r}")
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
+        _check_choice("pfo_layers", self.pfo_layers, PFO_LAYERS)
+        _check_choice("label_source", self.label_source, LABEL_SOURCES)
+        if self.label_source == "expert":
+            from pathlib import Path
+
+            if self.expert_run is None or not (Path(self.expert_run) / "model.pt").is_file():
+                raise ValueError(f"label_source='expert' needs expert_run = a directory written by Run.save, got "
+                                 f"{self.expert_run!r}")
+        if not (isinstance(self.pfo_coef, int | float) and math.isfinite(self.pfo_coef) and self.pfo_coef >= 0):
+            raise ValueError(f"pfo_coef must be a non-negative number, got {self.pfo_coef!r}")
+        if self.pfo_coef > 0 and self.algo != "ppo":
+            raise ValueError(f"pfo_coef > 0 needs algo='ppo' (PFO regularises PPO's epochs), got algo={self.algo!r}")
+        for name in ("diagnostics_every", "snapshot_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer (0 = off), got {value!r}")
 
     def _check_values(self) -> None:
         for name in ("total_steps", "num_envs", "rollout_steps", "epochs", "minibatch_size"):
@@ -190,7 +220,10 @@ class TrainConfig:
 
     def _check_env(self) -> None:
         resolve_env_id(self.env_id)
-        obs_space, act_space = probe_spaces(self.env_id, self.env_kwargs)
+        obs_space, act_space, info = probe_spaces(self.env_id, self.env_kwargs, reset=self.label_source == "optimal")
+        if self.label_source == "optimal" and "optimal_action" not in info:
+            raise ValueError(f"label_source='optimal' needs an environment that publishes info['optimal_action'] "
+                             f"(such as the acpg_lab/ ids); env_id={self.env_id!r} does not")
         if not hasattr(act_space, "n"):
             raise ValueError(f"env_id={self.env_id!r} has a {type(act_space).__name__} action space; acpg_lab "
                              "trains discrete (Discrete) action spaces only")

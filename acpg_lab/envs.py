@@ -41,15 +41,17 @@ def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     return gym.spec(env_id)
 
 
-def probe_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[gym.Space, gym.Space]:
-    """Observation and action space of one environment (made and closed at once)."""
+def probe_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None,
+                 reset: bool = False) -> tuple[gym.Space, gym.Space, dict]:
+    """Observation space, action space and (if ``reset``) the reset info of one environment, made and closed."""
     resolve_env_id(env_id)
     try:
         env = gym.make(env_id, **(env_kwargs or {}))
     except TypeError as err:
         raise ValueError(f"env_kwargs={env_kwargs!r} were rejected by {env_id!r}: {err}") from err
     try:
-        return env.observation_space, env.action_space
+        info = env.reset(seed=0)[1] if reset else {}
+        return env.observation_space, env.action_space, info
     finally:
         env.close()
 

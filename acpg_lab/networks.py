@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from acpg_lab.etf import ETFHead, LinearHead
 
-__all__ = ["SeedLinear", "MLP", "MinAtarCNN", "ActorCritic", "PolicyOutput"]
+__all__ = ["SeedLinear", "MLP", "MinAtarCNN", "Actor", "ActorCritic", "PolicyOutput"]
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -115,6 +115,21 @@ class PolicyOutput(NamedTuple):
     preacts: list[Tensor]  #: pre-activations of every hidden layer, last one last
 
 
+class Actor(nn.Module):
+    """Backbone + action-selection head. ``actor(obs)`` gives logits; ``actor.policy(obs)`` also the features."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def policy(self, obs: Tensor) -> PolicyOutput:
+        h, preacts = self.backbone(obs)
+        return PolicyOutput(self.head(h), h, preacts)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.head(self.backbone(obs)[0])
+
+
 class ActorCritic(nn.Module):
     """Actor (backbone + action-selection head) and critic (backbone + linear value), seed-batched.
 
@@ -130,48 +145,50 @@ class ActorCritic(nn.Module):
         head_normalize, head_scale, head_bias: options of the head (see `ETFHead`).
         shared_trunk: critic reads the actor's features instead of having its own backbone (fewer parameters; the
             value loss then shapes the policy's representation too).
+        init_offset: shifts every seed's initialisation stream; 0 is the training initialisation, another value
+            gives a differently initialised network of the same architecture (the plasticity probe's target).
     """
 
     def __init__(self, obs_shape: Sequence[int], num_actions: int, seeds: Sequence[int], *, network: str = "mlp",
                  hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", head: str = "linear",
                  head_normalize: bool = False, head_scale: float = 1.0, head_bias: bool | None = None,
-                 shared_trunk: bool = False) -> None:
+                 shared_trunk: bool = False, init_offset: int = 0) -> None:
         super().__init__()
-        # One init stream per seed and network part, a function of the seed alone.
-        streams = [torch.Generator().manual_seed(int(s) * 7919 + 1) for s in seeds]
+        # One init stream per seed, a function of the seed alone (consumed in a fixed order below).
+        streams = [torch.Generator().manual_seed(int(s) * 7919 + 1 + 2 * init_offset) for s in seeds]
 
         def backbone() -> nn.Module:
             if network == "cnn":
                 return MinAtarCNN(obs_shape, hidden_sizes, activation, streams)
             return MLP(math.prod(obs_shape), hidden_sizes, activation, streams)
 
-        self.actor_backbone = backbone()
+        actor_backbone = backbone()
         self.critic_backbone = None if shared_trunk else backbone()
-        d = self.actor_backbone.feature_dim
-        head_seeds = [int(s) * 7919 + 2 for s in seeds]
+        d = actor_backbone.feature_dim
+        head_seeds = [int(s) * 7919 + 2 + 2 * init_offset for s in seeds]
         if head == "etf":
-            self.actor_head: nn.Module = ETFHead(d, num_actions, seeds=head_seeds, normalize=head_normalize,
-                                                 scale=head_scale, bias=bool(head_bias))
+            actor_head: nn.Module = ETFHead(d, num_actions, seeds=head_seeds, normalize=head_normalize,
+                                            scale=head_scale, bias=bool(head_bias))
         else:
-            self.actor_head = LinearHead(d, num_actions, seeds=head_seeds, normalize=head_normalize,
-                                         scale=head_scale, bias=True if head_bias is None else head_bias)
+            actor_head = LinearHead(d, num_actions, seeds=head_seeds, normalize=head_normalize, scale=head_scale,
+                                    bias=True if head_bias is None else head_bias)
+        self.actor = Actor(actor_backbone, actor_head)
         self.critic_head = SeedLinear(d, 1, streams, gain=1.0)
         self.num_seeds, self.num_actions, self.feature_dim = len(seeds), num_actions, d
 
     def policy(self, obs: Tensor) -> PolicyOutput:
-        h, preacts = self.actor_backbone(obs)
-        return PolicyOutput(self.actor_head(h), h, preacts)
+        return self.actor.policy(obs)
 
     def value(self, obs: Tensor, actor_features: Tensor | None = None) -> Tensor:
         """State values ``[S, B]``; with a shared trunk pass the actor's features to avoid recomputing them."""
         if self.critic_backbone is None:
-            h = actor_features if actor_features is not None else self.actor_backbone(obs)[0]
+            h = actor_features if actor_features is not None else self.actor.backbone(obs)[0]
         else:
             h = self.critic_backbone(obs)[0]
         return self.critic_head(h).squeeze(-1)
 
     def actor_parameters(self) -> list[nn.Parameter]:
-        return [*self.actor_backbone.parameters(), *self.actor_head.parameters()]
+        return list(self.actor.parameters())
 
     def critic_parameters(self) -> list[nn.Parameter]:
         backbone = [] if self.critic_backbone is None else list(self.critic_backbone.parameters())

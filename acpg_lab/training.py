@@ -13,23 +13,26 @@ and minibatch order, all derived from the seed alone.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from acpg_lab import metrics
 from acpg_lab.config import TrainConfig
-from acpg_lab.envs import SeedEnvs
+from acpg_lab.envs import SeedEnvs, probe_spaces
 from acpg_lab.networks import ActorCritic
 
-__all__ = ["train", "Run", "seed_streams", "resolve_device"]
+__all__ = ["train", "Run", "build_model", "seed_streams", "resolve_device"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -119,11 +122,39 @@ class Run:
     model: ActorCritic
     wall_time: float
     interrupted: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
+    snapshots: dict[int, dict[str, Tensor] | Path] = field(default_factory=dict)
+    """Actor weights by environment step (state dicts in memory, or paths of files written with torch.save)."""
+    probe_obs: Tensor | None = None
+    """The first rollout's observations ``[S, N, ...]`` (the initial policy's states), for the plasticity probe."""
 
     @property
     def seeds(self) -> tuple[int, ...]:
         return self.config.seeds
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json``, ``history.csv`` and ``model.pt`` (a state_dict) into ``directory``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = dict(config=self.config.to_dict(), wall_time=self.wall_time, interrupted=self.interrupted,
+                    version=_version())
+        (out / "config.json").write_text(json.dumps(meta, indent=2))
+        self.history.to_csv(out / "history.csv", index=False)
+        torch.save(self.model.state_dict(), out / "model.pt")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> Run:
+        """Read a run written by `save` (the model with ``weights_only=True``)."""
+        src = Path(directory)
+        meta = json.loads((src / "config.json").read_text())
+        raw = meta["config"]
+        raw["seeds"], raw["hidden_sizes"] = tuple(raw["seeds"]), tuple(raw["hidden_sizes"])
+        cfg = TrainConfig(**raw)
+        obs_space, act_space, _ = probe_spaces(cfg.env_id, cfg.env_kwargs)
+        model = build_model(cfg, obs_space.shape, int(act_space.n)).to(device)
+        model.load_state_dict(torch.load(src / "model.pt", map_location=device, weights_only=True))
+        return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
+                   wall_time=meta["wall_time"], interrupted=meta["interrupted"])
 
     @torch.no_grad()
     def evaluate(self, episodes: int = 10, *, greedy: bool = True, max_steps: int = 100_000) -> pd.DataFrame:
@@ -157,6 +188,68 @@ class Run:
                                  episodes=episodes, unfinished=running.sum(1)))
 
 
+def _version() -> str:
+    from acpg_lab import __version__
+
+    return __version__
+
+
+def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int) -> ActorCritic:
+    """The seed-batched actor-critic a resolved config describes."""
+    network = cfg.network if cfg.network != "auto" else ("cnn" if len(obs_shape) == 3 else "mlp")
+    return ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
+                       activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
+                       head_scale=cfg.head_scale, head_bias=cfg.head_bias, shared_trunk=cfg.shared_trunk)
+
+
+def _first_valid(mask: Tensor) -> Tensor:
+    """Per seed, the indices of its first n valid samples, n = the smallest valid count over seeds: ``[S, n]``."""
+    n = int(mask.sum(1).min().item())
+    return torch.argsort(-mask, dim=1, stable=True)[:, :n]
+
+
+@torch.no_grad()
+def diagnose(model: ActorCritic, cfg: TrainConfig, obs: Tensor, actions: Tensor, old_logp: Tensor,
+             old_logits: Tensor, old_preacts: Tensor | None, labels: Tensor | None,
+             expert: nn.Module | None) -> dict[str, Tensor]:
+    """Metrics of the current model on a rollout's states (``[S, n, ...]``, all valid), per seed ``[S]``.
+
+    Representation of the actor's (and critic's) last hidden layer, trust-region statistics of the update that
+    produced the model against the rollout's behaviour policy, policy entropy, and action-collapse statistics
+    with labels from ``cfg.label_source`` (the greedy action of the agent, of an expert, or the env's optimum).
+    """
+    out = model.actor.policy(obs)
+    logp_all = out.logits.log_softmax(-1)
+    new_logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    row: dict[str, Tensor] = {}
+    for key, value in metrics.representation(out.features, out.preacts[-1], cfg.activation).items():
+        row[f"actor_{key}"] = value
+    if model.critic_backbone is not None:
+        h, pre = model.critic_backbone(obs)
+        for key, value in metrics.representation(h, pre[-1], cfg.activation).items():
+            row[f"critic_{key}"] = value
+    row.update(metrics.trust_region(new_logp, old_logp, cfg.clip_coef or 0.2, out.logits, old_logits))
+    row["policy_entropy"] = -(logp_all.exp() * logp_all).sum(-1).mean(-1)
+    if old_preacts is not None:
+        row["preact_change"] = (pfo_features(out.preacts, cfg.pfo_layers) - old_preacts).pow(2).mean((-1, -2))
+    if cfg.label_source == "greedy":
+        labels = out.logits.argmax(-1)
+    elif cfg.label_source == "expert":
+        flat = obs.reshape(1, -1, *obs.shape[2:])
+        labels = expert(flat.expand(expert_seeds(expert), *flat.shape[1:]))[0].argmax(-1).view(obs.shape[:2])
+    row.update(metrics.action_collapse(out.features, labels, model.actor.head.weight, logits=out.logits))
+    return row
+
+
+def pfo_features(preacts: list[Tensor], layers: str) -> Tensor:
+    """The pre-activations PFO keeps close to collection time: the last hidden layer's, or all, concatenated."""
+    return preacts[-1] if layers == "last" else torch.cat(preacts, -1)
+
+
+def expert_seeds(expert: nn.Module) -> int:
+    return next(expert.parameters()).shape[0]
+
+
 def train(config: TrainConfig, *, progress: bool = True) -> Run:
     """Train ``config.seeds`` as one seed-batched model; return a `Run`.
 
@@ -166,20 +259,18 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
     cfg = config.resolve()
     device = resolve_device(cfg.device)
     num_seeds, T, E = len(cfg.seeds), cfg.rollout_steps, cfg.num_envs
+    expert = Run.load(cfg.expert_run, device=str(device)).model.actor if cfg.label_source == "expert" else None
     streams = [seed_streams(s) for s in cfg.seeds]
     envs = SeedEnvs(cfg.env_id, E, [st["env"] for st in streams], device, cfg.env_kwargs)
     obs_shape = envs.single_observation_space.shape
     num_actions = int(envs.envs[0].single_action_space.n)
-    network = cfg.network if cfg.network != "auto" else ("cnn" if len(obs_shape) == 3 else "mlp")
-    model = ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
-                        activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
-                        head_scale=cfg.head_scale, head_bias=cfg.head_bias,
-                        shared_trunk=cfg.shared_trunk).to(device)
+    model = build_model(cfg, obs_shape, num_actions).to(device)
     use_critic = cfg.algo != "reinforce" or cfg.reinforce_baseline
     params = model.actor_parameters() + (model.critic_parameters() if use_critic else [])
     optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
     gens = [torch.Generator(device=device).manual_seed(st["act"]) for st in streams]
     normalize_adv = cfg.algo != "a2c"
+    keep_preacts = cfg.pfo_coef > 0 or cfg.diagnostics_every > 0
 
     # Rollout storage, [T, S, E, ...].
     obs_buf = torch.zeros((T, num_seeds, E, *obs_shape), device=device)
@@ -187,16 +278,38 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
     logp_buf, rew_buf, term_buf, trunc_buf, valid_buf = (torch.zeros((T, num_seeds, E), device=device)
                                                          for _ in range(5))
     val_buf = torch.zeros((T + 1, num_seeds, E), device=device)
+    logits_buf = torch.zeros((T, num_seeds, E, num_actions), device=device)
+    label_buf = torch.zeros((T, num_seeds, E), dtype=torch.long, device=device)
+    preact_buf: Tensor | None = None  # allocated at the first step when needed
 
     columns: dict[str, list[np.ndarray]] = {}
+    snapshots: dict[int, dict[str, Tensor] | Path] = {}
+    probe_obs: Tensor | None = None
 
     def log(**values: Any) -> None:
+        """Append one row per seed; a metric missing from this update (diagnostics) is NaN."""
+        rows, nan = len(columns.get("update", [])), np.full(num_seeds, np.nan)
         for key, value in values.items():
             arr = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
-            columns.setdefault(key, []).append(np.broadcast_to(arr, (num_seeds,)).astype(np.float64))
+            columns.setdefault(key, [nan] * rows).append(np.broadcast_to(arr, (num_seeds,)).astype(np.float64))
+        for col in columns.values():
+            if len(col) == rows:
+                col.append(nan)
 
-    obs, _ = envs.reset()
+    def snapshot(step: int) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in model.actor.state_dict().items()}
+        if cfg.snapshot_dir is None:
+            snapshots[step] = state
+        else:
+            path = Path(cfg.snapshot_dir) / f"actor_step{step:09d}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, path)
+            snapshots[step] = path
+
+    obs, labels = envs.reset()
     start, interrupted = time.perf_counter(), False
+    if cfg.snapshot_every:
+        snapshot(0)
     bar = tqdm(range(cfg.num_updates), disable=not progress, desc=f"{cfg.algo}/{cfg.head} {cfg.env_id}",
                unit="update")
     try:
@@ -214,8 +327,15 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
                     if use_critic:
                         val_buf[t] = model.value(obs, out.features)
                     action = sample_actions(out.logits, gens)
-                    obs_buf[t], act_buf[t] = obs, action
+                    obs_buf[t], act_buf[t], logits_buf[t] = obs, action, out.logits
                     logp_buf[t] = out.logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+                    if keep_preacts:
+                        phi = pfo_features(out.preacts, cfg.pfo_layers)
+                        if preact_buf is None:
+                            preact_buf = torch.zeros((T, *phi.shape), device=device)
+                        preact_buf[t] = phi
+                    if labels is not None:
+                        label_buf[t] = labels
                     step = envs.step(action)
                     rew_buf[t], term_buf[t], trunc_buf[t], valid_buf[t] = (step.reward, step.terminated,
                                                                            step.truncated, step.valid)
@@ -223,7 +343,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
                         for s in range(num_seeds):
                             returns_done[s].append(step.finished_returns[s])
                             lengths_done[s].append(step.finished_lengths[s])
-                    obs = step.obs
+                    obs, labels = step.obs, step.labels
                 if use_critic:
                     val_buf[T] = model.value(obs)
 
@@ -242,6 +362,9 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
 
             b_obs, b_act, b_logp, b_adv, b_ret, b_mask = (flat(x) for x in (obs_buf, act_buf, logp_buf,
                                                                               advantages, returns, mask))
+            b_preact = flat(preact_buf) if keep_preacts else None
+            if probe_obs is None and cfg.snapshot_every:
+                probe_obs = b_obs.detach().cpu().clone()  # the plasticity probe's batch: the initial policy's states
             n, mb = T * E, cfg.minibatch_size
             seed_index = torch.arange(num_seeds, device=device).unsqueeze(1)
             stats: dict[str, list[Tensor]] = {}
@@ -272,6 +395,11 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
                     else:
                         loss_pi = masked_mean(-adv * new_logp, m)
                     loss = loss_pi - cfg.ent_coef * entropy
+                    if cfg.pfo_coef > 0:  # PFO: keep the actor's pre-activations near their collection-time values
+                        drift = (pfo_features(out.preacts, cfg.pfo_layers) - b_preact[seed_index, idx]).pow(2)
+                        loss_pfo = masked_mean(drift.mean(-1), m)
+                        loss = loss + cfg.pfo_coef * loss_pfo
+                        stats.setdefault("loss_pfo", []).append(loss_pfo.detach())
                     if use_critic:
                         value = model.value(b_obs[seed_index, idx], out.features)
                         loss_v = masked_mean(0.5 * (value - b_ret[seed_index, idx]) ** 2, m)
@@ -288,14 +416,24 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
                     stats.setdefault("loss_policy", []).append(loss_pi.detach())
                     stats.setdefault("entropy", []).append(entropy.detach())
 
+            # ---- diagnostics, snapshots
+            row = {k: torch.stack(v, 1).mean(1) for k, v in stats.items()}  # [S, n]: layout-independent
+            if cfg.diagnostics_every and (update % cfg.diagnostics_every == 0 or update == cfg.num_updates - 1):
+                sel = _first_valid(flat(valid_buf))
+                d_obs, d_act, d_logp, d_logits, d_labels = (x[seed_index, sel] for x in (
+                    b_obs, b_act, b_logp, flat(logits_buf), flat(label_buf)))
+                d_preact = None if b_preact is None else b_preact[seed_index, sel]
+                row.update(diagnose(model, cfg, d_obs, d_act, d_logp, d_logits, d_preact, d_labels, expert))
+            if cfg.snapshot_every and (update + 1) % cfg.snapshot_every == 0:
+                snapshot((update + 1) * T * E)
+
             # ---- log one row per seed
             ep_returns = [np.concatenate(r) if r else np.zeros(0) for r in returns_done]
             ep_lengths = [np.concatenate(r) if r else np.zeros(0) for r in lengths_done]
             log(update=update, step=(update + 1) * T * E, time=time.perf_counter() - start, lr=lr,
                 episode_return=[r.mean() if len(r) else np.nan for r in ep_returns],
                 episode_length=[r.mean() if len(r) else np.nan for r in ep_lengths],
-                episodes=[len(r) for r in ep_returns], valid_fraction=b_mask.mean(1),
-                **{k: torch.stack(v, 1).mean(1) for k, v in stats.items()})  # [S, n]: layout-independent
+                episodes=[len(r) for r in ep_returns], valid_fraction=b_mask.mean(1), **row)
             if progress:
                 recent = np.nanmean(np.concatenate(columns["episode_return"][-10:])) if update else np.nan
                 bar.set_postfix(ret=f"{recent:.1f}")
@@ -307,10 +445,11 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
         bar.close()
         envs.close()
 
-    history = pd.DataFrame({k: np.stack(v, 1).reshape(-1) if v else [] for k, v in columns.items()})
-    history.insert(0, "seed", np.repeat(np.array(cfg.seeds), len(columns.get("update", []))))
+    rows = len(columns.get("update", []))
+    history = pd.DataFrame({k: np.stack(v, 1).reshape(-1) for k, v in columns.items()})
+    history.insert(0, "seed", np.repeat(np.array(cfg.seeds), rows))
     for col in ("update", "step", "episodes"):
         if col in history:
             history[col] = history[col].astype(np.int64)
     return Run(config=cfg, history=history, model=model, wall_time=time.perf_counter() - start,
-               interrupted=interrupted)
+               interrupted=interrupted, snapshots=snapshots, probe_obs=probe_obs)

@@ -67,8 +67,8 @@ def test_etf_head_weights_bitwise_unchanged_by_training():
     cfg = al.TrainConfig(env_id="CartPole-v1", head="etf", seeds=(0, 1), total_steps=2048)
     run = al.train(cfg, progress=False)
     fresh = al.ActorCritic((4,), 2, cfg.seeds, head="etf")
-    trained = run.model.actor_head.weight
-    assert torch.equal(trained, fresh.actor_head.weight)
+    trained = run.model.actor.head.weight
+    assert torch.equal(trained, fresh.actor.head.weight)
     assert al.etf_error(trained).max() < 1e-5
     # the backbone did train
-    assert not torch.equal(run.model.actor_backbone.layers[0].weight, fresh.actor_backbone.layers[0].weight)
+    assert not torch.equal(run.model.actor.backbone.layers[0].weight, fresh.actor.backbone.layers[0].weight)

@@ -108,7 +108,7 @@ def test_other_environments_train(env_id):
     run = al.train(cfg, progress=False)
     assert np.isfinite(run.history.loss_policy).all()
     if env_id.startswith("MinAtar"):
-        assert type(run.model.actor_backbone).__name__ == "MinAtarCNN"
+        assert type(run.model.actor.backbone).__name__ == "MinAtarCNN"
 
 
 def test_shared_trunk_and_relu_variants_train():
