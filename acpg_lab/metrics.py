@@ -100,6 +100,7 @@ def action_collapse(
     Args:
         features: ``[N, d]`` last-layer features, or ``[S, N, d]`` for S seeds (``dim() == 3`` means batched).
         labels: ``[N]`` (or ``[S, N]``) integer action labels in ``0..K-1``; ``[N]`` is shared by all seeds.
+            A negative label marks a sample without a label (a terminal state, say): it takes no part.
         weights: ``[K, d]`` (or ``[S, K, d]``) action-selection weights; K is the number of actions.
         logits: optional ``[N, K]`` (or ``[S, N, K]``) policy logits for ``ncc_mismatch``; without them the
             policy action is argmax of W h (a head bias or feature normalisation is then ignored). The argmax
@@ -141,9 +142,11 @@ def action_collapse(
         raise ValueError(f"weights must have shape {expected} to match features {tuple(features.shape)}, "
                          f"got {tuple(weights.shape)}")
     k = w.shape[1]
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise ValueError(f"labels must lie in 0..{k - 1} (K = {k} rows of weights), got values in "
-                         f"{int(y.min())}..{int(y.max())}")
+    if y.numel() and int(y.max()) >= k:
+        raise ValueError(f"labels must lie in 0..{k - 1} (K = {k} rows of weights; negative = unlabelled), got "
+                         f"values in {int(y.min())}..{int(y.max())}")
+    labelled = (y >= 0).to(torch.float64)  # [S, N]
+    y = y.clamp_min(0)
     if logits is not None:
         _check_float("logits", logits)
         lg = logits if batched else logits[None]
@@ -153,13 +156,13 @@ def action_collapse(
 
     # Class statistics: seed s, class c -> row s*K + c of one index_add over all seeds.
     flat = (torch.arange(s, device=h.device)[:, None] * k + y).reshape(-1)
-    counts = torch.bincount(flat, minlength=s * k).reshape(s, k).to(torch.float64)
+    counts = torch.bincount(flat, weights=labelled.reshape(-1), minlength=s * k).reshape(s, k).to(torch.float64)
     present = counts > 0
     pf = present.to(torch.float64)
     kp = pf.sum(-1)  # [S] number of present classes
     kp1 = kp.clamp_min(1.0)
     sums = torch.zeros(s * k, d, dtype=torch.float64, device=h.device)
-    sums.index_add_(0, flat, h.reshape(s * n, d))
+    sums.index_add_(0, flat, (h * labelled[..., None]).reshape(s * n, d))
     means = sums.reshape(s, k, d) / counts.clamp_min(1.0)[..., None]  # [S, K, d], absent rows 0
     mu_g = (means * pf[..., None]).sum(1) / kp1[:, None]  # class-balanced global mean [S, d]
     q = (means - mu_g[:, None]) * pf[..., None]
@@ -179,7 +182,8 @@ def action_collapse(
     c = means @ q.transpose(1, 2)  # c[s, k, j] = μ_k · m_j
     resid = z - torch.gather(c, 1, y[..., None].expand(-1, -1, k))  # Q (h_i − μ_{y_i})
     a = resid @ vec
-    nc1 = (a.pow(2) * inv_lam2[:, None]).sum(-1).mean(-1)
+    num_labelled = labelled.sum(-1).clamp_min(1.0)
+    nc1 = ((a.pow(2) * inv_lam2[:, None]).sum(-1) * labelled).sum(-1) / num_labelled
 
     # Norms and angles over present classes only.
     def _equinorm(rows: Tensor) -> Tensor:
@@ -213,7 +217,7 @@ def action_collapse(
     score = torch.where(present[:, None], score, torch.full((), math.inf, dtype=score.dtype))
     ncc = score.argmin(-1)
     policy_logits = proj[..., k:] if logits is None else lg
-    mismatch = (policy_logits.argmax(-1) != ncc).to(torch.float64).mean(-1)
+    mismatch = ((policy_logits.argmax(-1) != ncc).to(torch.float64) * labelled).sum(-1) / num_labelled
 
     values = {
         "nc1": nc1,

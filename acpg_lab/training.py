@@ -156,6 +156,34 @@ class Run:
         return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
                    wall_time=meta["wall_time"], interrupted=meta["interrupted"])
 
+    def snapshot(self, step: int) -> dict[str, Tensor]:
+        """The actor's state dict saved at environment step ``step`` (see ``TrainConfig.snapshot_every``)."""
+        if step not in self.snapshots:
+            raise ValueError(f"no snapshot at step {step}; snapshots exist at steps {sorted(self.snapshots)}")
+        state = self.snapshots[step]
+        return torch.load(state, weights_only=True) if isinstance(state, Path) else state
+
+    def plasticity(self, *, steps: int = 200, lr: float = 1e-3, seed: int = 0) -> pd.DataFrame:
+        """The plasticity probe (`metrics.plasticity_probe`) on every snapshot: rows of seed, step, plasticity_kl.
+
+        The probe batch is the first rollout (the initial policy's states); the target is a differently
+        initialised actor of the same architecture, fixed by ``seed`` across snapshots. Higher = less plastic.
+        """
+        if not self.snapshots or self.probe_obs is None:
+            raise ValueError("this run kept no snapshots; train with TrainConfig(snapshot_every=...)")
+        device = next(self.model.parameters()).device
+        shape, k = self.probe_obs.shape[2:], self.model.num_actions
+
+        def make_actor() -> nn.Module:  # a fresh initialisation drawn from the probe's seeded torch RNG
+            return build_model(self.config, shape, k, init_offset=int(torch.randint(1, 2**30, ()))).actor
+
+        rows = []
+        for step in sorted(self.snapshots):
+            kl = metrics.plasticity_probe(make_actor, self.snapshot(step), self.probe_obs.to(device), steps=steps,
+                                          lr=lr, seed=seed)
+            rows.append(pd.DataFrame(dict(seed=list(self.seeds), step=step, plasticity_kl=kl.cpu().numpy())))
+        return pd.concat(rows, ignore_index=True)
+
     @torch.no_grad()
     def evaluate(self, episodes: int = 10, *, greedy: bool = True, max_steps: int = 100_000) -> pd.DataFrame:
         """Return per seed over ``episodes`` episodes on environment seeds never used in training.
@@ -194,29 +222,27 @@ def _version() -> str:
     return __version__
 
 
-def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int) -> ActorCritic:
-    """The seed-batched actor-critic a resolved config describes."""
+def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, init_offset: int = 0) -> ActorCritic:
+    """The seed-batched actor-critic a resolved config describes (``init_offset``: see `ActorCritic`)."""
     network = cfg.network if cfg.network != "auto" else ("cnn" if len(obs_shape) == 3 else "mlp")
     return ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
                        activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
-                       head_scale=cfg.head_scale, head_bias=cfg.head_bias, shared_trunk=cfg.shared_trunk)
-
-
-def _first_valid(mask: Tensor) -> Tensor:
-    """Per seed, the indices of its first n valid samples, n = the smallest valid count over seeds: ``[S, n]``."""
-    n = int(mask.sum(1).min().item())
-    return torch.argsort(-mask, dim=1, stable=True)[:, :n]
+                       head_scale=cfg.head_scale, head_bias=cfg.head_bias, shared_trunk=cfg.shared_trunk,
+                       init_offset=init_offset)
 
 
 @torch.no_grad()
 def diagnose(model: ActorCritic, cfg: TrainConfig, obs: Tensor, actions: Tensor, old_logp: Tensor,
-             old_logits: Tensor, old_preacts: Tensor | None, labels: Tensor | None,
+             old_logits: Tensor, old_preacts: Tensor | None, labels: Tensor, valid: Tensor,
              expert: nn.Module | None) -> dict[str, Tensor]:
-    """Metrics of the current model on a rollout's states (``[S, n, ...]``, all valid), per seed ``[S]``.
+    """Metrics of the current model on a rollout's states (``[S, N, ...]``), per seed ``[S]``.
 
     Representation of the actor's (and critic's) last hidden layer, trust-region statistics of the update that
     produced the model against the rollout's behaviour policy, policy entropy, and action-collapse statistics
     with labels from ``cfg.label_source`` (the greedy action of the agent, of an expert, or the env's optimum).
+    Every rollout state counts, final observations of episodes included (real states; their sampled actions
+    are real draws of the old policy), except in action collapse, where states the agent never acted in
+    (``valid`` = 0) and states without an optimal action (label -1) are left out.
     """
     out = model.actor.policy(obs)
     logp_all = out.logits.log_softmax(-1)
@@ -237,6 +263,7 @@ def diagnose(model: ActorCritic, cfg: TrainConfig, obs: Tensor, actions: Tensor,
     elif cfg.label_source == "expert":
         flat = obs.reshape(1, -1, *obs.shape[2:])
         labels = expert(flat.expand(expert_seeds(expert), *flat.shape[1:]))[0].argmax(-1).view(obs.shape[:2])
+    labels = torch.where(valid > 0, labels, -1)
     row.update(metrics.action_collapse(out.features, labels, model.actor.head.weight, logits=out.logits))
     return row
 
@@ -419,11 +446,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
             # ---- diagnostics, snapshots
             row = {k: torch.stack(v, 1).mean(1) for k, v in stats.items()}  # [S, n]: layout-independent
             if cfg.diagnostics_every and (update % cfg.diagnostics_every == 0 or update == cfg.num_updates - 1):
-                sel = _first_valid(flat(valid_buf))
-                d_obs, d_act, d_logp, d_logits, d_labels = (x[seed_index, sel] for x in (
-                    b_obs, b_act, b_logp, flat(logits_buf), flat(label_buf)))
-                d_preact = None if b_preact is None else b_preact[seed_index, sel]
-                row.update(diagnose(model, cfg, d_obs, d_act, d_logp, d_logits, d_preact, d_labels, expert))
+                row.update(diagnose(model, cfg, b_obs, b_act, b_logp, flat(logits_buf), b_preact, flat(label_buf),
+                                    flat(valid_buf), expert))
             if cfg.snapshot_every and (update + 1) % cfg.snapshot_every == 0:
                 snapshot((update + 1) * T * E)
 

@@ -369,3 +369,15 @@ def test_plasticity_probe_seed_batched_actor_trains_seeds_independently():
     assert a.shape == (2,) and a.dtype == torch.float64
     assert float(b[0]) == pytest.approx(float(a[0]), rel=1e-6)  # seed 0 unaffected by seed 1
     assert float(b[1]) > 3 * float(a[1])
+
+
+def test_negative_labels_are_left_out():
+    gen = torch.Generator().manual_seed(3)
+    feats, labels = torch.randn(2, 60, 8, generator=gen), torch.randint(0, 3, (2, 60), generator=gen)
+    weights = torch.randn(2, 3, 8, generator=gen)
+    marked = labels.clone()
+    marked[:, :10] = -1
+    got = action_collapse(feats, marked, weights)
+    want = action_collapse(feats[:, 10:], labels[:, 10:], weights)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-9, atol=1e-12)
