@@ -125,6 +125,7 @@ class TrainConfig:
         Raises ValueError naming the bad field. Only a throw-away environment is created (to read the
         observation and action spaces), after every check that needs none.
         """
+        resolve_env_id(self.env_id)  # registry lookup only
         self._check_choices()
         algo_defaults = ALGO_DEFAULTS[self.algo]
         preset = PRESETS.get((self.env_id, self.algo), {})
@@ -219,7 +220,6 @@ class TrainConfig:
                              f"{batch}); nothing would be trained")
 
     def _check_env(self) -> None:
-        resolve_env_id(self.env_id)
         obs_space, act_space, info = probe_spaces(self.env_id, self.env_kwargs, reset=self.label_source == "optimal")
         if self.label_source == "optimal" and "optimal_action" not in info:
             raise ValueError(f"label_source='optimal' needs an environment that publishes info['optimal_action'] "

@@ -68,7 +68,7 @@ def normalize_per_seed(x: Tensor, mask: Tensor) -> Tensor:
 def clip_grad_norm_per_seed(params: Sequence[torch.nn.Parameter], max_norm: float) -> Tensor:
     """Scale each seed's slice of the gradients of ``params`` to norm <= max_norm; returns norms ``[S]``."""
     grads = [p.grad for p in params if p.grad is not None]
-    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads], 1).sum(1).sqrt()  # [S, P]: layout-independent
     if max_norm > 0:
         scale = (max_norm / (norms + 1e-6)).clamp_max(1.0)
         for g in grads:
