@@ -37,9 +37,10 @@ NETWORK_DEFAULTS: dict[str, Any] = dict(hidden_sizes=(64, 64), activation="tanh"
 
 #: Tuned values per (environment, algorithm); keys absent here fall back to `ALGO_DEFAULTS`.
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    # rl-baselines3-zoo's CartPole PPO: 500 +- 0 within 100k steps.
+    # rl-baselines3-zoo's CartPole PPO with an entropy bonus of 0.01 instead of 0: measured here, greedy 500 on
+    # 16/16 seeds per head within 100k steps (without the bonus, 7/8 seeds: one stalled at 266).
     ("CartPole-v1", "ppo"): dict(num_envs=8, rollout_steps=32, epochs=20, minibatch_size=256, lr=1e-3,
-                                 gamma=0.98, gae_lambda=0.8, ent_coef=0.0),
+                                 gamma=0.98, gae_lambda=0.8, ent_coef=0.01),
     # Measured here: greedy 500 on 4/4 seeds after 200k steps (4 envs x 512-step rollouts, lr 3e-3).
     ("CartPole-v1", "reinforce"): dict(num_envs=4, rollout_steps=512, lr=3e-3),
 }
