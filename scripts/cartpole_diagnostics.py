@@ -38,7 +38,7 @@ def main() -> None:
     steps = np.sort(logged.step.unique())
     marks = [steps[int(q * (len(steps) - 1))] for q in (0.05, 0.5, 1.0)]
     print(f"PPO/{args.head} CartPole-v1, {args.seeds} seeds x {args.steps} steps, {run.wall_time:.0f} s; "
-          f"mean over seeds [min..max] at steps {marks} (labels: agent's greedy action)")
+          f"mean over seeds [min..max] at steps {[int(m) for m in marks]} (labels: agent's greedy action)")
     for metric in METRICS:
         cells = []
         for step in marks:
