@@ -6,7 +6,7 @@
     run.evaluate(10)       # greedy returns per seed on unseen environment seeds
 """
 
-from acpg_lab import metrics, optimal_envs  # optimal_envs registers the acpg_lab/ environment ids
+from acpg_lab import metrics, optimal_envs, profiles  # optimal_envs registers the acpg_lab/ environment ids
 from acpg_lab.config import TrainConfig
 from acpg_lab.etf import ETFHead, LinearHead, etf_error, simplex_etf
 from acpg_lab.metrics import action_collapse, plasticity_probe, representation, trust_region
@@ -15,5 +15,5 @@ from acpg_lab.training import Run, train
 
 __version__ = "0.1.0"
 __all__ = ["Actor", "ActorCritic", "ETFHead", "LinearHead", "Run", "TrainConfig", "action_collapse", "etf_error",
-           "metrics", "optimal_envs", "plasticity_probe", "representation", "simplex_etf", "train", "trust_region",
-           "__version__"]
+           "metrics", "optimal_envs", "plasticity_probe", "profiles", "representation", "simplex_etf", "train",
+           "trust_region", "__version__"]

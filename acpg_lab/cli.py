@@ -2,6 +2,7 @@
 
     acpg-lab train --env CartPole-v1 --algo ppo --head etf --seeds 0 1 2 3 --steps 100000 --out runs/etf
     acpg-lab demo --out runs/demo     # PPO with a learnable and a fixed-ETF head on CartPole, plotted
+    acpg-lab notebooks --profile ci --out runs/notebooks [--device cpu] [--only 00_simplex_etf]
 """
 
 from __future__ import annotations
@@ -78,6 +79,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notebooks(args: argparse.Namespace) -> int:
+    from acpg_lab.runner import NotebookFailed, run_notebooks
+
+    try:
+        executed = run_notebooks(args.profile, args.out, device=args.device, only=args.only)
+    except NotebookFailed as err:
+        print(f"acpg-lab: notebook failed: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(executed)} notebook(s) executed into {args.out} (figures in {Path(args.out) / 'figures'})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="acpg-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("demo", parents=[common], help="PPO with both heads on CartPole, plotted")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("notebooks", help="execute the notebooks with papermill (the main job)")
+    p.add_argument("--profile", default="default", choices=["ci", "default", "full"])
+    p.add_argument("--out", required=True, help="directory for executed notebooks and figures")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="override the profile's device")
+    p.add_argument("--only", nargs="*", default=None, metavar="NAME", help="notebook names to run (default: all)")
+    p.set_defaults(func=_notebooks)
 
     args = parser.parse_args(argv)
     try:

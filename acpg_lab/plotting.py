@@ -6,14 +6,14 @@ both light and dark JupyterLab themes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-__all__ = ["mean_ci", "plot_curves"]
+__all__ = ["mean_ci", "plot_curves", "plot_frame", "plot_gram", "plot_collapse_projection"]
 
 #: Colour-blind-safe palette (Okabe-Ito) that stays legible on dark backgrounds.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"]
@@ -52,3 +52,89 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     return ax
+
+
+def plot_frame(vectors: np.ndarray, *, ax: Axes | None = None, labels: Sequence[str] | None = None,
+               title: str | None = None, points: np.ndarray | None = None,
+               point_labels: np.ndarray | None = None) -> Axes:
+    """Arrows from the origin for the rows of ``vectors`` ([K, 2] or [K, 3]); optional scattered ``points``.
+
+    With 3 columns the axes are 3-D. ``points`` (e.g. features projected to the same space) are coloured by
+    ``point_labels`` in the arrows' colours.
+    """
+    vectors = np.asarray(vectors, dtype=float)
+    dim = vectors.shape[1]
+    if dim not in (2, 3):
+        raise ValueError(f"plot_frame draws 2-D or 3-D vectors, got shape {vectors.shape}")
+    if ax is None:
+        fig = plt.figure(figsize=(4.5, 4.5))
+        ax = fig.add_subplot(projection="3d" if dim == 3 else None)
+    for k, v in enumerate(vectors):
+        colour = PALETTE[k % len(PALETTE)]
+        if points is not None and point_labels is not None:
+            sel = np.asarray(point_labels) == k
+            ax.scatter(*np.asarray(points)[sel].T, color=colour, s=8, alpha=0.35)
+        ax.quiver(*np.zeros(dim), *v, color=colour, linewidth=2, **({} if dim == 3 else dict(
+            angles="xy", scale_units="xy", scale=1)))
+        ax.text(*(1.12 * v), labels[k] if labels else f"a{k}", color=colour)
+    lim = 1.25 * max(1.0, float(np.abs(vectors).max()))
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    if dim == 3:
+        ax.set_zlim(-lim, lim)
+    else:
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+    ax.set_xlabel("coordinate 1")
+    ax.set_ylabel("coordinate 2")
+    ax.set_title(title or f"{len(vectors)} vectors in {dim}-D")
+    return ax
+
+
+def plot_gram(weights: np.ndarray, *, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Heat map of the cosine similarities between the rows of ``weights``, values written in the cells."""
+    w = np.asarray(weights, dtype=float)
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    cos = w @ w.T
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3.5))
+    image = ax.imshow(cos, vmin=-1, vmax=1, cmap="coolwarm")
+    if len(cos) <= 8:
+        for i in range(len(cos)):
+            for j in range(len(cos)):
+                ax.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    plt.colorbar(image, ax=ax, label="cosine")
+    ax.set_xlabel("action k'")
+    ax.set_ylabel("action k")
+    ax.set_title(title or "pairwise cosines")
+    return ax
+
+
+def plot_collapse_projection(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, *,
+                             ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Features and head rows in the (at most 3-D) span of the centred class means, all scaled to unit size.
+
+    The basis is the top principal directions of the centred class means, so for K <= 4 actions the picture is
+    exact: collapsed features sit on K points, and if those points and the head rows form a simplex ETF the
+    arrows and the clusters line up at equal angles.
+    """
+    h = np.asarray(features, dtype=float)
+    y = np.asarray(labels)
+    w = np.asarray(weights, dtype=float)
+    classes = np.unique(y[y >= 0])
+    means = np.stack([h[y == c].mean(0) for c in classes])
+    centre = means.mean(0)
+    _, _, vt = np.linalg.svd(means - centre, full_matrices=False)
+    basis = vt[: min(3, len(classes) - 1, vt.shape[0])].T
+    if basis.shape[1] < 2:
+        basis = np.linalg.svd(h - centre, full_matrices=False)[2][:2].T
+    pts = (h - centre) @ basis
+    pts /= np.abs(pts).max() + 1e-12
+    arrows = np.zeros((w.shape[0], basis.shape[1]))
+    arrows[classes] = w[classes] @ basis
+    arrows /= np.linalg.norm(arrows, axis=1, keepdims=True).max() + 1e-12
+    if ax is None:
+        fig = plt.figure(figsize=(4.5, 4.5))
+        ax = fig.add_subplot(projection="3d" if basis.shape[1] == 3 else None)
+    return plot_frame(arrows, ax=ax, points=pts, point_labels=y, title=title or "features and head rows",
+                      labels=[f"w{k}" for k in range(len(arrows))])

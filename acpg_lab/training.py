@@ -163,6 +163,13 @@ class Run:
         state = self.snapshots[step]
         return torch.load(state, weights_only=True) if isinstance(state, Path) else state
 
+    def actor_at(self, step: int) -> nn.Module:
+        """A copy of the actor with the weights of the snapshot at ``step`` (on the CPU)."""
+        obs_space, act_space, _ = probe_spaces(self.config.env_id, self.config.env_kwargs)
+        actor = build_model(self.config, obs_space.shape, int(act_space.n)).actor
+        actor.load_state_dict(self.snapshot(step))
+        return actor.eval()
+
     def plasticity(self, *, steps: int = 200, lr: float = 1e-3, seed: int = 0) -> pd.DataFrame:
         """The plasticity probe (`metrics.plasticity_probe`) on every snapshot: rows of seed, step, plasticity_kl.
 

@@ -1,0 +1,102 @@
+"""Notebook parameters: the values of each profile, kept once here, and their validation.
+
+Every notebook has one cell tagged ``parameters`` holding literals only (``profile``, ``seeds``, ``device``,
+``output_dir`` and whatever else it needs, most of them ``None`` = "take the profile's value"). Its next cell
+calls `notebook_params`, which rejects an unknown parameter name (papermill only warns about one), a bad profile
+or an ill-typed value with a message naming it, then returns the profile's values with explicit ones on top.
+
+Profiles:
+- ``ci``: every code path, each notebook <= 2 minutes on 2 CPU cores (what CI executes);
+- ``default``: what opens in JupyterLab; shows the phenomenon convincingly on one CPU in <= 10 minutes;
+- ``full``: paper scale for a GPU box (``device="cuda"``), hours allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+__all__ = ["PROFILES", "NOTEBOOKS", "notebook_params", "ParameterError"]
+
+PROFILES = ("ci", "default", "full")
+
+#: Per notebook: parameter -> value per profile. The common ones (profile, seeds, device, output_dir) first.
+NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
+    "00_simplex_etf": {
+        "seeds": dict(ci=(0, 1), default=(0, 1, 2, 3), full=tuple(range(10))),
+        "device": dict(ci="cpu", default="auto", full="cuda"),
+        "max_actions": dict(ci=8, default=18, full=18),
+    },
+    "01_observing_action_collapse": {
+        "seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=tuple(range(10))),
+        "device": dict(ci="cpu", default="auto", full="cuda"),
+        "bandit_steps": dict(ci=8_000, default=60_000, full=300_000),
+        "grid_steps": dict(ci=8_000, default=60_000, full=300_000),
+        "cartpole_steps": dict(ci=4_096, default=100_000, full=500_000),
+        "minatar_env": dict(ci="MinAtar/Breakout-v1", default="MinAtar/Breakout-v1", full="MinAtar/Breakout-v1"),
+        "minatar_steps": dict(ci=2_048, default=150_000, full=5_000_000),
+        "diagnostics_every": dict(ci=2, default=5, full=10),
+    },
+}
+
+_COMMON = {"profile": str, "output_dir": str}
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter is unknown, ill-typed, or names no profile."""
+
+
+def _check_type(notebook: str, name: str, value: Any, like: Any) -> Any:
+    if isinstance(like, tuple):
+        if not isinstance(value, list | tuple) or not value or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ParameterError(f"{notebook}: parameter {name} must be a non-empty list of integers, got {value!r}")
+        if len(set(value)) != len(value):
+            raise ParameterError(f"{notebook}: parameter {name} has duplicates: {value!r}")
+        return tuple(value)
+    if isinstance(like, bool) or isinstance(like, str):
+        if not isinstance(value, type(like)):
+            raise ParameterError(f"{notebook}: parameter {name} must be a {type(like).__name__}, got {value!r}")
+        return value
+    if isinstance(like, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(like, int) and
+                                                                            not isinstance(value, int)):
+            raise ParameterError(f"{notebook}: parameter {name} must be a {type(like).__name__}, got {value!r}")
+        if value <= 0:
+            raise ParameterError(f"{notebook}: parameter {name} must be positive, got {value!r}")
+        return value
+    return value
+
+
+def notebook_params(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
+    """Validate a notebook's parameters and fill in its profile; call it with ``globals()`` in the cell after
+    the ``parameters`` cell.
+
+    Every public name defined in ``namespace`` must be a parameter of ``notebook`` (so call it before defining
+    anything else); ``None`` means the profile's value. Raises `ParameterError` naming the offending parameter.
+    """
+    if notebook not in NOTEBOOKS:
+        raise ParameterError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOKS)}")
+    table = NOTEBOOKS[notebook]
+    given = {k: v for k, v in namespace.items()
+             if not k.startswith("_") and k not in _IPYTHON_NAMES and not callable(v) and not isinstance(v, ModuleType)}
+    allowed = set(table) | set(_COMMON)
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ParameterError(f"{notebook}: unknown parameter(s) {unknown}; this notebook takes {sorted(allowed)}")
+    profile = given.get("profile", "default")
+    if profile not in PROFILES:
+        raise ParameterError(f"{notebook}: profile must be one of {PROFILES}, got {profile!r}")
+    values: dict[str, Any] = {"profile": profile,
+                              "output_dir": given.get("output_dir") or f"runs/notebooks/{notebook}"}
+    if not isinstance(values["output_dir"], str):
+        raise ParameterError(f"{notebook}: parameter output_dir must be a str, got {values['output_dir']!r}")
+    for name, per_profile in table.items():
+        default = per_profile[profile]
+        value = given.get(name)
+        values[name] = default if value is None else _check_type(notebook, name, value, default)
+    if values.get("device") not in (None, "auto", "cpu", "cuda"):
+        raise ParameterError(f"{notebook}: parameter device must be 'auto', 'cpu' or 'cuda', got {values['device']!r}")
+    return SimpleNamespace(**values)
