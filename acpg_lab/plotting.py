@@ -28,24 +28,32 @@ def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, 
 
 
 def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_return", *, x: str = "step",
-                bins: int = 50, ax: Axes | None = None, title: str | None = None, ylabel: str | None = None) -> Axes:
+                bins: int = 50, ax: Axes | None = None, title: str | None = None, ylabel: str | None = None,
+                log: bool = False) -> Axes:
     """One line per history (mean over seeds) with a 95% band; values are averaged into ``bins`` x-bins per seed.
 
-    ``histories`` maps a label to a run's history (rows per seed and update).
+    ``histories`` maps a label to a run's history (rows per seed and update); rows where ``metric`` is NaN (updates
+    without diagnostics) are skipped. ``log=True`` draws a log axis, the band's lower edge floored at a tenth of
+    the mean so that a band reaching below zero stays drawable.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     for i, (label, hist) in enumerate(histories.items()):
         if metric not in hist:
             raise ValueError(f"metric {metric!r} is not a column of history {label!r}; columns: {list(hist.columns)}")
+        hist = hist.dropna(subset=[metric])
         edges = np.linspace(0, hist[x].max(), bins + 1)
         binned = hist.assign(_bin=np.clip(np.digitize(hist[x], edges[1:-1]), 0, bins - 1))
         table = binned.pivot_table(index="seed", columns="_bin", values=metric, aggfunc="mean")
         centres = (edges[:-1] + edges[1:])[table.columns.to_numpy()] / 2
         mean, lo, hi = mean_ci(table.to_numpy())
+        if log:
+            lo = np.maximum(lo, mean / 10)
         colour = PALETTE[i % len(PALETTE)]
         ax.plot(centres, mean, color=colour, label=f"{label} (n={len(table)})")
         ax.fill_between(centres, lo, hi, color=colour, alpha=0.25, linewidth=0)
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("environment steps per seed" if x == "step" else x)
     ax.set_ylabel(ylabel or metric.replace("_", " "))
     ax.set_title(title or f"{metric.replace('_', ' ')} (mean, 95% CI over seeds)")
@@ -73,7 +81,8 @@ def plot_frame(vectors: np.ndarray, *, ax: Axes | None = None, labels: Sequence[
         colour = PALETTE[k % len(PALETTE)]
         if points is not None and point_labels is not None:
             sel = np.asarray(point_labels) == k
-            ax.scatter(*np.asarray(points)[sel].T, color=colour, s=8, alpha=0.35)
+            ax.scatter(*np.asarray(points)[sel].T, color=colour, s=24, alpha=0.7,
+                       **({"depthshade": False} if dim == 3 else {}))
         ax.quiver(*np.zeros(dim), *v, color=colour, linewidth=2, **({} if dim == 3 else dict(
             angles="xy", scale_units="xy", scale=1)))
         ax.text(*(1.12 * v), labels[k] if labels else f"a{k}", color=colour)
