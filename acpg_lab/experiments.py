@@ -1,0 +1,106 @@
+"""Running comparisons: cached runs (finished work is never lost), steps to a threshold, rliable aggregates.
+
+`run_cached` trains a config unless a run with the very same resolved config is already saved in its directory,
+so a sweep interrupted after 9 of 12 runs resumes at the 10th. `aggregate` computes IQM (interquartile mean) with
+stratified-bootstrap 95% confidence intervals and the probability of improvement (Agarwal et al. 2021, the
+`rliable` package) from per-seed scores normalised per environment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acpg_lab.config import TrainConfig
+from acpg_lab.training import Run, train
+
+__all__ = ["REFERENCE_SCORES", "run_cached", "steps_to_threshold", "normalized", "aggregate",
+           "probability_of_improvement"]
+
+#: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
+#: random-policy returns rounded; targets are the maximum (CartPole), "solved" (LunarLander 200), or roughly what a
+#: well-tuned agent reaches (Acrobot, MinAtar). Aggregates depend on these choices; per-environment tables do not.
+REFERENCE_SCORES: dict[str, tuple[float, float]] = {
+    "CartPole-v1": (22.0, 500.0),
+    "Acrobot-v1": (-500.0, -70.0),
+    "LunarLander-v3": (-180.0, 200.0),
+    "MinAtar/Breakout-v1": (0.5, 30.0),
+    "MinAtar/SpaceInvaders-v1": (3.0, 150.0),
+    "MinAtar/Asterix-v1": (0.5, 20.0),
+    "MinAtar/Freeway-v1": (0.0, 60.0),
+    "MinAtar/Seaquest-v1": (0.1, 30.0),
+}
+
+
+def run_cached(config: TrainConfig, directory: str | Path, *, episodes: int = 10,
+               progress: bool = True) -> tuple[Run, pd.DataFrame]:
+    """Train ``config`` (or load it from ``directory`` if that run is already there) and evaluate it.
+
+    The run and its greedy evaluation (``evaluation.csv``) are written as soon as training ends, so a sweep that
+    is interrupted keeps every finished run. A directory holding a run of a *different* config is an error, not
+    silently overwritten.
+    """
+    out = Path(directory)
+    resolved = config.resolve()
+    saved = out / "config.json"
+    if saved.exists() and (out / "evaluation.csv").exists():
+        stored = json.loads(saved.read_text())["config"]
+        if stored != json.loads(json.dumps(resolved.to_dict())):
+            raise ValueError(f"{out} holds a run of another config; remove it or choose another directory")
+        return Run.load(out), pd.read_csv(out / "evaluation.csv")
+    run = train(config, progress=progress)
+    run.save(out)
+    evaluation = run.evaluate(episodes=episodes)
+    evaluation.to_csv(out / "evaluation.csv", index=False)
+    return run, evaluation
+
+
+def steps_to_threshold(history: pd.DataFrame, threshold: float, *, window: int = 5) -> pd.Series:
+    """Per seed, the first environment step at which the mean training return over the last ``window`` updates
+    with finished episodes reaches ``threshold`` (NaN if never): the paper's "epoch at which 500 is reached"."""
+    out = {}
+    for seed, h in history.dropna(subset=["episode_return"]).groupby("seed"):
+        smooth = h.episode_return.rolling(window, min_periods=window).mean()
+        hit = h.step[smooth >= threshold]
+        out[seed] = float(hit.iloc[0]) if len(hit) else np.nan
+    return pd.Series(out, name="steps_to_threshold")
+
+
+def normalized(env_id: str, returns: np.ndarray) -> np.ndarray:
+    """Returns mapped so that a random policy scores 0 and the reference target 1 (`REFERENCE_SCORES`)."""
+    if env_id not in REFERENCE_SCORES:
+        raise ValueError(f"no reference scores for env_id={env_id!r}; known: {sorted(REFERENCE_SCORES)}")
+    low, high = REFERENCE_SCORES[env_id]
+    return (np.asarray(returns, dtype=float) - low) / (high - low)
+
+
+def aggregate(scores: Mapping[str, np.ndarray], *, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """IQM and mean with stratified-bootstrap 95% CIs; ``scores[method]`` is ``[runs, tasks]`` normalised."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    def iqm_and_mean(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    point, interval = rly.get_interval_estimates(dict(scores), iqm_and_mean, reps=reps,
+                                                 random_state=np.random.RandomState(seed))
+    rows = [dict(method=m, iqm=point[m][0], iqm_low=interval[m][0, 0], iqm_high=interval[m][1, 0],
+                 mean=point[m][1], mean_low=interval[m][0, 1], mean_high=interval[m][1, 1],
+                 runs=np.asarray(scores[m]).shape[0], tasks=np.asarray(scores[m]).shape[1]) for m in scores]
+    return pd.DataFrame(rows).set_index("method")
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray, *, reps: int = 2000, seed: int = 0) -> dict[str, float]:
+    """P(X > Y) averaged over tasks, with a stratified-bootstrap 95% CI; ``x``, ``y`` are ``[runs, tasks]``."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    point, interval = rly.get_interval_estimates({"x,y": (np.asarray(x), np.asarray(y))},
+                                                 metrics.probability_of_improvement, reps=reps,
+                                                 random_state=np.random.RandomState(seed))
+    low, high = np.asarray(interval["x,y"]).reshape(-1)[:2]
+    return dict(probability=float(point["x,y"]), low=float(low), high=float(high))

@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import acpg_lab.experiments as ex
+from acpg_lab import TrainConfig
+
+
+def test_run_cached_trains_once_and_refuses_another_config(tmp_path, monkeypatch):
+    cfg = TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=512)
+    run, ev = ex.run_cached(cfg, tmp_path / "a", episodes=2, progress=False)
+    assert (tmp_path / "a" / "evaluation.csv").exists() and len(ev) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the run was saved")
+
+    monkeypatch.setattr(ex, "train", no_training)
+    again, ev2 = ex.run_cached(cfg, tmp_path / "a", episodes=2)
+    pd.testing.assert_frame_equal(ev, ev2)
+    pd.testing.assert_frame_equal(run.history, again.history, check_exact=False)
+    with pytest.raises(ValueError, match="another config"):
+        ex.run_cached(TrainConfig(env_id="CartPole-v1", seeds=(1,), total_steps=512), tmp_path / "a")
+
+
+def test_steps_to_threshold():
+    h = pd.DataFrame(dict(seed=[0] * 6 + [1] * 6, step=list(range(100, 700, 100)) * 2,
+                          episode_return=[1, 2, 9, 10, np.nan, 11] + [1] * 6))
+    got = ex.steps_to_threshold(h, 9.5, window=2)
+    assert got[0] == 400 and np.isnan(got[1])
+
+
+def test_normalized_and_aggregates():
+    assert ex.normalized("CartPole-v1", np.array([22.0, 500.0])).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="reference"):
+        ex.normalized("Pong-v5", np.zeros(2))
+    gen = np.random.default_rng(0)
+    low, high = gen.uniform(0, 0.4, (10, 2)), gen.uniform(0.6, 1.0, (10, 2))
+    table = ex.aggregate({"low": low, "high": high}, reps=200)
+    assert table.loc["high", "iqm_low"] > table.loc["low", "iqm_high"]
+    assert table.loc["low", "iqm_low"] <= table.loc["low", "iqm"] <= table.loc["low", "iqm_high"]
+    poi = ex.probability_of_improvement(high, low, reps=200)
+    assert poi["probability"] == pytest.approx(1.0) and poi["low"] <= 1.0
