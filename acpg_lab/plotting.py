@@ -6,6 +6,7 @@ both light and dark JupyterLab themes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -21,9 +22,12 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 
 def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and a 95% confidence band (normal approximation, t-free) over ``axis``, ignoring NaNs."""
-    mean = np.nanmean(values, axis=axis)
-    n = np.sum(np.isfinite(values), axis=axis)
-    sem = np.nanstd(values, axis=axis, ddof=1) / np.sqrt(np.maximum(n, 1)) if values.shape[axis] > 1 else 0 * mean
+    with warnings.catch_warnings():  # bins with one or no finite value: no band there (NaN), no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=axis)
+        n = np.sum(np.isfinite(values), axis=axis)
+        sem = np.nanstd(values, axis=axis, ddof=1) / np.sqrt(np.maximum(n, 1))
+    sem = np.where(n > 1, sem, 0.0)
     return mean, mean - 1.96 * sem, mean + 1.96 * sem
 
 

@@ -38,6 +38,17 @@ NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
         "minatar_steps": dict(ci=2_048, default=150_000, full=5_000_000),
         "diagnostics_every": dict(ci=2, default=5, full=10),
     },
+    "02_acpg_fixed_etf_head": {
+        "seeds": dict(ci=(0, 1), default=tuple(range(10)), full=tuple(range(20))),
+        "device": dict(ci="cpu", default="auto", full="cuda"),
+        "cartpole_steps": dict(ci=2_048, default=60_000, full=500_000),
+        "acrobot_steps": dict(ci=2_048, default=60_000, full=1_000_000),
+        "lunar_steps": dict(ci=2_048, default=60_000, full=2_000_000),
+        "minatar_env": dict(ci="MinAtar/Breakout-v1", default="MinAtar/Breakout-v1", full="MinAtar/Breakout-v1"),
+        "minatar_steps": dict(ci=2_048, default=40_000, full=5_000_000),
+        "ablation_steps": dict(ci=2_048, default=40_000, full=200_000),
+        "ablation_seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=tuple(range(10))),
+    },
 }
 
 _COMMON = {"profile": str, "output_dir": str}

@@ -192,6 +192,24 @@ class Run:
         return pd.concat(rows, ignore_index=True)
 
     @torch.no_grad()
+    def rollout_states(self, steps: int = 128, num_envs: int = 8, *, greedy: bool = True) -> Tensor:
+        """Observations ``[S, steps * num_envs, ...]`` visited by each seed's policy on unseen environment seeds
+        (the evaluation streams): a state batch for post-hoc analyses of a trained network."""
+        cfg, model = self.config, self.model
+        device = next(model.parameters()).device
+        envs = SeedEnvs(cfg.env_id, num_envs, [seed_streams(s)["eval"] + 1 for s in cfg.seeds], device,
+                        cfg.env_kwargs)
+        gens = [torch.Generator(device=device).manual_seed(seed_streams(s)["eval"] + 1) for s in cfg.seeds]
+        obs, _ = envs.reset()
+        visited = []
+        for _ in range(steps):
+            visited.append(obs)
+            logits = model.policy(obs).logits
+            obs = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens)).obs
+        envs.close()
+        return torch.cat(visited, 1)
+
+    @torch.no_grad()
     def evaluate(self, episodes: int = 10, *, greedy: bool = True, max_steps: int = 100_000) -> pd.DataFrame:
         """Return per seed over ``episodes`` episodes on environment seeds never used in training.
 
@@ -466,8 +484,9 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
                 episode_length=[r.mean() if len(r) else np.nan for r in ep_lengths],
                 episodes=[len(r) for r in ep_returns], valid_fraction=b_mask.mean(1), **row)
             if progress:
-                recent = np.nanmean(np.concatenate(columns["episode_return"][-10:])) if update else np.nan
-                bar.set_postfix(ret=f"{recent:.1f}")
+                recent = np.concatenate(columns["episode_return"][-10:])
+                recent = recent[np.isfinite(recent)]
+                bar.set_postfix(ret=f"{recent.mean():.1f}" if len(recent) else "n/a")
     except KeyboardInterrupt:
         interrupted = True
         warnings.warn(f"training interrupted after {len(columns.get('update', []))} updates; returning the run so "
