@@ -62,6 +62,9 @@ class TrainConfig:
     """Environment steps per seed (all its parallel environments together)."""
     device: str = "auto"
     """"cpu", "cuda", or "auto" (cuda if available). Small MLPs are usually fastest on the CPU."""
+    num_threads: int | None = 1
+    """torch CPU threads while training (restored after). Small networks are fastest on one, and on a busy machine
+    several threads can be many times slower; None keeps torch's own setting."""
     num_envs: int | None = None
     """Parallel environments per seed: more gives less correlated batches but fewer updates per step."""
     rollout_steps: int | None = None
@@ -186,6 +189,8 @@ class TrainConfig:
             raise ValueError(f"pfo_coef must be a non-negative number, got {self.pfo_coef!r}")
         if self.pfo_coef > 0 and self.algo != "ppo":
             raise ValueError(f"pfo_coef > 0 needs algo='ppo' (PFO regularises PPO's epochs), got algo={self.algo!r}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+            raise ValueError(f"num_threads must be a positive integer or None, got {self.num_threads!r}")
         for name in ("diagnostics_every", "snapshot_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -309,6 +309,16 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
     training and returns the run so far, with ``interrupted=True``.
     """
     cfg = config.resolve()
+    threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        return _train(cfg, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, progress: bool) -> Run:
     device = resolve_device(cfg.device)
     num_seeds, T, E = len(cfg.seeds), cfg.rollout_steps, cfg.num_envs
     expert = Run.load(cfg.expert_run, device=str(device)).model.actor if cfg.label_source == "expert" else None

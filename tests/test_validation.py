@@ -49,6 +49,7 @@ CASES = [
     (dict(head_scale=-1.0), "head_scale"),
     (dict(device="tpu"), "device"),
     (dict(env_kwargs=[1]), "env_kwargs"),
+    (dict(num_threads=0), "num_threads"),
 ]
 
 
