@@ -35,7 +35,7 @@ NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
         "grid_steps": dict(ci=8_000, default=60_000, full=300_000),
         "cartpole_steps": dict(ci=4_096, default=100_000, full=500_000),
         "minatar_env": dict(ci="MinAtar/Breakout-v1", default="MinAtar/Breakout-v1", full="MinAtar/Breakout-v1"),
-        "minatar_steps": dict(ci=2_048, default=150_000, full=5_000_000),
+        "minatar_steps": dict(ci=2_048, default=100_000, full=5_000_000),
         "diagnostics_every": dict(ci=2, default=5, full=10),
     },
     "02_acpg_fixed_etf_head": {
