@@ -83,7 +83,7 @@ def _notebooks(args: argparse.Namespace) -> int:
     from acpg_lab.runner import NotebookFailed, run_notebooks
 
     try:
-        executed = run_notebooks(args.profile, args.out, device=args.device, only=args.only)
+        executed = run_notebooks(args.profile, args.out, device=args.device, only=args.only, results=args.results)
     except NotebookFailed as err:
         print(f"acpg-lab: notebook failed: {err}", file=sys.stderr)
         return 1
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory for executed notebooks and figures")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="override the profile's device")
     p.add_argument("--only", nargs="*", default=None, metavar="NAME", help="notebook names to run (default: all)")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="also copy each notebook's CSV tables, with provenance, to DIR/<notebook> (e.g. results)")
     p.set_defaults(func=_notebooks)
 
     args = parser.parse_args(argv)

@@ -50,12 +50,39 @@ def extract_figures(notebook: Path, out_dir: Path) -> list[Path]:
     return paths
 
 
+def collect_results(name: str, run_dir: Path, results_dir: Path, params: dict, seconds: float) -> list[Path]:
+    """Copy the CSV tables a notebook wrote into ``results_dir/name`` with a ``provenance.json`` (profile,
+    parameters, package and torch versions, date, wall time), replacing what was there."""
+    import datetime
+    import json
+    import shutil
+
+    import torch
+
+    from acpg_lab import __version__
+
+    target = results_dir / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    copied = [Path(shutil.copy2(csv, target)) for csv in sorted(run_dir.glob("*.csv"))]
+    provenance = dict(notebook=name, parameters={k: v for k, v in params.items() if k != "output_dir"},
+                      acpg_lab=__version__, torch=torch.__version__, date=datetime.date.today().isoformat(),
+                      wall_seconds=round(seconds), regenerate=f"acpg-lab notebooks --profile {params['profile']} "
+                      f"--out runs/notebooks --results {results_dir} --only {name}")
+    (target / "provenance.json").write_text(json.dumps(provenance, indent=2))
+    return copied
+
+
 def run_notebooks(profile: str, out: str | Path, *, device: str | None = None, only: Sequence[str] | None = None,
-                  directory: Path = NOTEBOOK_DIR, kernel: str = "python3", log=print) -> list[Path]:
+                  directory: Path = NOTEBOOK_DIR, kernel: str = "python3", results: str | Path | None = None,
+                  log=print) -> list[Path]:
     """Execute the notebooks (all, or those named in ``only``) with ``profile``; return the executed paths.
 
-    Raises ValueError for a bad profile or unknown notebook name before anything runs, and `NotebookFailed`
-    naming the notebook and cell when one fails (the partly executed notebook is still written).
+    With ``results``, the CSV tables each notebook writes are copied to ``results/<notebook>/`` with their
+    provenance (the evidence behind REPRODUCTION.md). Raises ValueError for a bad profile or unknown notebook
+    name before anything runs, and `NotebookFailed` naming the notebook and cell when one fails (the partly
+    executed notebook is still written).
     """
     import papermill as pm
 
@@ -91,7 +118,10 @@ def run_notebooks(profile: str, out: str | Path, *, device: str | None = None, o
         except pm.PapermillExecutionError as err:
             raise NotebookFailed(f"{name} failed in code cell {err.exec_count} (execution count): "
                                  f"{err.ename}: {err.evalue}; partly executed notebook: {target}") from err
+        seconds = time.perf_counter() - start
         figures = extract_figures(target, out_dir / "figures")
-        log(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - start:.0f} s, {len(figures)} figures")
+        if results is not None:
+            collect_results(name, out_dir / name, Path(results), params, seconds)
+        log(f"[{i}/{len(names)}] {name} done in {seconds:.0f} s, {len(figures)} figures")
         executed.append(target)
     return executed
