@@ -73,3 +73,20 @@ def test_runner_rejects_bad_requests_before_running(tmp_path):
     with pytest.raises(ValueError, match="unknown notebook"):
         run_notebooks("ci", tmp_path, only=["99_nothing"])
     assert issubclass(NotebookFailed, RuntimeError)
+
+
+def test_collect_results_copies_tables_with_provenance(tmp_path):
+    import json
+
+    from acpg_lab.runner import collect_results
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "table.csv").write_text("a,b\n1,2\n")
+    (run_dir / "model.pt").write_text("not copied")
+    params = dict(profile="default", output_dir=str(run_dir), seeds=(0, 1))
+    collect_results("02_acpg_fixed_etf_head", run_dir, tmp_path / "results", params, 12.3)
+    target = tmp_path / "results" / "02_acpg_fixed_etf_head"
+    assert sorted(p.name for p in target.iterdir()) == ["provenance.json", "table.csv"]
+    meta = json.loads((target / "provenance.json").read_text())
+    assert meta["parameters"] == {"profile": "default", "seeds": [0, 1]} and meta["wall_seconds"] == 12

@@ -117,3 +117,16 @@ def test_shared_trunk_and_relu_variants_train():
     cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=512, shared_trunk=True, activation="relu")
     run = al.train(cfg, progress=False)
     assert run.model.critic_backbone is None and np.isfinite(run.history.loss_value).all()
+
+
+def test_rollout_states_and_actor_at():
+    run = al.train(al.TrainConfig(env_id="CartPole-v1", seeds=(0, 1), total_steps=1024, snapshot_every=2),
+                   progress=False)
+    states = run.rollout_states(steps=10, num_envs=3)
+    assert states.shape == (2, 30, 4)
+    first = run.actor_at(0)
+    fresh = al.ActorCritic((4,), 2, (0, 1)).actor
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), fresh.state_dict().values(),
+                                                strict=True))
+    last = run.actor_at(max(run.snapshots))
+    assert torch.equal(last(states), run.model.actor(states))
