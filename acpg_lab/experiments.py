@@ -18,7 +18,7 @@ import pandas as pd
 from acpg_lab.config import TrainConfig
 from acpg_lab.training import Run, train
 
-__all__ = ["REFERENCE_SCORES", "run_cached", "steps_to_threshold", "normalized", "aggregate",
+__all__ = ["REFERENCE_SCORES", "run_cached", "steps_to_threshold", "learning_summary", "normalized", "aggregate",
            "probability_of_improvement"]
 
 #: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
@@ -68,6 +68,18 @@ def steps_to_threshold(history: pd.DataFrame, threshold: float, *, window: int =
         hit = h.step[smooth >= threshold]
         out[seed] = float(hit.iloc[0]) if len(hit) else np.nan
     return pd.Series(out, name="steps_to_threshold")
+
+
+def learning_summary(history: pd.DataFrame, *, final_fraction: float = 0.1) -> pd.DataFrame:
+    """Per seed: the mean training return over the whole run (area under the learning curve, a speed measure) and
+    over its last ``final_fraction`` of steps (where training ended, with exploration noise, unlike a greedy
+    evaluation)."""
+    if not 0 < final_fraction <= 1:
+        raise ValueError(f"final_fraction must lie in (0, 1], got {final_fraction!r}")
+    h = history.dropna(subset=["episode_return"])
+    late = h[h.step > (1 - final_fraction) * h.step.max()]
+    return pd.DataFrame({"mean_return": h.groupby("seed").episode_return.mean(),
+                         "final_return": late.groupby("seed").episode_return.mean()})
 
 
 def normalized(env_id: str, returns: np.ndarray) -> np.ndarray:

@@ -29,6 +29,12 @@ def test_steps_to_threshold():
     assert got[0] == 400 and np.isnan(got[1])
 
 
+def test_learning_summary():
+    h = pd.DataFrame(dict(seed=[0] * 10, step=range(100, 1100, 100), episode_return=[0.0] * 9 + [10.0]))
+    got = ex.learning_summary(h, final_fraction=0.1)
+    assert got.loc[0, "final_return"] == 10.0 and got.loc[0, "mean_return"] == pytest.approx(1.0)
+
+
 def test_normalized_and_aggregates():
     assert ex.normalized("CartPole-v1", np.array([22.0, 500.0])).tolist() == [0.0, 1.0]
     with pytest.raises(ValueError, match="reference"):
