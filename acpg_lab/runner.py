@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from acpg_lab.profiles import NOTEBOOKS, PROFILES
+from acpg_lab.profiles import NOTEBOOKS, PROFILES, notebook_params
 
 __all__ = ["NOTEBOOK_DIR", "NotebookFailed", "list_notebooks", "run_notebooks", "extract_figures"]
 
@@ -66,7 +66,9 @@ def collect_results(name: str, run_dir: Path, results_dir: Path, params: dict, s
         shutil.rmtree(target)
     target.mkdir(parents=True)
     copied = [Path(shutil.copy2(csv, target)) for csv in sorted(run_dir.glob("*.csv"))]
-    provenance = dict(notebook=name, parameters={k: v for k, v in params.items() if k != "output_dir"},
+    resolved = vars(notebook_params(name, {k: v for k, v in params.items() if k != "output_dir"}))
+    resolved.pop("output_dir")
+    provenance = dict(notebook=name, parameters=resolved,
                       acpg_lab=__version__, torch=torch.__version__, date=datetime.date.today().isoformat(),
                       wall_seconds=round(seconds), regenerate=f"acpg-lab notebooks --profile {params['profile']} "
                       f"--out runs/notebooks --results {results_dir} --only {name}")

@@ -89,4 +89,6 @@ def test_collect_results_copies_tables_with_provenance(tmp_path):
     target = tmp_path / "results" / "02_acpg_fixed_etf_head"
     assert sorted(p.name for p in target.iterdir()) == ["provenance.json", "table.csv"]
     meta = json.loads((target / "provenance.json").read_text())
-    assert meta["parameters"] == {"profile": "default", "seeds": [0, 1]} and meta["wall_seconds"] == 12
+    assert meta["parameters"]["profile"] == "default" and meta["parameters"]["seeds"] == [0, 1]
+    assert meta["parameters"]["cartpole_steps"] == NOTEBOOKS["02_acpg_fixed_etf_head"]["cartpole_steps"]["default"]
+    assert meta["wall_seconds"] == 12
