@@ -112,7 +112,8 @@ class TrainConfig:
     pfo_layers: str = "last"
     """PFO on the "last" hidden layer's pre-activations or on "all" hidden layers' (concatenated)."""
     diagnostics_every: int = 0
-    """Every so many updates, log representation, trust-region and action-collapse metrics (0 = never)."""
+    """Every so many updates, log representation, trust-region and action-collapse metrics (0 = never). The
+    trust-region statistics use clip_coef as the clip range (0.2 for A2C and REINFORCE, which have none)."""
     label_source: str = "greedy"
     """Action-collapse labels: "greedy" (agent's argmax), "expert" (``expert_run``'s argmax), "optimal" (env info)."""
     expert_run: str | None = None

@@ -30,6 +30,9 @@ SETTINGS: dict[str, dict] = {
     "cartpole_relu_e10_lr1e-3": dict(env_id="CartPole-v1", total_steps=200_000, **{**STRESS, "epochs": 10}),
     "acrobot_relu_e40_lr1e-3": dict(env_id="Acrobot-v1", total_steps=200_000, **STRESS),
     "acrobot_relu_e40_lr1e-3_pfo1": dict(env_id="Acrobot-v1", total_steps=200_000, pfo_coef=1.0, **STRESS),
+    "breakout_cnn_relu_e40_lr1e-3": dict(env_id="MinAtar/Breakout-v1", total_steps=150_000, **STRESS),
+    "breakout_cnn_relu_e40_lr1e-3_pfo1": dict(env_id="MinAtar/Breakout-v1", total_steps=150_000, pfo_coef=1.0,
+                                              **STRESS),
 }
 METRICS = ["episode_return", "actor_approx_rank", "actor_srank", "actor_effective_rank", "actor_dead_neurons",
            "actor_preactivation_norm", "ratio_below_mean", "excess_ratio", "kl_old_new", "policy_entropy"]
