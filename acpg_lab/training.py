@@ -150,8 +150,7 @@ class Run:
         raw = meta["config"]
         raw["seeds"], raw["hidden_sizes"] = tuple(raw["seeds"]), tuple(raw["hidden_sizes"])
         cfg = TrainConfig(**raw)
-        obs_space, act_space, _ = probe_spaces(cfg.env_id, cfg.env_kwargs)
-        model = build_model(cfg, obs_space.shape, int(act_space.n)).to(device)
+        model = _model_for(cfg).to(device)
         model.load_state_dict(torch.load(src / "model.pt", map_location=device, weights_only=True))
         return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
                    wall_time=meta["wall_time"], interrupted=meta["interrupted"])
@@ -165,8 +164,7 @@ class Run:
 
     def actor_at(self, step: int) -> nn.Module:
         """A copy of the actor with the weights of the snapshot at ``step`` (on the CPU)."""
-        obs_space, act_space, _ = probe_spaces(self.config.env_id, self.config.env_kwargs)
-        actor = build_model(self.config, obs_space.shape, int(act_space.n)).actor
+        actor = _model_for(self.config).actor
         actor.load_state_dict(self.snapshot(step))
         return actor.eval()
 
@@ -247,6 +245,12 @@ def _version() -> str:
     return __version__
 
 
+def _model_for(cfg: TrainConfig) -> ActorCritic:
+    """A freshly initialised model for a resolved config, its spaces read from a throw-away environment."""
+    obs_space, act_space, _ = probe_spaces(cfg.env_id, cfg.env_kwargs)
+    return build_model(cfg, obs_space.shape, int(act_space.n))
+
+
 def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, init_offset: int = 0) -> ActorCritic:
     """The seed-batched actor-critic a resolved config describes (``init_offset``: see `ActorCritic`)."""
     network = cfg.network if cfg.network != "auto" else ("cnn" if len(obs_shape) == 3 else "mlp")
@@ -287,7 +291,8 @@ def diagnose(model: ActorCritic, cfg: TrainConfig, obs: Tensor, actions: Tensor,
         labels = out.logits.argmax(-1)
     elif cfg.label_source == "expert":
         flat = obs.reshape(1, -1, *obs.shape[2:])
-        labels = expert(flat.expand(expert_seeds(expert), *flat.shape[1:]))[0].argmax(-1).view(obs.shape[:2])
+        expert_seeds = next(expert.parameters()).shape[0]  # the expert's seed 0 labels every state
+        labels = expert(flat.expand(expert_seeds, *flat.shape[1:]))[0].argmax(-1).view(obs.shape[:2])
     labels = torch.where(valid > 0, labels, -1)
     row.update(metrics.action_collapse(out.features, labels, model.actor.head.weight, logits=out.logits))
     return row
@@ -296,10 +301,6 @@ def diagnose(model: ActorCritic, cfg: TrainConfig, obs: Tensor, actions: Tensor,
 def pfo_features(preacts: list[Tensor], layers: str) -> Tensor:
     """The pre-activations PFO keeps close to collection time: the last hidden layer's, or all, concatenated."""
     return preacts[-1] if layers == "last" else torch.cat(preacts, -1)
-
-
-def expert_seeds(expert: nn.Module) -> int:
-    return next(expert.parameters()).shape[0]
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> Run:
