@@ -18,8 +18,8 @@ import pandas as pd
 from acpg_lab.config import TrainConfig
 from acpg_lab.training import Run, train
 
-__all__ = ["REFERENCE_SCORES", "run_cached", "steps_to_threshold", "learning_summary", "normalized", "aggregate",
-           "probability_of_improvement"]
+__all__ = ["REFERENCE_SCORES", "run_cached", "steps_to_threshold", "learning_summary", "final_metrics",
+           "compare_final", "normalized", "aggregate", "probability_of_improvement"]
 
 #: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
 #: random-policy returns rounded; targets are the maximum (CartPole), "solved" (LunarLander 200), or roughly what a
@@ -80,6 +80,34 @@ def learning_summary(history: pd.DataFrame, *, final_fraction: float = 0.1) -> p
     late = h[h.step > (1 - final_fraction) * h.step.max()]
     return pd.DataFrame({"mean_return": h.groupby("seed").episode_return.mean(),
                          "final_return": late.groupby("seed").episode_return.mean()})
+
+
+def final_metrics(history: pd.DataFrame, metrics: list[str], *, final_fraction: float = 0.2) -> pd.DataFrame:
+    """Per seed (rows) and metric (columns): the mean of the values logged in the last ``final_fraction`` of steps.
+
+    NaNs (updates without diagnostics, or a statistic with nothing to average) are skipped; a longer window gives
+    a steadier value that reacts later to a collapse near the end.
+    """
+    if not 0 < final_fraction <= 1:
+        raise ValueError(f"final_fraction must lie in (0, 1], got {final_fraction!r}")
+    missing = [m for m in metrics if m not in history]
+    if missing:
+        raise ValueError(f"metrics {missing} are not columns of the history; columns: {list(history.columns)}")
+    late = history[history.step > (1 - final_fraction) * history.step.max()]
+    return late.groupby("seed")[list(metrics)].mean()
+
+
+def compare_final(values: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Per metric: mean of ``values`` and of ``reference`` (both seeds x metrics), their difference and a Welch
+    95% interval for it (normal approximation over seeds, so narrow with few seeds; NaN with fewer than 2)."""
+    rows = []
+    for metric in values.columns:
+        x, y = values[metric].dropna().to_numpy(), reference[metric].dropna().to_numpy()
+        diff = x.mean() - y.mean() if len(x) and len(y) else np.nan
+        half = 1.96 * np.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y)) if min(len(x), len(y)) > 1 else np.nan
+        rows.append(dict(metric=metric, value=x.mean() if len(x) else np.nan, reference=y.mean() if len(y) else np.nan,
+                         difference=diff, ci_low=diff - half, ci_high=diff + half))
+    return pd.DataFrame(rows).set_index("metric")
 
 
 def normalized(env_id: str, returns: np.ndarray) -> np.ndarray:

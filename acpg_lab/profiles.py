@@ -49,6 +49,22 @@ NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
         "ablation_steps": dict(ci=2_048, default=40_000, full=200_000),
         "ablation_seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=tuple(range(10))),
     },
+    "03_ppo_trust_region_failure": {
+        "seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=(0, 1, 2, 3, 4)),
+        "device": dict(ci="cpu", default="auto", full="cuda"),
+        "env_id": dict(ci="CartPole-v1", default="CartPole-v1", full="MinAtar/Breakout-v1"),
+        "total_steps": dict(ci=4_096, default=150_000, full=10_000_000),
+        "epochs": dict(ci=40, default=40, full=8),
+        "reference_epochs": dict(ci=10, default=10, full=4),
+        "lr": dict(ci=1e-3, default=1e-3, full=2.5e-4),
+        "ent_coef": dict(ci=0.0, default=0.0, full=0.01),
+        "clip_coef": dict(ci=0.2, default=0.2, full=0.1),
+        "pfo_coef": dict(ci=1.0, default=1.0, full=1.0),
+        "pfo_all_coef": dict(ci=10.0, default=10.0, full=10.0),
+        "diagnostics_every": dict(ci=2, default=10, full=50),
+        "snapshot_every": dict(ci=8, default=100, full=1000),
+        "probe_steps": dict(ci=20, default=200, full=500),
+    },
 }
 
 _COMMON = {"profile": str, "output_dir": str}
@@ -75,8 +91,9 @@ def _check_type(notebook: str, name: str, value: Any, like: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(like, int) and
                                                                             not isinstance(value, int)):
             raise ParameterError(f"{notebook}: parameter {name} must be a {type(like).__name__}, got {value!r}")
-        if value <= 0:
-            raise ParameterError(f"{notebook}: parameter {name} must be positive, got {value!r}")
+        if value < 0 or (value == 0 and isinstance(like, int)):  # counts must be positive; coefficients may be 0
+            raise ParameterError(f"{notebook}: parameter {name} must be "
+                                 f"{'positive' if isinstance(like, int) else 'non-negative'}, got {value!r}")
         return value
     return value
 

@@ -132,14 +132,22 @@ class Run:
         return self.config.seeds
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``history.csv`` and ``model.pt`` (a state_dict) into ``directory``."""
+        """Write ``config.json``, ``history.csv`` and ``model.pt`` (a state_dict) into ``directory``, and, if the
+        run kept them, the snapshots (``snapshots/actor_step<N>.pt``) and the probe batch (``probe_obs.pt``), so that
+        a loaded run still supports `plasticity`."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         meta = dict(config=self.config.to_dict(), wall_time=self.wall_time, interrupted=self.interrupted,
                     version=_version())
-        (out / "config.json").write_text(json.dumps(meta, indent=2))
         self.history.to_csv(out / "history.csv", index=False)
         torch.save(self.model.state_dict(), out / "model.pt")
+        if self.snapshots:
+            (out / "snapshots").mkdir(exist_ok=True)
+            for step in self.snapshots:
+                torch.save(self.snapshot(step), out / "snapshots" / f"actor_step{step}.pt")
+        if self.probe_obs is not None:
+            torch.save(self.probe_obs.cpu(), out / "probe_obs.pt")
+        (out / "config.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks a complete run
         return out
 
     @classmethod
@@ -152,8 +160,12 @@ class Run:
         cfg = TrainConfig(**raw)
         model = _model_for(cfg).to(device)
         model.load_state_dict(torch.load(src / "model.pt", map_location=device, weights_only=True))
+        snapshots: dict[int, dict[str, Tensor] | Path] = {
+            int(f.stem.removeprefix("actor_step")): f for f in (src / "snapshots").glob("actor_step*.pt")}
+        probe = src / "probe_obs.pt"
         return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
-                   wall_time=meta["wall_time"], interrupted=meta["interrupted"])
+                   wall_time=meta["wall_time"], interrupted=meta["interrupted"], snapshots=dict(sorted(snapshots.items())),
+                   probe_obs=torch.load(probe, weights_only=True) if probe.exists() else None)
 
     def snapshot(self, step: int) -> dict[str, Tensor]:
         """The actor's state dict saved at environment step ``step`` (see ``TrainConfig.snapshot_every``)."""

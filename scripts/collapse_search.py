@@ -30,6 +30,8 @@ SETTINGS: dict[str, dict] = {
     "cartpole_relu_e10_lr1e-3": dict(env_id="CartPole-v1", total_steps=200_000, **{**STRESS, "epochs": 10}),
     "acrobot_relu_e40_lr1e-3": dict(env_id="Acrobot-v1", total_steps=200_000, **STRESS),
     "acrobot_relu_e40_lr1e-3_pfo1": dict(env_id="Acrobot-v1", total_steps=200_000, pfo_coef=1.0, **STRESS),
+    "cartpole_relu_e40_lr3e-3": dict(env_id="CartPole-v1", total_steps=200_000, **{**STRESS, "lr": 3e-3}),
+    "cartpole_relu_e80_lr1e-3": dict(env_id="CartPole-v1", total_steps=200_000, **{**STRESS, "epochs": 80}),
     "breakout_cnn_relu_e40_lr1e-3": dict(env_id="MinAtar/Breakout-v1", total_steps=150_000, **STRESS),
     "breakout_cnn_relu_e40_lr1e-3_pfo1": dict(env_id="MinAtar/Breakout-v1", total_steps=150_000, pfo_coef=1.0,
                                               **STRESS),

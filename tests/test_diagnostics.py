@@ -69,6 +69,9 @@ def test_snapshots_in_memory_on_disk_and_plasticity(tmp_path):
     assert (probe.plasticity_kl > -1e-6).all()
     with pytest.raises(ValueError, match="no snapshot at step 7"):
         run.snapshot(7)
+    loaded = al.Run.load(in_memory.save(tmp_path / "saved"))  # a cached run keeps what the probe needs
+    assert sorted(loaded.snapshots) == [0, 2048, 4096] and torch.equal(loaded.probe_obs, in_memory.probe_obs)
+    pd.testing.assert_frame_equal(loaded.plasticity(steps=50), in_memory.plasticity(steps=50))
 
 
 def test_save_load_and_expert_labels(tmp_path):
