@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from acpg_lab.envs import probe_spaces, resolve_env_id
+from acpg_lab.envs import is_atari, probe_spaces, resolve_env_id
 
 ALGOS = ("reinforce", "a2c", "ppo")
 HEADS = ("linear", "etf")
 ACTIVATIONS = ("tanh", "relu")
-NETWORKS = ("auto", "mlp", "cnn")
+NETWORKS = ("auto", "mlp", "cnn", "nature")
 PFO_LAYERS = ("last", "all")
 LABEL_SOURCES = ("greedy", "expert", "optimal")
 
@@ -43,6 +43,13 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
                                  gamma=0.98, gae_lambda=0.8, ent_coef=0.01),
     # Measured here: greedy 500 on 4/4 seeds after 200k steps (4 envs x 512-step rollouts, lr 3e-3).
     ("CartPole-v1", "reinforce"): dict(num_envs=4, rollout_steps=512, lr=3e-3),
+}
+
+#: Tuned values for every ALE id (``ALE/...``), per algorithm: CleanRL's ppo_atari with the PFO paper's network
+#: (Nature CNN, 512-unit ReLU feature layer) and clipped rewards.
+ATARI_PRESETS: dict[str, dict[str, Any]] = {
+    "ppo": dict(num_envs=8, rollout_steps=128, epochs=4, minibatch_size=256, lr=2.5e-4, clip_coef=0.1,
+                ent_coef=0.01, hidden_sizes=(512,), activation="relu"),
 }
 
 
@@ -94,7 +101,10 @@ class TrainConfig:
     activation: str | None = None
     """"tanh" or "relu"."""
     network: str = "auto"
-    """"mlp", "cnn" (MinAtar images) or "auto" (cnn for 3-D observations, else mlp)."""
+    """"mlp", "cnn" (MinAtar images), "nature" (Atari frame stacks) or "auto" (nature for ALE ids, cnn for other
+    3-D observations, else mlp)."""
+    reward_clip: bool | None = None
+    """Train on sign(reward), the Atari convention (logged returns stay game scores); default: True for ALE ids."""
     shared_trunk: bool = False
     """Actor and critic share the backbone (the critic's loss then shapes the policy's features too)."""
     reinforce_baseline: bool = True
@@ -133,7 +143,8 @@ class TrainConfig:
         resolve_env_id(self.env_id)  # registry lookup only
         self._check_choices()
         algo_defaults = ALGO_DEFAULTS[self.algo]
-        preset = PRESETS.get((self.env_id, self.algo), {})
+        family = ATARI_PRESETS.get(self.algo, {}) if is_atari(self.env_id) else {}
+        preset = PRESETS.get((self.env_id, self.algo), family)
         filled = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -144,6 +155,8 @@ class TrainConfig:
                     value = algo_defaults[f.name]
                 elif f.name in NETWORK_DEFAULTS:
                     value = NETWORK_DEFAULTS[f.name]
+                elif f.name == "reward_clip":
+                    value = is_atari(self.env_id)
                 elif f.name == "head_normalize":
                     value = False
                 elif f.name == "head_scale":
@@ -238,6 +251,9 @@ class TrainConfig:
         if self.network == "cnn" and len(obs_space.shape) != 3:
             raise ValueError(f"network='cnn' needs image observations [H, W, C]; env_id={self.env_id!r} "
                              f"observes shape {obs_space.shape}")
+        if self.network == "nature" and (len(obs_space.shape) != 3 or min(obs_space.shape[1:]) < 36):
+            raise ValueError(f"network='nature' needs frame stacks [C, H, W] of at least 36x36; "
+                             f"env_id={self.env_id!r} observes shape {obs_space.shape}")
         if self.head == "etf" and self.hidden_sizes[-1] < k - 1:
             raise ValueError(f"hidden_sizes[-1]={self.hidden_sizes[-1]} is the ETF dimension and must be >= "
                              f"K - 1 = {k - 1} for the {k} actions of {self.env_id!r}")

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-__all__ = ["resolve_env_id", "probe_spaces", "SeedEnvs", "EnvStep", "make_vector_env"]
+__all__ = ["resolve_env_id", "is_atari", "probe_spaces", "SeedEnvs", "EnvStep", "make_vector_env"]
 
 
 def _register_namespaces(env_id: str) -> None:
@@ -27,6 +27,18 @@ def _register_namespaces(env_id: str) -> None:
             minatar.gym.register_envs()
     elif env_id.startswith("acpg_lab/"):
         import acpg_lab.optimal_envs  # noqa: F401  (registers on import)
+    elif env_id.startswith("ALE/"):
+        try:
+            import ale_py
+        except ImportError as err:  # pragma: no cover - ale-py is a dependency
+            raise ValueError(f"env_id={env_id!r} needs the ale-py package (pip install ale-py)") from err
+        if "ALE/Pong-v5" not in gym.registry:
+            gym.register_envs(ale_py)
+
+
+def is_atari(env_id: str) -> bool:
+    """ALE ids: vectorised by ale-py's native `AtariVectorEnv` (84x84 grey, 4 stacked frames, frameskip 4)."""
+    return env_id.startswith("ALE/")
 
 
 def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -43,24 +55,34 @@ def resolve_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
 
 def probe_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None,
                  reset: bool = False) -> tuple[gym.Space, gym.Space, dict]:
-    """Observation space, action space and (if ``reset``) the reset info of one environment, made and closed."""
+    """Observation space, action space and (if ``reset``) the reset info of one environment as training sees it
+    (through `make_vector_env` with one copy, so preprocessing vector envs such as ALE's report their own
+    spaces), made and closed."""
     resolve_env_id(env_id)
     try:
-        env = gym.make(env_id, **(env_kwargs or {}))
+        env = make_vector_env(env_id, 1, env_kwargs)
     except TypeError as err:
         raise ValueError(f"env_kwargs={env_kwargs!r} were rejected by {env_id!r}: {err}") from err
     try:
         info = env.reset(seed=0)[1] if reset else {}
-        return env.observation_space, env.action_space, info
+        return env.single_observation_space, env.single_action_space, info
     finally:
         env.close()
 
 
 def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
-    """A vector env of ``num_envs`` copies: gymnasium's native vector version where one exists, else sync."""
+    """A vector env of ``num_envs`` copies: gymnasium's native vector version where one exists, else sync.
+
+    ALE ids get ale-py's native vector env with its standard preprocessing but unclipped rewards (training clips
+    them when ``TrainConfig.reward_clip`` is on, so logged returns are game scores); ``env_kwargs`` override.
+    """
     spec = resolve_env_id(env_id)
     mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **(env_kwargs or {}))
+    kwargs = dict(env_kwargs or {})
+    if is_atari(env_id):
+        kwargs.setdefault("reward_clipping", False)
+        kwargs.setdefault("num_threads", 1)  # one worker thread per seed's env set; seeds already run side by side
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
 
 
 class EnvStep(NamedTuple):
@@ -87,7 +109,8 @@ class SeedEnvs:
     def __init__(self, env_id: str, num_envs: int, env_seeds: Sequence[int], device: torch.device,
                  env_kwargs: dict[str, Any] | None = None) -> None:
         self.envs = [make_vector_env(env_id, num_envs, env_kwargs) for _ in env_seeds]
-        self.env_seeds = [int(s) for s in env_seeds]
+        # ale-py seeds sub-environments with seed, seed + 1, ... as C ints: keep them below 2**31
+        self.env_seeds = [int(s) % (2**31 - 2**16) if is_atari(env_id) else int(s) for s in env_seeds]
         self.device = device
         self.num_seeds, self.num_envs = len(self.envs), num_envs
         self.single_observation_space = self.envs[0].single_observation_space

@@ -33,6 +33,7 @@ REFERENCE_SCORES: dict[str, tuple[float, float]] = {
     "MinAtar/Asterix-v1": (0.5, 20.0),
     "MinAtar/Freeway-v1": (0.0, 60.0),
     "MinAtar/Seaquest-v1": (0.1, 30.0),
+    "ALE/Phoenix-v5": (761.4, 7242.6),  # the usual Atari random and human scores
 }
 
 

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from acpg_lab.etf import ETFHead, LinearHead
 
-__all__ = ["SeedLinear", "MLP", "MinAtarCNN", "Actor", "ActorCritic", "PolicyOutput"]
+__all__ = ["SeedLinear", "MLP", "MinAtarCNN", "NatureCNN", "Actor", "ActorCritic", "PolicyOutput"]
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -107,6 +107,54 @@ class MinAtarCNN(nn.Module):
         return h, preacts
 
 
+class NatureCNN(nn.Module):
+    """The Nature DQN / CleanRL Atari torso, seed-batched: 32 8x8/4, 64 4x4/2, 64 3x3/1 convolutions, then dense
+    layers (``hidden_sizes``, 512 in the PFO paper).
+
+    Observations are ``[S, B, C, H, W]`` uint8 frames (ale-py's layout), scaled to [0, 1]. Seeds are the groups of
+    a grouped convolution, so each seed's filters only ever see that seed's inputs.
+    """
+
+    SPECS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  #: (channels, kernel, stride) per convolution
+
+    def __init__(self, obs_shape: Sequence[int], hidden_sizes: Sequence[int], activation: str,
+                 generators: Sequence[torch.Generator]) -> None:
+        super().__init__()
+        in_ch, height, width = obs_shape
+        self.num_seeds = len(generators)
+        self.convs = nn.ModuleList()
+        for out_ch, kernel, stride in self.SPECS:
+            # a [C*k*k, out] orthogonal init per seed (as SeedLinear), laid out as grouped-conv filters
+            # [S, out, C, k, k] (leading seed dimension, as every parameter here), viewed as grouped filters
+            weight = torch.stack([_init_orthogonal((in_ch * kernel * kernel, out_ch), math.sqrt(2), g).T
+                                  for g in generators]).reshape(len(generators), out_ch, in_ch, kernel, kernel)
+            self.convs.append(nn.ParameterDict(dict(weight=nn.Parameter(weight),
+                                                    bias=nn.Parameter(torch.zeros(len(generators), out_ch)))))
+            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+            in_ch = out_ch
+        if height < 1 or width < 1:
+            raise ValueError(f"NatureCNN needs frames of at least 36x36, got observation shape {tuple(obs_shape)}")
+        sizes = [in_ch * height * width, *hidden_sizes]
+        self.dense = nn.ModuleList(SeedLinear(i, o, generators) for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+        self.act = ACTIVATIONS[activation]
+        self.feature_dim = sizes[-1]
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
+        s, b = obs.shape[:2]
+        x = (obs / 255.0).transpose(0, 1).reshape(b, -1, *obs.shape[3:])  # [B, S*C, H, W]: seeds as groups
+        preacts = []
+        for conv, (_, _, stride) in zip(self.convs, self.SPECS, strict=True):
+            z = F.conv2d(x, conv["weight"].flatten(0, 1), conv["bias"].flatten(), stride=stride, groups=s)
+            preacts.append(z.reshape(b, s, -1).transpose(0, 1))
+            x = self.act(z)
+        h = x.reshape(b, s, -1).transpose(0, 1)  # [S, B, C*H*W]
+        for layer in self.dense:
+            z = layer(h)
+            preacts.append(z)
+            h = self.act(z)
+        return h, preacts
+
+
 class PolicyOutput(NamedTuple):
     """What the actor computes in one pass."""
 
@@ -137,7 +185,8 @@ class ActorCritic(nn.Module):
         obs_shape: observation shape of one environment.
         num_actions: K.
         seeds: one integer per seed; each seed's weights (and its ETF orientation) depend on its integer only.
-        network: "mlp" (flattens observations) or "cnn" (MinAtar-style ``[10, 10, C]`` images).
+        network: "mlp" (flattens observations), "cnn" (MinAtar-style ``[10, 10, C]`` images) or "nature" (Atari
+            ``[C, 84, 84]`` frame stacks, `NatureCNN`).
         hidden_sizes: widths of the hidden layers (after the convolution for "cnn"); the last is the feature
             dimension d the head sees.
         activation: "tanh" or "relu".
@@ -160,6 +209,8 @@ class ActorCritic(nn.Module):
         def backbone() -> nn.Module:
             if network == "cnn":
                 return MinAtarCNN(obs_shape, hidden_sizes, activation, streams)
+            if network == "nature":
+                return NatureCNN(obs_shape, hidden_sizes, activation, streams)
             return MLP(math.prod(obs_shape), hidden_sizes, activation, streams)
 
         actor_backbone = backbone()

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from acpg_lab import metrics
 from acpg_lab.config import TrainConfig
-from acpg_lab.envs import SeedEnvs, probe_spaces
+from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
 from acpg_lab.networks import ActorCritic
 
 __all__ = ["train", "Run", "build_model", "seed_streams", "resolve_device"]
@@ -164,7 +164,8 @@ class Run:
             int(f.stem.removeprefix("actor_step")): f for f in (src / "snapshots").glob("actor_step*.pt")}
         probe = src / "probe_obs.pt"
         return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
-                   wall_time=meta["wall_time"], interrupted=meta["interrupted"], snapshots=dict(sorted(snapshots.items())),
+                   wall_time=meta["wall_time"], interrupted=meta["interrupted"],
+                   snapshots=dict(sorted(snapshots.items())),
                    probe_obs=torch.load(probe, weights_only=True) if probe.exists() else None)
 
     def snapshot(self, step: int) -> dict[str, Tensor]:
@@ -265,7 +266,9 @@ def _model_for(cfg: TrainConfig) -> ActorCritic:
 
 def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, init_offset: int = 0) -> ActorCritic:
     """The seed-batched actor-critic a resolved config describes (``init_offset``: see `ActorCritic`)."""
-    network = cfg.network if cfg.network != "auto" else ("cnn" if len(obs_shape) == 3 else "mlp")
+    network = cfg.network
+    if network == "auto":
+        network = "nature" if is_atari(cfg.env_id) else "cnn" if len(obs_shape) == 3 else "mlp"
     return ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
                        activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
                        head_scale=cfg.head_scale, head_bias=cfg.head_bias, shared_trunk=cfg.shared_trunk,
@@ -412,8 +415,9 @@ def _train(cfg: TrainConfig, progress: bool) -> Run:
                     if labels is not None:
                         label_buf[t] = labels
                     step = envs.step(action)
-                    rew_buf[t], term_buf[t], trunc_buf[t], valid_buf[t] = (step.reward, step.terminated,
-                                                                           step.truncated, step.valid)
+                    rew_buf[t], term_buf[t], trunc_buf[t], valid_buf[t] = (
+                        step.reward.sign() if cfg.reward_clip else step.reward, step.terminated, step.truncated,
+                        step.valid)
                     if step.ended.any():
                         for s in range(num_seeds):
                             returns_done[s].append(step.finished_returns[s])

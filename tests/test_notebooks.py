@@ -67,6 +67,21 @@ def test_profile_values_and_overrides():
     assert notebook_params("00_simplex_etf", {}).profile == "default"
 
 
+@pytest.mark.parametrize("name", ["03_ppo_trust_region_failure", "04_acpg_meets_pfo"])
+@pytest.mark.parametrize("profile", ["ci", "default", "full"])
+def test_every_profile_of_the_ppo_notebooks_gives_valid_configs(name, profile):
+    import acpg_lab as al
+
+    p = notebook_params(name, dict(profile=profile, ent_coef=0.0))  # a zero coefficient is a valid value
+    cfg = al.TrainConfig(env_id=p.env_id, seeds=p.seeds, total_steps=p.total_steps, device="cpu", epochs=p.epochs,
+                         lr=p.lr, ent_coef=p.ent_coef, clip_coef=p.clip_coef, pfo_coef=p.pfo_coef,
+                         activation="relu", diagnostics_every=p.diagnostics_every,
+                         snapshot_every=p.snapshot_every).resolve()
+    assert cfg.epochs == p.epochs and cfg.num_updates >= p.snapshot_every
+    with pytest.raises(ParameterError, match="epochs must be positive"):
+        notebook_params(name, dict(profile=profile, epochs=0))
+
+
 def test_runner_rejects_bad_requests_before_running(tmp_path):
     with pytest.raises(ValueError, match="profile"):
         run_notebooks("fast", tmp_path)
