@@ -18,8 +18,8 @@ import pandas as pd
 from acpg_lab.config import TrainConfig
 from acpg_lab.training import Run, train
 
-__all__ = ["REFERENCE_SCORES", "run_cached", "steps_to_threshold", "learning_summary", "final_metrics",
-           "compare_final", "normalized", "aggregate", "probability_of_improvement"]
+__all__ = ["REFERENCE_SCORES", "run_cached", "plasticity_cached", "steps_to_threshold", "learning_summary",
+           "final_metrics", "final_summary", "return_change_after", "compare_final", "normalized", "aggregate", "probability_of_improvement"]
 
 #: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
 #: random-policy returns rounded; targets are the maximum (CartPole), "solved" (LunarLander 200), or roughly what a
@@ -43,14 +43,18 @@ def run_cached(config: TrainConfig, directory: str | Path, *, episodes: int = 10
 
     The run and its greedy evaluation (``evaluation.csv``) are written as soon as training ends, so a sweep that
     is interrupted keeps every finished run. A directory holding a run of a *different* config is an error, not
-    silently overwritten.
+    silently overwritten; fields that did not exist when the run was saved count as equal (a new field's default
+    keeps the earlier behaviour).
     """
     out = Path(directory)
     resolved = config.resolve()
     saved = out / "config.json"
     if saved.exists() and (out / "evaluation.csv").exists():
         stored = json.loads(saved.read_text())["config"]
-        if stored != json.loads(json.dumps(resolved.to_dict())):
+        current = json.loads(json.dumps(resolved.to_dict()))
+        # a field added to TrainConfig after the run was saved reproduces the earlier behaviour by default
+        stored = {**{k: current[k] for k in current.keys() - stored.keys()}, **stored}
+        if stored != current:
             raise ValueError(f"{out} holds a run of another config; remove it or choose another directory")
         return Run.load(out), pd.read_csv(out / "evaluation.csv")
     run = train(config, progress=progress)
@@ -58,6 +62,22 @@ def run_cached(config: TrainConfig, directory: str | Path, *, episodes: int = 10
     evaluation = run.evaluate(episodes=episodes)
     evaluation.to_csv(out / "evaluation.csv", index=False)
     return run, evaluation
+
+
+def plasticity_cached(runs: Mapping[str, Run], path: str | Path, *, steps: int = 200) -> pd.DataFrame:
+    """`Run.plasticity` on every snapshot of every run (rows of condition, seed, step, plasticity_kl), read from
+    ``path`` if an earlier call wrote it: the probe is deterministic given the snapshots, so re-executing a notebook
+    does not pay for it again. Name ``path`` after what determines the result (runs and ``steps``)."""
+    path = Path(path)
+    if path.exists():
+        table = pd.read_csv(path)
+        if set(table.condition) == set(runs):
+            return table
+    table = pd.concat([run.plasticity(steps=steps).assign(condition=name) for name, run in runs.items()],
+                      ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return table
 
 
 def steps_to_threshold(history: pd.DataFrame, threshold: float, *, window: int = 5) -> pd.Series:
@@ -96,6 +116,39 @@ def final_metrics(history: pd.DataFrame, metrics: list[str], *, final_fraction: 
         raise ValueError(f"metrics {missing} are not columns of the history; columns: {list(history.columns)}")
     late = history[history.step > (1 - final_fraction) * history.step.max()]
     return late.groupby("seed")[list(metrics)].mean()
+
+
+def final_summary(run: Run, evaluation: pd.DataFrame, metrics: list[str], *, plasticity: pd.DataFrame | None = None,
+                  final_fraction: float = 0.2) -> pd.DataFrame:
+    """Per seed: `final_metrics` of ``metrics``, the greedy ``evaluation`` return (``greedy_return``) and, given a
+    `plasticity_cached`-style table of this run's seeds, the probe's KL at the last snapshot (``plasticity_kl``)."""
+    table = final_metrics(run.history, metrics, final_fraction=final_fraction)
+    table["greedy_return"] = evaluation.set_index("seed").return_mean
+    if plasticity is not None:
+        last = plasticity[plasticity.step == plasticity.step.max()]
+        table["plasticity_kl"] = last.set_index("seed").plasticity_kl
+    return table
+
+
+def return_change_after(history: pd.DataFrame, metrics: list[str], *, before: int = 10,
+                        after: int = 20) -> pd.DataFrame:
+    """For every update with diagnostics: the ``metrics`` logged there and ``return_change``, the mean training
+    return over the ``after`` following updates minus that over the ``before`` updates up to it (per seed, episode
+    returns carried forward over updates where no episode ended).
+
+    Read it as a lead-lag test: if a statistic is a precursor of performance collapse, its values before large
+    negative changes differ from its values elsewhere. Longer windows see slower collapses but blur their timing.
+    """
+    if before < 1 or after < 1:
+        raise ValueError(f"before and after must be >= 1 update, got before={before!r}, after={after!r}")
+    out = []
+    for _, h in history.sort_values(["seed", "update"]).groupby("seed"):
+        ret = h.episode_return.ffill()
+        past = ret.rolling(before + 1, min_periods=1).mean()
+        future = ret[::-1].rolling(after, min_periods=after).mean()[::-1].shift(-1)
+        rows = h.assign(return_change=future - past, return_before=past).dropna(subset=[metrics[0], "return_change"])
+        out.append(rows[["seed", "update", "step", *metrics, "return_before", "return_change"]])
+    return pd.concat(out, ignore_index=True)
 
 
 def compare_final(values: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:

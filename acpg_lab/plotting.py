@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-__all__ = ["mean_ci", "plot_curves", "plot_frame", "plot_gram", "plot_collapse_projection"]
+__all__ = ["mean_ci", "plot_curves", "plot_aggregate", "plot_frame", "plot_gram", "plot_collapse_projection"]
 
 #: Colour-blind-safe palette (Okabe-Ito) that stays legible on dark backgrounds.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"]
@@ -63,6 +63,23 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
     ax.set_title(title or f"{metric.replace('_', ' ')} (mean, 95% CI over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
+    return ax
+
+
+def plot_aggregate(table: pd.DataFrame, *, metric: str = "iqm", ax: Axes | None = None,
+                   xlabel: str = "IQM of normalised greedy return (95% bootstrap CI)") -> Axes:
+    """One point per method with its confidence interval, from `experiments.aggregate`'s table (columns
+    ``metric``, ``metric_low``, ``metric_high``; one row per method)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.5 + 0.5 * len(table)))
+    for i, name in enumerate(table.index):
+        point, low, high = table.loc[name, [metric, f"{metric}_low", f"{metric}_high"]]
+        ax.errorbar(point, i, xerr=[[point - low], [high - point]], fmt="o", capsize=4,
+                    color=PALETTE[i % len(PALETTE)])
+    ax.set_yticks(range(len(table)), table.index)
+    ax.set_ylim(-0.5, len(table) - 0.5)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
     return ax
 
 

@@ -46,3 +46,43 @@ def test_normalized_and_aggregates():
     assert table.loc["low", "iqm_low"] <= table.loc["low", "iqm"] <= table.loc["low", "iqm_high"]
     poi = ex.probability_of_improvement(high, low, reps=200)
     assert poi["probability"] == pytest.approx(1.0) and poi["low"] <= 1.0
+
+
+def test_final_metrics_and_compare_final():
+    h = pd.DataFrame(dict(seed=[0] * 5 + [1] * 5, step=list(range(100, 600, 100)) * 2,
+                          dead=[9, 9, 9, 1, np.nan] + [9, 9, 9, 3, 5]))
+    got = ex.final_metrics(h, ["dead"], final_fraction=0.4)  # steps 400 and 500
+    assert got.dead.tolist() == [1.0, 4.0]
+    with pytest.raises(ValueError, match="not columns"):
+        ex.final_metrics(h, ["nope"])
+    x = pd.DataFrame(dict(m=[3.0, 5.0, 4.0]))
+    y = pd.DataFrame(dict(m=[1.0, 1.0, 1.0]))
+    row = ex.compare_final(x, y).loc["m"]
+    assert row.difference == 3.0 and row.ci_low == pytest.approx(3 - 1.96 * np.sqrt(1 / 3)) and row.ci_high > 3
+
+
+def test_return_change_after_sees_a_collapse_coming():
+    # seed 0 collapses after update 10; the statistic drops at update 10 only
+    returns = [500.0] * 11 + [10.0] * 10
+    h = pd.DataFrame(dict(seed=0, update=range(21), step=range(0, 2100, 100), episode_return=returns,
+                          stat=[0.8 if u != 10 else 0.3 for u in range(21)]))
+    got = ex.return_change_after(h, ["stat"], before=2, after=3).set_index("update")
+    assert got.loc[10, "return_change"] == -490.0 and got.loc[2, "return_change"] == 0.0
+    assert 18 not in got.index  # fewer than `after` updates follow it
+    with pytest.raises(ValueError, match="before and after"):
+        ex.return_change_after(h, ["stat"], before=0)
+
+
+def test_plasticity_cached_computes_once(tmp_path):
+    class FakeRun:
+        calls = 0
+
+        def plasticity(self, steps):
+            FakeRun.calls += 1
+            return pd.DataFrame(dict(seed=[0], step=[0], plasticity_kl=[0.5 * steps]))
+
+    runs = {"a": FakeRun(), "b": FakeRun()}
+    first = ex.plasticity_cached(runs, tmp_path / "p.csv", steps=4)
+    again = ex.plasticity_cached(runs, tmp_path / "p.csv", steps=4)
+    assert FakeRun.calls == 2 and sorted(first.condition) == ["a", "b"]
+    pd.testing.assert_frame_equal(first, again)
