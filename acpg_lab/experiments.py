@@ -19,7 +19,8 @@ from acpg_lab.config import TrainConfig
 from acpg_lab.training import Run, train
 
 __all__ = ["REFERENCE_SCORES", "run_cached", "plasticity_cached", "steps_to_threshold", "learning_summary",
-           "final_metrics", "final_summary", "return_change_after", "compare_final", "normalized", "aggregate", "probability_of_improvement"]
+           "final_metrics", "final_summary", "return_change_after", "lead_lag_table",
+           "compare_final", "normalized", "aggregate", "probability_of_improvement"]
 
 #: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
 #: random-policy returns rounded; targets are the maximum (CartPole), "solved" (LunarLander 200), or roughly what a
@@ -149,6 +150,30 @@ def return_change_after(history: pd.DataFrame, metrics: list[str], *, before: in
         rows = h.assign(return_change=future - past, return_before=past).dropna(subset=[metrics[0], "return_change"])
         out.append(rows[["seed", "update", "step", *metrics, "return_before", "return_change"]])
     return pd.concat(out, ignore_index=True)
+
+
+def lead_lag_table(runs: Mapping[str, Run], metrics: list[str], *, before: int = 10, after: int = 20,
+                   fall_fraction: float = 0.3) -> pd.DataFrame:
+    """Per run (rows): how many diagnosed updates were followed by a **fall** (a `return_change_after` worse than
+    ``fall_fraction`` of the run's best training return), and for each metric its median at those updates, its
+    median elsewhere, and a Mann-Whitney p-value for the difference. Updates are autocorrelated, so the p-value
+    describes the separation; it is not a test over independent samples."""
+    from scipy.stats import mannwhitneyu
+
+    if not 0 < fall_fraction < 1:
+        raise ValueError(f"fall_fraction must lie in (0, 1), got {fall_fraction!r}")
+    rows = []
+    for name, run in runs.items():
+        t = return_change_after(run.history, metrics, before=before, after=after)
+        fall = t.return_change < -fall_fraction * run.history.episode_return.max()
+        row: dict[str, object] = dict(condition=name, updates=len(t), followed_by_a_fall=int(fall.sum()))
+        for metric in metrics:
+            at_fall, elsewhere = t.loc[fall, metric].dropna(), t.loc[~fall, metric].dropna()
+            row[f"{metric}: before falls"] = at_fall.median()
+            row[f"{metric}: elsewhere"] = elsewhere.median()
+            row[f"{metric}: p"] = mannwhitneyu(at_fall, elsewhere).pvalue if len(at_fall) and len(elsewhere) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("condition")
 
 
 def compare_final(values: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:

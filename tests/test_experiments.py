@@ -86,3 +86,18 @@ def test_plasticity_cached_computes_once(tmp_path):
     again = ex.plasticity_cached(runs, tmp_path / "p.csv", steps=4)
     assert FakeRun.calls == 2 and sorted(first.condition) == ["a", "b"]
     pd.testing.assert_frame_equal(first, again)
+
+
+def test_lead_lag_table_separates_the_statistic_before_a_fall():
+    class FakeRun:
+        pass
+
+    returns = [500.0] * 31 + [10.0] * 30
+    run = FakeRun()
+    run.history = pd.DataFrame(dict(seed=0, update=range(61), step=range(0, 6100, 100), episode_return=returns,
+                                    stat=[0.3 if 25 <= u <= 30 else 0.8 for u in range(61)]))
+    table = ex.lead_lag_table({"a": run}, ["stat"], before=2, after=3, fall_fraction=0.3)
+    row = table.loc["a"]
+    assert row["followed_by_a_fall"] >= 1 and row["stat: before falls"] == 0.3 and row["stat: elsewhere"] == 0.8
+    with pytest.raises(ValueError, match="fall_fraction"):
+        ex.lead_lag_table({"a": run}, ["stat"], fall_fraction=1.5)
