@@ -32,9 +32,10 @@ def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, 
 
 
 def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_return", *, x: str = "step",
-                bins: int = 50, ax: Axes | None = None, title: str | None = None, ylabel: str | None = None,
+                bins: int | None = 50, ax: Axes | None = None, title: str | None = None, ylabel: str | None = None,
                 log: bool = False) -> Axes:
-    """One line per history (mean over seeds) with a 95% band; values are averaged into ``bins`` x-bins per seed.
+    """One line per history (mean over seeds) with a 95% band; values are averaged into ``bins`` x-bins per seed,
+    or taken at their own x values with ``bins=None`` (for values every seed logs at the same x, e.g. snapshots).
 
     ``histories`` maps a label to a run's history (rows per seed and update); rows where ``metric`` is NaN (updates
     without diagnostics) are skipped. ``log=True`` draws a log axis, the band's lower edge floored at a tenth of
@@ -46,10 +47,14 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
         if metric not in hist:
             raise ValueError(f"metric {metric!r} is not a column of history {label!r}; columns: {list(hist.columns)}")
         hist = hist.dropna(subset=[metric])
-        edges = np.linspace(0, hist[x].max(), bins + 1)
-        binned = hist.assign(_bin=np.clip(np.digitize(hist[x], edges[1:-1]), 0, bins - 1))
-        table = binned.pivot_table(index="seed", columns="_bin", values=metric, aggfunc="mean")
-        centres = (edges[:-1] + edges[1:])[table.columns.to_numpy()] / 2
+        if bins is None:
+            table = hist.pivot_table(index="seed", columns=x, values=metric, aggfunc="mean")
+            centres = table.columns.to_numpy(dtype=float)
+        else:
+            edges = np.linspace(0, hist[x].max(), bins + 1)
+            binned = hist.assign(_bin=np.clip(np.digitize(hist[x], edges[1:-1]), 0, bins - 1))
+            table = binned.pivot_table(index="seed", columns="_bin", values=metric, aggfunc="mean")
+            centres = (edges[:-1] + edges[1:])[table.columns.to_numpy()] / 2
         mean, lo, hi = mean_ci(table.to_numpy())
         if log:
             lo = np.maximum(lo, mean / 10)
