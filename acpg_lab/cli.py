@@ -3,6 +3,7 @@
     acpg-lab train --env CartPole-v1 --algo ppo --head etf --seeds 0 1 2 3 --steps 100000 --out runs/etf
     acpg-lab demo --out runs/demo     # PPO with a learnable and a fixed-ETF head on CartPole, plotted
     acpg-lab notebooks --profile ci --out runs/notebooks [--device cpu] [--only 00_simplex_etf]
+    acpg-lab notebooks --profile default --out runs/sweep --only 04_acpg_meets_pfo --param seeds=[0,1,2,3,4,5,6,7]
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from acpg_lab.config import TrainConfig
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
-def _parse_set(items: list[str]) -> dict:
-    """``key=value`` pairs for TrainConfig fields; values are Python literals (strings may be bare)."""
+def _parse_set(items: list[str], allowed: set[str] | None = None, flag: str = "--set") -> dict:
+    """``key=value`` pairs (TrainConfig fields unless ``allowed`` says otherwise); values are Python literals
+    (strings may be bare)."""
+    allowed = FIELDS if allowed is None else allowed
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        if key not in FIELDS:
+            raise ValueError(f"{flag} expects key=value, got {item!r}")
+        if allowed is FIELDS and key not in FIELDS:
             raise ValueError(f"--set {key}: not a TrainConfig field; fields are {sorted(FIELDS)}")
         try:
             out[key] = ast.literal_eval(raw)
@@ -83,7 +86,8 @@ def _notebooks(args: argparse.Namespace) -> int:
     from acpg_lab.runner import NotebookFailed, run_notebooks
 
     try:
-        executed = run_notebooks(args.profile, args.out, device=args.device, only=args.only, results=args.results)
+        executed = run_notebooks(args.profile, args.out, device=args.device, only=args.only, results=args.results,
+                                 parameters=_parse_set(args.param, allowed=set(), flag="--param"))
     except NotebookFailed as err:
         print(f"acpg-lab: notebook failed: {err}", file=sys.stderr)
         return 1
@@ -118,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory for executed notebooks and figures")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="override the profile's device")
     p.add_argument("--only", nargs="*", default=None, metavar="NAME", help="notebook names to run (default: all)")
+    p.add_argument("--param", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="override a notebook parameter of the profile (a Python literal, e.g. seeds=[0,1,2]); "
+                        "every selected notebook must take it")
     p.add_argument("--results", default=None, metavar="DIR",
                    help="also copy each notebook's CSV tables, with provenance, to DIR/<notebook> (e.g. results)")
     p.set_defaults(func=_notebooks)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -78,8 +79,11 @@ def collect_results(name: str, run_dir: Path, results_dir: Path, params: dict, s
 
 def run_notebooks(profile: str, out: str | Path, *, device: str | None = None, only: Sequence[str] | None = None,
                   directory: Path = NOTEBOOK_DIR, kernel: str = "python3", results: str | Path | None = None,
-                  log=print) -> list[Path]:
+                  parameters: Mapping[str, Any] | None = None, log=print) -> list[Path]:
     """Execute the notebooks (all, or those named in ``only``) with ``profile``; return the executed paths.
+
+    ``parameters`` override the profile's values (a sweep: more seeds, another environment); each must be a
+    parameter of every selected notebook, which still validates its type in its first code cell.
 
     With ``results``, the CSV tables each notebook writes are copied to ``results/<notebook>/`` with their
     provenance (the evidence behind REPRODUCTION.md). Raises ValueError for a bad profile or unknown notebook
@@ -98,11 +102,17 @@ def run_notebooks(profile: str, out: str | Path, *, device: str | None = None, o
     if unknown:
         raise ValueError(f"unknown notebook(s) {unknown}; available: {available}")
     names = [n.removesuffix(".ipynb") for n in names]
+    overrides = dict(parameters or {})
+    for name in names:
+        wrong = sorted(set(overrides) - set(NOTEBOOKS.get(name, {})))
+        if wrong:
+            raise ValueError(f"{name} takes no parameter(s) {wrong} (profile and output_dir have their own "
+                             f"options); it takes {sorted(NOTEBOOKS.get(name, {}))}")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = []
     for i, name in enumerate(names, 1):
-        params = dict(profile=profile, output_dir=str((out_dir / name).resolve()))
+        params = dict(profile=profile, output_dir=str((out_dir / name).resolve()), **overrides)
         if device is not None:
             params["device"] = device
         declared = pm.inspect_notebook(str(directory / f"{name}.ipynb"))

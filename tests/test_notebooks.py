@@ -87,7 +87,22 @@ def test_runner_rejects_bad_requests_before_running(tmp_path):
         run_notebooks("fast", tmp_path)
     with pytest.raises(ValueError, match="unknown notebook"):
         run_notebooks("ci", tmp_path, only=["99_nothing"])
+    with pytest.raises(ValueError, match=r"takes no parameter\(s\) \['bandit_steps'\]"):
+        run_notebooks("ci", tmp_path, only=["00_simplex_etf"], parameters=dict(bandit_steps=5))
+    with pytest.raises(ValueError, match="own options"):
+        run_notebooks("ci", tmp_path, only=["00_simplex_etf"], parameters=dict(output_dir="x"))
     assert issubclass(NotebookFailed, RuntimeError)
+
+
+def test_parameter_overrides_reach_the_notebook_and_its_provenance(tmp_path):
+    run_notebooks("ci", tmp_path / "out", only=["00_simplex_etf"], parameters=dict(seeds=[3]),
+                  results=tmp_path / "results", log=lambda *_: None)
+    import json
+
+    meta = json.loads((tmp_path / "results" / "00_simplex_etf" / "provenance.json").read_text())
+    assert meta["parameters"]["seeds"] == [3]
+    executed = (tmp_path / "out" / "00_simplex_etf.ipynb").read_text()
+    assert "seeds=(3,)" in executed  # the validated parameters the notebook printed
 
 
 def test_collect_results_copies_tables_with_provenance(tmp_path):
