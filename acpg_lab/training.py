@@ -146,7 +146,10 @@ class Run:
             for step in self.snapshots:
                 torch.save(self.snapshot(step), out / "snapshots" / f"actor_step{step}.pt")
         if self.probe_obs is not None:
-            torch.save(self.probe_obs.cpu(), out / "probe_obs.pt")
+            obs = self.probe_obs.cpu()
+            if obs.numel() and obs.min() >= 0 and obs.max() <= 255 and torch.equal(obs, obs.round()):
+                obs = obs.to(torch.uint8)  # image frames: 4x smaller on disk, read back exactly
+            torch.save(obs, out / "probe_obs.pt")
         (out / "config.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks a complete run
         return out
 
@@ -166,7 +169,7 @@ class Run:
         return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
                    wall_time=meta["wall_time"], interrupted=meta["interrupted"],
                    snapshots=dict(sorted(snapshots.items())),
-                   probe_obs=torch.load(probe, weights_only=True) if probe.exists() else None)
+                   probe_obs=torch.load(probe, weights_only=True).float() if probe.exists() else None)
 
     def snapshot(self, step: int) -> dict[str, Tensor]:
         """The actor's state dict saved at environment step ``step`` (see ``TrainConfig.snapshot_every``)."""

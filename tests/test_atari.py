@@ -44,9 +44,12 @@ def test_logged_rewards_are_game_scores():
     assert torch.stack(rewards).max() > 1  # Phoenix scores 20+ per kill; training clips to sign(r) itself
 
 
-def test_ppo_with_pfo_and_diagnostics_runs_on_ale():
+def test_ppo_with_pfo_and_diagnostics_runs_on_ale(tmp_path):
     cfg = al.TrainConfig(env_id="ALE/Phoenix-v5", seeds=(0,), total_steps=1024, epochs=1, pfo_coef=1.0,
-                         diagnostics_every=1)
+                         diagnostics_every=1, snapshot_every=1)
     run = al.train(cfg, progress=False)
     row = run.history.iloc[-1]
     assert row.loss_pfo >= 0 and 0 < row.actor_srank <= 512 and np.isfinite(row.kl_old_new)
+    loaded = al.Run.load(run.save(tmp_path / "run"))
+    assert torch.load(tmp_path / "run" / "probe_obs.pt", weights_only=True).dtype == torch.uint8  # frames, compact
+    assert torch.equal(loaded.probe_obs, run.probe_obs) and sorted(loaded.snapshots) == [0, 1024]
