@@ -19,17 +19,16 @@ from acpg_lab.config import TrainConfig
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
-def _parse_set(items: list[str], allowed: set[str] | None = None, flag: str = "--set") -> dict:
-    """``key=value`` pairs (TrainConfig fields unless ``allowed`` says otherwise); values are Python literals
-    (strings may be bare)."""
-    allowed = FIELDS if allowed is None else allowed
+def _parse_pairs(items: list[str], flag: str, fields: set[str] | None = None) -> dict:
+    """``key=value`` pairs given to ``flag``; values are Python literals (strings may be bare). With ``fields``,
+    every key must be one of them (TrainConfig fields for --set; notebook parameters are checked by the runner)."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ValueError(f"{flag} expects key=value, got {item!r}")
-        if allowed is FIELDS and key not in FIELDS:
-            raise ValueError(f"--set {key}: not a TrainConfig field; fields are {sorted(FIELDS)}")
+        if fields is not None and key not in fields:
+            raise ValueError(f"{flag} {key}: not a TrainConfig field; fields are {sorted(fields)}")
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -41,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
     import acpg_lab as al
 
     cfg = TrainConfig(env_id=args.env, algo=args.algo, head=args.head, seeds=tuple(args.seeds),
-                      total_steps=args.steps, device=args.device, **_parse_set(args.set))
+                      total_steps=args.steps, device=args.device, **_parse_pairs(args.set, "--set", FIELDS))
     run = al.train(cfg, progress=not args.quiet)
     out = run.save(args.out)
     ev = run.evaluate(episodes=args.eval_episodes)
@@ -87,7 +86,7 @@ def _notebooks(args: argparse.Namespace) -> int:
 
     try:
         executed = run_notebooks(args.profile, args.out, device=args.device, only=args.only, results=args.results,
-                                 parameters=_parse_set(args.param, allowed=set(), flag="--param"))
+                                 parameters=_parse_pairs(args.param, "--param"))
     except NotebookFailed as err:
         print(f"acpg-lab: notebook failed: {err}", file=sys.stderr)
         return 1
