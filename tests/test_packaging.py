@@ -51,3 +51,12 @@ def test_cli_train_writes_a_run_and_rejects_bad_input(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "y"), "--set", "colour=red"]) == 2
     with pytest.raises(SystemExit):
         main(["train", "--algo", "dqn", "--out", str(tmp_path / "z")])
+
+
+def test_cli_notebooks_param_is_parsed_and_checked_before_running(tmp_path, capsys):
+    args = ["notebooks", "--profile", "ci", "--out", str(tmp_path), "--only", "00_simplex_etf"]
+    assert main([*args, "--param", "bandit_steps=5"]) == 2
+    assert "takes no parameter(s) ['bandit_steps']" in capsys.readouterr().err
+    assert main([*args, "--param", "seeds"]) == 2
+    assert "--param expects key=value" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.ipynb"))  # nothing ran
