@@ -8,13 +8,13 @@ config with every field filled in, and that resolved config is what a run record
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from acpg_lab.checks import check_choice
 from acpg_lab.envs import is_atari, probe_spaces, resolve_env_id
 
 ALGOS = ("reinforce", "a2c", "ppo")
@@ -24,14 +24,19 @@ NETWORKS = ("auto", "mlp", "cnn", "nature")
 PFO_LAYERS = ("last", "all")
 LABEL_SOURCES = ("greedy", "expert", "optimal")
 
-#: Generic defaults per algorithm (CleanRL's PPO; SB3's A2C with Adam; Monte-Carlo REINFORCE with a baseline).
+#: Generic defaults per algorithm (CleanRL's PPO; SB3's A2C with Adam; Monte-Carlo REINFORCE with a baseline). The
+#: rows ``epochs`` .. ``norm_adv`` are where the algorithms differ (see the table in `acpg_lab.algorithms`);
+#: ``minibatch_size`` absent means the whole rollout in one step.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": dict(num_envs=8, rollout_steps=128, epochs=4, minibatch_size=256, lr=2.5e-4, anneal_lr=True,
-                gamma=0.99, gae_lambda=0.95, clip_coef=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5),
-    "a2c": dict(num_envs=8, rollout_steps=5, epochs=1, minibatch_size=40, lr=7e-4, anneal_lr=False,
-                gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5),
-    "reinforce": dict(num_envs=8, rollout_steps=500, epochs=1, minibatch_size=4000, lr=1e-3, anneal_lr=False,
-                      gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5),
+    "ppo": dict(num_envs=8, rollout_steps=128, epochs=4, minibatch_size=256, shuffle=True, norm_adv=True,
+                lr=2.5e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_coef=0.2, ent_coef=0.01, vf_coef=0.5,
+                max_grad_norm=0.5),
+    "a2c": dict(num_envs=8, rollout_steps=5, epochs=1, shuffle=False, norm_adv=False, lr=7e-4, anneal_lr=False,
+                gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+                trust_region_clip=0.2),
+    "reinforce": dict(num_envs=8, rollout_steps=500, epochs=1, shuffle=False, norm_adv=True, lr=1e-3,
+                      anneal_lr=False, gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5,
+                      max_grad_norm=0.5, trust_region_clip=0.2),
 }
 NETWORK_DEFAULTS: dict[str, Any] = dict(hidden_sizes=(64, 64), activation="tanh")
 
@@ -55,8 +60,13 @@ ATARI_PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class TrainConfig:
-    """One training run: S seeds of one algorithm on one environment, trained as one seed-batched model."""
+    """One training run: S seeds of one algorithm on one environment, trained as one seed-batched model.
 
+    Fields are grouped: what to train, where, how experience is collected, how the algorithm learns from it
+    (the fields where REINFORCE, A2C and PPO differ), the network, PFO, and what is recorded along the way.
+    """
+
+    # ---------------------------------------------------------------- what to train
     env_id: str = "CartPole-v1"
     """gymnasium id with a discrete action space; MinAtar ("MinAtar/Breakout-v1") and acpg_lab/ ids need no set-up."""
     algo: str = "ppo"
@@ -67,35 +77,57 @@ class TrainConfig:
     """Independent seeds, trained in one batch; a seed's history does not depend on the others."""
     total_steps: int = 100_000
     """Environment steps per seed (all its parallel environments together)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments passed to the environment constructor."""
+
+    # ---------------------------------------------------------------- where
     device: str = "auto"
     """"cpu", "cuda", or "auto" (cuda if available). Small MLPs are usually fastest on the CPU."""
     num_threads: int | None = 1
     """torch CPU threads while training (restored after). Small networks are fastest on one, and on a busy machine
     several threads can be many times slower; None keeps torch's own setting."""
+
+    # ---------------------------------------------------------------- collecting experience
     num_envs: int | None = None
     """Parallel environments per seed: more gives less correlated batches but fewer updates per step."""
     rollout_steps: int | None = None
     """Steps per environment between updates (REINFORCE: long enough to finish episodes)."""
-    epochs: int | None = None
-    """PPO passes over each rollout: more reuses data harder (and is the PFO paper's collapse stressor)."""
-    minibatch_size: int | None = None
-    """PPO minibatch size (per seed); A2C and REINFORCE use the whole rollout in one step."""
-    lr: float | None = None
-    """Adam learning rate (eps 1e-5)."""
-    anneal_lr: bool | None = None
-    """Decay the learning rate linearly to 0 over the run."""
     gamma: float | None = None
     """Discount factor."""
     gae_lambda: float | None = None
     """GAE lambda (PPO, A2C): lower trades variance for bias."""
+    reward_clip: bool | None = None
+    """Train on sign(reward), the Atari convention (logged returns stay game scores); default: True for ALE ids."""
+
+    # ---------------------------------------------------------------- learning: where the algorithms differ
+    epochs: int | None = None
+    """Passes over each rollout (PPO 4, A2C and REINFORCE 1): more reuses data harder (and is the PFO paper's
+    collapse stressor)."""
+    minibatch_size: int | None = None
+    """Samples per seed in one gradient step (PPO 256; A2C and REINFORCE: the whole rollout, one step per epoch).
+    Smaller gives more, noisier steps per rollout; samples beyond the last full minibatch are left out."""
+    shuffle: bool | None = None
+    """Draw a fresh random order of the rollout each epoch before cutting it into minibatches (PPO True, A2C and
+    REINFORCE False: with one minibatch of the whole rollout the order does not matter)."""
+    norm_adv: bool | None = None
+    """Normalise advantages to zero mean and unit std per seed and minibatch (PPO and REINFORCE True, A2C False
+    as in SB3): a step size independent of the reward scale, at the price of a biased gradient on tiny batches."""
+    reinforce_baseline: bool = True
+    """REINFORCE subtracts a learned state-value baseline (lower variance, same expected gradient)."""
+    lr: float | None = None
+    """Adam learning rate (eps 1e-5)."""
+    anneal_lr: bool | None = None
+    """Decay the learning rate linearly to 0 over the run."""
     clip_coef: float | None = None
-    """PPO clip range epsilon of the probability ratio."""
+    """PPO clip range epsilon of the probability ratio (unused by A2C and REINFORCE)."""
     ent_coef: float | None = None
     """Entropy bonus coefficient."""
     vf_coef: float | None = None
     """Value-loss coefficient."""
     max_grad_norm: float | None = None
-    """Gradient-norm clip, per network (actor, critic) and per seed."""
+    """Gradient-norm clip, per network (actor, critic) and per seed; 0 = no clipping."""
+
+    # ---------------------------------------------------------------- the network
     hidden_sizes: tuple[int, ...] | None = None
     """Hidden layer widths of actor and critic; the last is the feature dimension the head sees."""
     activation: str | None = None
@@ -103,27 +135,27 @@ class TrainConfig:
     network: str = "auto"
     """"mlp", "cnn" (MinAtar images), "nature" (Atari frame stacks) or "auto" (nature for ALE ids, cnn for other
     3-D observations, else mlp)."""
-    reward_clip: bool | None = None
-    """Train on sign(reward), the Atari convention (logged returns stay game scores); default: True for ALE ids."""
     shared_trunk: bool = False
     """Actor and critic share the backbone (the critic's loss then shapes the policy's features too)."""
-    reinforce_baseline: bool = True
-    """REINFORCE subtracts a learned state-value baseline (lower variance, same expected gradient)."""
     head_normalize: bool | None = None
     """L2-normalise features before the head (default: False for both heads)."""
     head_scale: float | None = None
     """Fixed logit scale (inverse temperature) applied after the head (default 1)."""
     head_bias: bool | None = None
     """Learnable per-action bias (default: True for linear, False for etf)."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments passed to the environment constructor."""
+
+    # ---------------------------------------------------------------- PFO
     pfo_coef: float = 0.0
     """PFO beta (PPO only): penalty on the change of the actor's pre-activations from collection time; 0 = off."""
     pfo_layers: str = "last"
     """PFO on the "last" hidden layer's pre-activations or on "all" hidden layers' (concatenated)."""
+
+    # ---------------------------------------------------------------- what is recorded
     diagnostics_every: int = 0
-    """Every so many updates, log representation, trust-region and action-collapse metrics (0 = never). The
-    trust-region statistics use clip_coef as the clip range (0.2 for A2C and REINFORCE, which have none)."""
+    """Every so many updates, log representation, trust-region and action-collapse metrics (0 = never)."""
+    trust_region_clip: float | None = None
+    """The clip range epsilon the trust-region diagnostics measure ratios against: PPO's ``clip_coef`` by default,
+    0.2 for A2C and REINFORCE (which clip nothing, so the statistics say how far PPO's range would be left)."""
     label_source: str = "greedy"
     """Action-collapse labels: "greedy" (agent's argmax), "expert" (``expert_run``'s argmax), "optimal" (env info)."""
     expert_run: str | None = None
@@ -166,8 +198,10 @@ class TrainConfig:
             filled[f.name] = value
         filled["seeds"] = tuple(int(s) for s in self.seeds)
         filled["hidden_sizes"] = tuple(filled["hidden_sizes"])
-        if self.algo != "ppo":  # one step on the whole rollout
+        if filled["minibatch_size"] is None:  # A2C, REINFORCE: one step on the whole rollout
             filled["minibatch_size"] = filled["num_envs"] * filled["rollout_steps"]
+        if filled["trust_region_clip"] is None:
+            filled["trust_region_clip"] = filled["clip_coef"]
         cfg = TrainConfig(**filled)
         cfg._check_values()
         cfg._check_env()
@@ -175,10 +209,10 @@ class TrainConfig:
 
     def _check_choices(self) -> None:
         for name, allowed in (("algo", ALGOS), ("head", HEADS), ("network", NETWORKS)):
-            _check_choice(name, getattr(self, name), allowed)
+            check_choice(name, getattr(self, name), allowed)
         if self.activation is not None:
-            _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+            check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("device", self.device, ("auto", "cpu", "cuda"))
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but torch sees no GPU here; use device='cpu' or 'auto'")
         seeds = self.seeds
@@ -191,8 +225,8 @@ class TrainConfig:
             raise ValueError(f"seeds must be distinct, {dup} appear more than once in {tuple(seeds)!r}")
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
-        _check_choice("pfo_layers", self.pfo_layers, PFO_LAYERS)
-        _check_choice("label_source", self.label_source, LABEL_SOURCES)
+        check_choice("pfo_layers", self.pfo_layers, PFO_LAYERS)
+        check_choice("label_source", self.label_source, LABEL_SOURCES)
         if self.label_source == "expert":
             from pathlib import Path
 
@@ -223,8 +257,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        for name in ("shuffle", "norm_adv", "anneal_lr"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.algo == "ppo" and not self.clip_coef > 0:
             raise ValueError(f"clip_coef must be > 0 for PPO, got {self.clip_coef!r}")
+        if not (isinstance(self.trust_region_clip, int | float) and math.isfinite(self.trust_region_clip)
+                and self.trust_region_clip > 0):
+            raise ValueError(f"trust_region_clip must be a positive number, got {self.trust_region_clip!r}")
         for name in ("gamma", "gae_lambda"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value <= 1):
@@ -270,10 +310,3 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        hint = difflib.get_close_matches(str(value).lower(), allowed, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}{extra}")

@@ -106,7 +106,7 @@ class SeedEnvs:
     NEXT_STEP reset steps. If the environments publish ``info["optimal_action"]`` it is returned as labels.
     """
 
-    def __init__(self, env_id: str, num_envs: int, env_seeds: Sequence[int], device: torch.device,
+    def __init__(self, env_id: str, *, num_envs: int, env_seeds: Sequence[int], device: torch.device,
                  env_kwargs: dict[str, Any] | None = None) -> None:
         self.envs = [make_vector_env(env_id, num_envs, env_kwargs) for _ in env_seeds]
         # ale-py seeds sub-environments with seed, seed + 1, ... as C ints: keep them below 2**31

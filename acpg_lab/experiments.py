@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from acpg_lab.config import TrainConfig
-from acpg_lab.training import Run, train
+from acpg_lab.run import Run
+from acpg_lab.training import train
 
 __all__ = ["REFERENCE_SCORES", "run_cached", "plasticity_cached", "steps_to_threshold", "learning_summary",
            "final_metrics", "final_summary", "return_change_after", "lead_lag_table",

@@ -20,7 +20,8 @@ from torch.nn import functional as F
 
 from acpg_lab.etf import ETFHead, LinearHead
 
-__all__ = ["SeedLinear", "MLP", "MinAtarCNN", "NatureCNN", "Actor", "ActorCritic", "PolicyOutput"]
+__all__ = ["SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAtarCNN", "NatureCNN", "Actor", "ActorCritic",
+           "PolicyOutput"]
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -52,26 +53,34 @@ class SeedLinear(nn.Module):
         return f"seeds={self.weight.shape[0]}, in_features={self.in_features}, out_features={self.out_features}"
 
 
+def dense_layers(sizes: Sequence[int], generators: Sequence[torch.Generator]) -> nn.ModuleList:
+    """Seed-batched linear layers ``sizes[0] -> sizes[1] -> ...``, initialised in order from ``generators``."""
+    return nn.ModuleList(SeedLinear(i, o, generators) for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def dense_forward(layers: nn.ModuleList, act, h: Tensor, preacts: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """Run ``h [S, B, in]`` through ``layers`` with activation ``act``, appending each pre-activation to
+    ``preacts``: the dense stack every backbone here ends with."""
+    for layer in layers:
+        z = layer(h)
+        preacts.append(z)
+        h = act(z)
+    return h, preacts
+
+
 class MLP(nn.Module):
     """Fully connected backbone for vector observations (flattened): hidden sizes and tanh or ReLU."""
 
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str,
                  generators: Sequence[torch.Generator]) -> None:
         super().__init__()
-        sizes = [obs_dim, *hidden_sizes]
-        self.layers = nn.ModuleList(SeedLinear(i, o, generators) for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+        self.layers = dense_layers([obs_dim, *hidden_sizes], generators)
         self.act = ACTIVATIONS[activation]
-        self.feature_dim = sizes[-1]
+        self.feature_dim = hidden_sizes[-1]
 
     def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Features of the last hidden layer ``[S, B, d]`` and every hidden layer's pre-activations."""
-        h = obs.reshape(obs.shape[0], obs.shape[1], -1)
-        preacts = []
-        for layer in self.layers:
-            z = layer(h)
-            preacts.append(z)
-            h = self.act(z)
-        return h, preacts
+        return dense_forward(self.layers, self.act, obs.reshape(obs.shape[0], obs.shape[1], -1), [])
 
 
 class MinAtarCNN(nn.Module):
@@ -87,10 +96,9 @@ class MinAtarCNN(nn.Module):
         height, width, in_ch = obs_shape
         self.out_hw = (height - 2) * (width - 2)
         self.conv = SeedLinear(in_ch * 9, channels, generators)
-        sizes = [channels * self.out_hw, *hidden_sizes]
-        self.dense = nn.ModuleList(SeedLinear(i, o, generators) for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+        self.dense = dense_layers([channels * self.out_hw, *hidden_sizes], generators)
         self.act = ACTIVATIONS[activation]
-        self.feature_dim = sizes[-1]
+        self.feature_dim = hidden_sizes[-1]
 
     def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
         s, b = obs.shape[:2]
@@ -98,13 +106,7 @@ class MinAtarCNN(nn.Module):
         patches = F.unfold(x, kernel_size=3)  # [S*B, C*9, P]
         patches = patches.transpose(1, 2).reshape(s, b * self.out_hw, -1)  # [S, B*P, C*9]
         z = self.conv(patches)  # [S, B*P, channels]
-        preacts = [z.reshape(s, b, -1)]
-        h = self.act(z).reshape(s, b, -1)
-        for layer in self.dense:
-            z = layer(h)
-            preacts.append(z)
-            h = self.act(z)
-        return h, preacts
+        return dense_forward(self.dense, self.act, self.act(z).reshape(s, b, -1), [z.reshape(s, b, -1)])
 
 
 class NatureCNN(nn.Module):
@@ -136,10 +138,9 @@ class NatureCNN(nn.Module):
             in_ch = out_ch
         if height < 1 or width < 1:
             raise ValueError(f"NatureCNN needs frames of at least 36x36, got observation shape {tuple(obs_shape)}")
-        sizes = [in_ch * height * width, *hidden_sizes]
-        self.dense = nn.ModuleList(SeedLinear(i, o, generators) for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+        self.dense = dense_layers([in_ch * height * width, *hidden_sizes], generators)
         self.act = ACTIVATIONS[activation]
-        self.feature_dim = sizes[-1]
+        self.feature_dim = hidden_sizes[-1]
 
     def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
         s, b = obs.shape[:2]
@@ -150,12 +151,7 @@ class NatureCNN(nn.Module):
                  for xi, w, bias in zip(x, conv["weight"].unbind(0), conv["bias"].unbind(0), strict=True)]
             preacts.append(torch.stack(z).reshape(s, b, -1))
             x = [self.act(zi) for zi in z]
-        h = torch.stack(x).reshape(s, b, -1)  # [S, B, C*H*W]
-        for layer in self.dense:
-            z = layer(h)
-            preacts.append(z)
-            h = self.act(z)
-        return h, preacts
+        return dense_forward(self.dense, self.act, torch.stack(x).reshape(s, b, -1), preacts)  # [S, B, C*H*W] in
 
 
 class PolicyOutput(NamedTuple):
@@ -207,14 +203,14 @@ class ActorCritic(nn.Module):
                  shared_trunk: bool = False, init_offset: int = 0) -> None:
         super().__init__()
         # One init stream per seed, a function of the seed alone (consumed in a fixed order below).
-        streams = [torch.Generator().manual_seed(int(s) * 7919 + 1 + 2 * init_offset) for s in seeds]
+        init_generators = [torch.Generator().manual_seed(int(s) * 7919 + 1 + 2 * init_offset) for s in seeds]
 
         def backbone() -> nn.Module:
             if network == "cnn":
-                return MinAtarCNN(obs_shape, hidden_sizes, activation, streams)
+                return MinAtarCNN(obs_shape, hidden_sizes, activation, init_generators)
             if network == "nature":
-                return NatureCNN(obs_shape, hidden_sizes, activation, streams)
-            return MLP(math.prod(obs_shape), hidden_sizes, activation, streams)
+                return NatureCNN(obs_shape, hidden_sizes, activation, init_generators)
+            return MLP(math.prod(obs_shape), hidden_sizes, activation, init_generators)
 
         actor_backbone = backbone()
         self.critic_backbone = None if shared_trunk else backbone()
@@ -227,7 +223,7 @@ class ActorCritic(nn.Module):
             actor_head = LinearHead(d, num_actions, seeds=head_seeds, normalize=head_normalize, scale=head_scale,
                                     bias=True if head_bias is None else head_bias)
         self.actor = Actor(actor_backbone, actor_head)
-        self.critic_head = SeedLinear(d, 1, streams, gain=1.0)
+        self.critic_head = SeedLinear(d, 1, init_generators, gain=1.0)
         self.num_seeds, self.num_actions, self.feature_dim = len(seeds), num_actions, d
 
     def policy(self, obs: Tensor) -> PolicyOutput:

@@ -1,326 +1,315 @@
 """Training: REINFORCE, A2C and PPO for discrete actions, S seeds at once as one seed-batched model.
 
-Reads top to bottom: `train` builds the seed-batched environments and network, then loops
-collect a rollout -> estimate advantages -> update -> log.  The three algorithms differ only in how advantages
-are estimated (Monte-Carlo returns or GAE) and in the policy loss (plain score function or PPO's clipped
-surrogate, reused over epochs and minibatches).
+`train` reads as its phases, each a named function below::
+
+    collect_rollout -> advantages -> update (epochs x minibatches of loss_fn) -> Instruments.after_update -> log
+
+The algorithms themselves are the small functions of `acpg_lab.algorithms`, whose docstring tables every
+difference between them (advantage estimator, policy loss, ``norm_adv``, ``epochs``, ``minibatch_size``,
+``shuffle``); this module only calls them. What is recorded beyond the losses (diagnostics, actor snapshots, the
+plasticity probe's batch) hangs off the loop in `Instruments`, so it cannot change what is trained.
 
 Every tensor has a leading seed dimension S. Losses are per-seed masked means summed over seeds, so each seed's
 gradient is its own; gradient norms are clipped per seed and per network; Adam is element-wise, so one Adam over
 the stacked parameters is S independent Adams. Each seed has its own environments, action-sampling generator
-and minibatch order, all derived from the seed alone.
+and minibatch order, all derived from the seed alone (`derived_seeds`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from acpg_lab import metrics
+from acpg_lab.algorithms import (
+    clip_grad_norm_per_seed,
+    entropy,
+    gae,
+    monte_carlo_returns,
+    normalize_per_seed,
+    pfo_loss,
+    ppo_clip_loss,
+    reinforce_loss,
+    sample_actions,
+    value_loss,
+)
 from acpg_lab.config import TrainConfig
-from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
+from acpg_lab.diagnostics import diagnose, pfo_features
+from acpg_lab.envs import SeedEnvs
 from acpg_lab.networks import ActorCritic
+from acpg_lab.run import Run, build_model, derived_seeds, resolve_device
 
-__all__ = ["train", "Run", "build_model", "seed_streams", "resolve_device"]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+__all__ = ["train", "Rollout", "Batch", "collect_rollout", "advantages", "update", "loss_fn", "Instruments"]
 
 
-def seed_streams(seed: int) -> dict[str, int]:
-    """Independent integer seeds for one training seed's environments, actions and evaluation."""
-    env, act, evaluation = np.random.SeedSequence(int(seed)).generate_state(3)
-    return dict(env=int(env), act=int(act), eval=int(evaluation))
+def uses_critic(cfg: TrainConfig) -> bool:
+    """A2C and PPO learn a value function; REINFORCE only as its optional baseline."""
+    return cfg.algo != "reinforce" or cfg.reinforce_baseline
 
 
-def sample_actions(logits: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
-    """One categorical sample per row of ``logits [S, E, K]``, seed s drawing from ``generators[s]``."""
-    u = torch.stack([torch.rand(logits.shape[1], generator=g, device=logits.device) for g in generators])
-    cdf = logits.softmax(-1).cumsum(-1)
-    return (cdf < u.unsqueeze(-1)).sum(-1).clamp_max(logits.shape[-1] - 1)
-
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Per-seed mean of ``x [S, N]`` over entries where ``mask`` is 1: shape ``[S]``."""
-    return (x * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-
-
-def normalize_per_seed(x: Tensor, mask: Tensor) -> Tensor:
-    mean = masked_mean(x, mask).unsqueeze(1)
-    std = masked_mean((x - mean) ** 2, mask).sqrt().unsqueeze(1)
-    return (x - mean) / (std + 1e-8)
-
-
-def clip_grad_norm_per_seed(params: Sequence[torch.nn.Parameter], max_norm: float) -> Tensor:
-    """Scale each seed's slice of the gradients of ``params`` to norm <= max_norm; returns norms ``[S]``."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads], 1).sum(1).sqrt()  # [S, P]: layout-independent
-    if max_norm > 0:
-        scale = (max_norm / (norms + 1e-6)).clamp_max(1.0)
-        for g in grads:
-            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
-    return norms
-
-
-# ----------------------------------------------------------------------------- advantage estimators
-def gae(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor, gamma: float,
-        lam: float) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimation over ``[T, S, E]`` rollouts with NEXT_STEP autoreset.
-
-    ``values`` has T+1 entries (the last is V of the observation after the rollout). A terminated step does not
-    bootstrap; a truncated one bootstraps from V(final observation), which is the next entry of ``values``
-    because NEXT_STEP autoreset hands the final observation out as the next observation. Reset steps (the entry
-    after an episode end) produce junk that the loss masks, and no advantage flows across an episode end.
-    """
-    advantages = torch.zeros_like(rewards)
-    last = torch.zeros_like(rewards[0])
-    for t in reversed(range(rewards.shape[0])):
-        delta = rewards[t] + gamma * values[t + 1] * (1.0 - terminated[t]) - values[t]
-        last = delta + gamma * lam * (1.0 - torch.maximum(terminated[t], truncated[t])) * last
-        advantages[t] = last
-    return advantages, advantages + values[:-1]
-
-
-def monte_carlo_returns(rewards: Tensor, terminated: Tensor, truncated: Tensor,
-                        gamma: float) -> tuple[Tensor, Tensor]:
-    """Discounted returns-to-go ``[T, S, E]`` and a mask of the steps whose episode ended inside the rollout.
-
-    REINFORCE needs the whole future of an episode; steps of an episode still running when the rollout stops
-    have no return yet and are masked out (their states come back, with a known future, in the next rollout).
-    """
-    done = torch.maximum(terminated, truncated)
-    returns, complete = torch.zeros_like(rewards), torch.zeros_like(rewards)
-    g, c = torch.zeros_like(rewards[0]), torch.zeros_like(rewards[0])
-    for t in reversed(range(rewards.shape[0])):
-        g = rewards[t] + gamma * g * (1.0 - done[t])
-        c = torch.maximum(done[t], c)
-        returns[t], complete[t] = g, c
-    return returns, complete
-
-
-# ----------------------------------------------------------------------------- the run
+# ----------------------------------------------------------------------------- phase 1: collect a rollout
 @dataclass
-class Run:
-    """The result of `train`: resolved config, per-(seed, update) history, and the trained model."""
+class Rollout:
+    """T steps of S seeds x E environments, ``[T, S, E, ...]``, refilled in place by `collect_rollout`."""
 
-    config: TrainConfig
-    history: pd.DataFrame
-    model: ActorCritic
-    wall_time: float
-    interrupted: bool = False
-    snapshots: dict[int, dict[str, Tensor] | Path] = field(default_factory=dict)
-    """Actor weights by environment step (state dicts in memory, or paths of files written with torch.save)."""
-    probe_obs: Tensor | None = None
-    """The first rollout's observations ``[S, N, ...]`` (the initial policy's states), for the plasticity probe."""
-
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        return self.config.seeds
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``history.csv`` and ``model.pt`` (a state_dict) into ``directory``, and, if the
-        run kept them, the snapshots (``snapshots/actor_step<N>.pt``) and the probe batch (``probe_obs.pt``), so that
-        a loaded run still supports `plasticity`."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        meta = dict(config=self.config.to_dict(), wall_time=self.wall_time, interrupted=self.interrupted,
-                    version=_version())
-        self.history.to_csv(out / "history.csv", index=False)
-        torch.save(self.model.state_dict(), out / "model.pt")
-        if self.snapshots:
-            (out / "snapshots").mkdir(exist_ok=True)
-            for step in self.snapshots:
-                torch.save(self.snapshot(step), out / "snapshots" / f"actor_step{step}.pt")
-        if self.probe_obs is not None:
-            obs = self.probe_obs.cpu()
-            if obs.numel() and obs.min() >= 0 and obs.max() <= 255 and torch.equal(obs, obs.round()):
-                obs = obs.to(torch.uint8)  # image frames: 4x smaller on disk, read back exactly
-            torch.save(obs, out / "probe_obs.pt")
-        (out / "config.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks a complete run
-        return out
+    obs: Tensor
+    actions: Tensor
+    logp: Tensor  #: log-probability of the sampled action under the behaviour policy
+    logits: Tensor  #: ``[T, S, E, K]`` behaviour policy's logits
+    rewards: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    valid: Tensor  #: 0 on NEXT_STEP reset steps (no transition: masked out of every loss)
+    values: Tensor  #: ``[T + 1, S, E]``: V of each state and of the state after the rollout (0 without a critic)
+    labels: Tensor  #: the environment's optimal action, where it publishes one
+    next_obs: Tensor  #: where the next rollout starts
+    next_labels: Tensor | None
+    preacts: Tensor | None = None  #: `pfo_features` at collection time (PFO, diagnostics), allocated on first use
+    keep_preacts: bool = False
+    episode_returns: list[np.ndarray] | None = None  #: per seed, returns of the episodes that ended in the rollout
+    episode_lengths: list[np.ndarray] | None = None
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> Run:
-        """Read a run written by `save` (the model with ``weights_only=True``)."""
-        src = Path(directory)
-        meta = json.loads((src / "config.json").read_text())
-        raw = meta["config"]
-        raw["seeds"], raw["hidden_sizes"] = tuple(raw["seeds"]), tuple(raw["hidden_sizes"])
-        cfg = TrainConfig(**raw)
-        model = _model_for(cfg).to(device)
-        model.load_state_dict(torch.load(src / "model.pt", map_location=device, weights_only=True))
-        snapshots: dict[int, dict[str, Tensor] | Path] = {
-            int(f.stem.removeprefix("actor_step")): f for f in (src / "snapshots").glob("actor_step*.pt")}
-        probe = src / "probe_obs.pt"
-        return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
-                   wall_time=meta["wall_time"], interrupted=meta["interrupted"],
-                   snapshots=dict(sorted(snapshots.items())),
-                   probe_obs=torch.load(probe, weights_only=True).float() if probe.exists() else None)
+    def allocate(cls, cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, device: torch.device,
+                 first_obs: Tensor, first_labels: Tensor | None) -> Rollout:
+        shape = (cfg.rollout_steps, len(cfg.seeds), cfg.num_envs)
 
-    def snapshot(self, step: int) -> dict[str, Tensor]:
-        """The actor's state dict saved at environment step ``step`` (see ``TrainConfig.snapshot_every``)."""
-        if step not in self.snapshots:
-            raise ValueError(f"no snapshot at step {step}; snapshots exist at steps {sorted(self.snapshots)}")
-        state = self.snapshots[step]
-        return torch.load(state, weights_only=True) if isinstance(state, Path) else state
+        def zeros(*trailing: int, dtype: torch.dtype = torch.float32, steps: int = shape[0]) -> Tensor:
+            return torch.zeros((steps, *shape[1:], *trailing), dtype=dtype, device=device)
 
-    def actor_at(self, step: int) -> nn.Module:
-        """A copy of the actor with the weights of the snapshot at ``step`` (on the CPU)."""
-        actor = _model_for(self.config).actor
-        actor.load_state_dict(self.snapshot(step))
-        return actor.eval()
+        return cls(obs=zeros(*obs_shape), actions=zeros(dtype=torch.long), logp=zeros(), logits=zeros(num_actions),
+                   rewards=zeros(), terminated=zeros(), truncated=zeros(), valid=zeros(),
+                   values=zeros(steps=shape[0] + 1), labels=zeros(dtype=torch.long), next_obs=first_obs,
+                   next_labels=first_labels,
+                   keep_preacts=cfg.pfo_coef > 0 or cfg.diagnostics_every > 0)
 
-    def plasticity(self, *, steps: int = 200, lr: float = 1e-3, seed: int = 0) -> pd.DataFrame:
-        """The plasticity probe (`metrics.plasticity_probe`) on every snapshot: rows of seed, step, plasticity_kl.
-
-        The probe batch is the first rollout (the initial policy's states); the target is a differently
-        initialised actor of the same architecture, fixed by ``seed`` across snapshots. Higher = less plastic.
-        """
-        if not self.snapshots or self.probe_obs is None:
-            raise ValueError("this run kept no snapshots; train with TrainConfig(snapshot_every=...)")
-        device = next(self.model.parameters()).device
-        shape, k = self.probe_obs.shape[2:], self.model.num_actions
-
-        def make_actor() -> nn.Module:  # a fresh initialisation drawn from the probe's seeded torch RNG
-            return build_model(self.config, shape, k, init_offset=int(torch.randint(1, 2**30, ()))).actor
-
-        rows = []
-        for step in sorted(self.snapshots):
-            kl = metrics.plasticity_probe(make_actor, self.snapshot(step), self.probe_obs.to(device), steps=steps,
-                                          lr=lr, seed=seed)
-            rows.append(pd.DataFrame(dict(seed=list(self.seeds), step=step, plasticity_kl=kl.cpu().numpy())))
-        return pd.concat(rows, ignore_index=True)
-
-    @torch.no_grad()
-    def rollout_states(self, steps: int = 128, num_envs: int = 8, *, greedy: bool = True) -> Tensor:
-        """Observations ``[S, steps * num_envs, ...]`` visited by each seed's policy on unseen environment seeds
-        (the evaluation streams): a state batch for post-hoc analyses of a trained network."""
-        cfg, model = self.config, self.model
-        device = next(model.parameters()).device
-        envs = SeedEnvs(cfg.env_id, num_envs, [seed_streams(s)["eval"] + 1 for s in cfg.seeds], device,
-                        cfg.env_kwargs)
-        gens = [torch.Generator(device=device).manual_seed(seed_streams(s)["eval"] + 1) for s in cfg.seeds]
-        obs, _ = envs.reset()
-        visited = []
-        for _ in range(steps):
-            visited.append(obs)
-            logits = model.policy(obs).logits
-            obs = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens)).obs
-        envs.close()
-        return torch.cat(visited, 1)
-
-    @torch.no_grad()
-    def evaluate(self, episodes: int = 10, *, greedy: bool = True, max_steps: int = 100_000) -> pd.DataFrame:
-        """Return per seed over ``episodes`` episodes on environment seeds never used in training.
-
-        Greedy (argmax) actions by default. Each episode runs in its own environment; an episode still running
-        after ``max_steps`` steps counts with the return it has so far.
-        """
-        if not isinstance(episodes, int) or episodes < 1:
-            raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
-        cfg, model = self.config, self.model
-        device = next(model.parameters()).device
-        envs = SeedEnvs(cfg.env_id, episodes, [seed_streams(s)["eval"] for s in cfg.seeds], device, cfg.env_kwargs)
-        gens = [torch.Generator(device=device).manual_seed(seed_streams(s)["eval"]) for s in cfg.seeds]
-        obs, _ = envs.reset()
-        first = np.full((len(cfg.seeds), episodes), np.nan)  # return of each environment's first episode
-        for _ in range(max_steps):
-            logits = model.policy(obs).logits
-            step = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens))
-            for s, ended in enumerate(step.ended):
-                where = np.flatnonzero(ended)
-                new = np.isnan(first[s, where])
-                first[s, where[new]] = step.finished_returns[s][new]
-            obs = step.obs
-            if not np.isnan(first).any():
-                break
-        running = np.isnan(first)
-        first[running] = envs.ep_return[running]
-        envs.close()
-        return pd.DataFrame(dict(seed=list(cfg.seeds), return_mean=first.mean(1), return_std=first.std(1),
-                                 episodes=episodes, unfinished=running.sum(1)))
-
-
-def _version() -> str:
-    from acpg_lab import __version__
-
-    return __version__
-
-
-def _model_for(cfg: TrainConfig) -> ActorCritic:
-    """A freshly initialised model for a resolved config, its spaces read from a throw-away environment."""
-    obs_space, act_space, _ = probe_spaces(cfg.env_id, cfg.env_kwargs)
-    return build_model(cfg, obs_space.shape, int(act_space.n))
-
-
-def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, init_offset: int = 0) -> ActorCritic:
-    """The seed-batched actor-critic a resolved config describes (``init_offset``: see `ActorCritic`)."""
-    network = cfg.network
-    if network == "auto":
-        network = "nature" if is_atari(cfg.env_id) else "cnn" if len(obs_shape) == 3 else "mlp"
-    return ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
-                       activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
-                       head_scale=cfg.head_scale, head_bias=cfg.head_bias, shared_trunk=cfg.shared_trunk,
-                       init_offset=init_offset)
+    def flat(self, x: Tensor) -> Tensor:
+        """``[T, S, E, ...] -> [S, T * E, ...]``: a seed's samples side by side, as the update reads them."""
+        return x.transpose(0, 1).reshape(x.shape[1], x.shape[0] * x.shape[2], *x.shape[3:])
 
 
 @torch.no_grad()
-def diagnose(model: ActorCritic, cfg: TrainConfig, obs: Tensor, actions: Tensor, old_logp: Tensor,
-             old_logits: Tensor, old_preacts: Tensor | None, labels: Tensor, valid: Tensor,
-             expert: nn.Module | None) -> dict[str, Tensor]:
-    """Metrics of the current model on a rollout's states (``[S, N, ...]``), per seed ``[S]``.
+def collect_rollout(model: ActorCritic, envs: SeedEnvs, rollout: Rollout, generators: Sequence[torch.Generator],
+                    cfg: TrainConfig) -> None:
+    """Act ``cfg.rollout_steps`` steps in every seed's environments with the current policy (seed s sampling
+    from ``generators[s]``), filling ``rollout`` in place, with the value estimates if there is a critic."""
+    r, critic = rollout, uses_critic(cfg)
+    obs, labels = r.next_obs, r.next_labels
+    returns: list[list[np.ndarray]] = [[] for _ in cfg.seeds]
+    lengths: list[list[np.ndarray]] = [[] for _ in cfg.seeds]
+    for t in range(cfg.rollout_steps):
+        out = model.policy(obs)
+        if critic:
+            r.values[t] = model.value(obs, out.features)
+        action = sample_actions(out.logits, generators)
+        r.obs[t], r.actions[t], r.logits[t] = obs, action, out.logits
+        r.logp[t] = out.logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        if r.keep_preacts:
+            phi = pfo_features(out.preacts, cfg.pfo_layers)
+            if r.preacts is None:
+                r.preacts = torch.zeros((cfg.rollout_steps, *phi.shape), device=phi.device)
+            r.preacts[t] = phi
+        if labels is not None:
+            r.labels[t] = labels
+        step = envs.step(action)
+        r.rewards[t] = step.reward.sign() if cfg.reward_clip else step.reward
+        r.terminated[t], r.truncated[t], r.valid[t] = step.terminated, step.truncated, step.valid
+        if step.ended.any():
+            for s in range(len(cfg.seeds)):
+                returns[s].append(step.finished_returns[s])
+                lengths[s].append(step.finished_lengths[s])
+        obs, labels = step.obs, step.labels
+    if critic:
+        r.values[-1] = model.value(obs)
+    r.next_obs, r.next_labels = obs, labels
+    r.episode_returns = [np.concatenate(x) if x else np.zeros(0) for x in returns]
+    r.episode_lengths = [np.concatenate(x) if x else np.zeros(0) for x in lengths]
 
-    Representation of the actor's (and critic's) last hidden layer, trust-region statistics of the update that
-    produced the model against the rollout's behaviour policy, policy entropy, and action-collapse statistics
-    with labels from ``cfg.label_source`` (the greedy action of the agent, of an expert, or the env's optimum).
-    Every rollout state counts, final observations of episodes included (real states; their sampled actions
-    are real draws of the old policy), except in action collapse, where states the agent never acted in
-    (``valid`` = 0) and states without an optimal action (label -1) are left out.
+
+# ----------------------------------------------------------------------------- phase 2: advantages
+def advantages(rollout: Rollout, cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """(advantages, return targets, mask of the steps that train), ``[T, S, E]``.
+
+    REINFORCE: Monte-Carlo returns minus the baseline, only on steps whose episode ended inside the rollout.
+    A2C and PPO: GAE(lambda) on every real step.
     """
-    out = model.actor.policy(obs)
+    r = rollout
+    if cfg.algo == "reinforce":
+        returns, complete = monte_carlo_returns(r.rewards, r.terminated, r.truncated, cfg.gamma)
+        adv = returns - r.values[:-1] if uses_critic(cfg) else returns
+        return adv, returns, r.valid * complete
+    adv, returns = gae(r.rewards, r.values, r.terminated, r.truncated, cfg.gamma, cfg.gae_lambda)
+    return adv, returns, r.valid
+
+
+class Batch(NamedTuple):
+    """What the update trains on: one rollout flattened to ``[S, N, ...]`` with its advantages."""
+
+    obs: Tensor
+    actions: Tensor
+    logp: Tensor
+    advantages: Tensor
+    returns: Tensor
+    mask: Tensor
+    preacts: Tensor | None
+
+    @classmethod
+    def from_rollout(cls, rollout: Rollout, adv: Tensor, returns: Tensor, mask: Tensor) -> Batch:
+        r = rollout
+        return cls(*(r.flat(x) for x in (r.obs, r.actions, r.logp, adv, returns, mask)),
+                   r.flat(r.preacts) if r.keep_preacts else None)
+
+    def take(self, idx: Tensor) -> Batch:
+        """The minibatch of samples ``idx [S, M]`` (each seed its own indices)."""
+        rows = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1)
+        return Batch(*(None if x is None else x[rows, idx] for x in self))
+
+
+# ----------------------------------------------------------------------------- phase 3: update
+def loss_fn(model: ActorCritic, mb: Batch, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    """The per-seed loss ``[S]`` of one minibatch and its statistics (detached)::
+
+        policy loss (reinforce_loss or ppo_clip_loss) - ent_coef * entropy [+ pfo_coef * pfo_loss]
+        [+ vf_coef * value_loss]
+    """
+    out = model.policy(mb.obs)
     logp_all = out.logits.log_softmax(-1)
-    new_logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    row: dict[str, Tensor] = {}
-    for key, value in metrics.representation(out.features, out.preacts[-1], cfg.activation).items():
-        row[f"actor_{key}"] = value
-    if model.critic_backbone is not None:
-        h, pre = model.critic_backbone(obs)
-        for key, value in metrics.representation(h, pre[-1], cfg.activation).items():
-            row[f"critic_{key}"] = value
-    row.update(metrics.trust_region(new_logp, old_logp, cfg.clip_coef or 0.2, out.logits, old_logits))
-    row["policy_entropy"] = -(logp_all.exp() * logp_all).sum(-1).mean(-1)
-    if old_preacts is not None:
-        row["preact_change"] = (pfo_features(out.preacts, cfg.pfo_layers) - old_preacts).pow(2).mean((-1, -2))
-    if cfg.label_source == "greedy":
-        labels = out.logits.argmax(-1)
-    elif cfg.label_source == "expert":
-        flat = obs.reshape(1, -1, *obs.shape[2:])
-        expert_seeds = next(expert.parameters()).shape[0]  # the expert's seed 0 labels every state
-        labels = expert(flat.expand(expert_seeds, *flat.shape[1:]))[0].argmax(-1).view(obs.shape[:2])
-    labels = torch.where(valid > 0, labels, -1)
-    row.update(metrics.action_collapse(out.features, labels, model.actor.head.weight, logits=out.logits))
-    return row
+    logp = logp_all.gather(-1, mb.actions.unsqueeze(-1)).squeeze(-1)
+    adv = normalize_per_seed(mb.advantages, mb.mask) if cfg.norm_adv else mb.advantages
+    if cfg.algo == "ppo":
+        loss_pi, stats = ppo_clip_loss(logp, mb.logp, adv, mb.mask, cfg.clip_coef)
+    else:
+        loss_pi, stats = reinforce_loss(logp, adv, mb.mask), {}
+    ent = entropy(logp_all, mb.mask)
+    loss = loss_pi - cfg.ent_coef * ent
+    if cfg.pfo_coef > 0:
+        stats["loss_pfo"] = pfo_loss(pfo_features(out.preacts, cfg.pfo_layers), mb.preacts, mb.mask)
+        loss = loss + cfg.pfo_coef * stats["loss_pfo"]
+    if uses_critic(cfg):
+        stats["loss_value"] = value_loss(model.value(mb.obs, out.features), mb.returns, mb.mask)
+        loss = loss + cfg.vf_coef * stats["loss_value"]
+    stats.update(loss_policy=loss_pi, entropy=ent)
+    return loss, {k: v.detach() for k, v in stats.items()}
 
 
-def pfo_features(preacts: list[Tensor], layers: str) -> Tensor:
-    """The pre-activations PFO keeps close to collection time: the last hidden layer's, or all, concatenated."""
-    return preacts[-1] if layers == "last" else torch.cat(preacts, -1)
+def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig,
+           generators: Sequence[torch.Generator]) -> dict[str, Tensor]:
+    """``cfg.epochs`` passes over ``batch`` in minibatches of ``cfg.minibatch_size`` (each seed in its own random
+    order when ``cfg.shuffle``); returns the statistics averaged over the steps, per seed ``[S]``."""
+    num_seeds, n = batch.obs.shape[:2]
+    size, device = cfg.minibatch_size, batch.obs.device
+    stats: dict[str, list[Tensor]] = defaultdict(list)
+    for _ in range(cfg.epochs):
+        if cfg.shuffle:
+            order = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
+        else:
+            order = torch.arange(n, device=device).expand(num_seeds, n)
+        for lo in range(0, n - size + 1, size):
+            loss, step_stats = loss_fn(model, batch.take(order[:, lo:lo + size]), cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()  # seeds are independent: d(sum)/d(seed s) = that seed's loss
+            step_stats["grad_norm_actor"] = clip_grad_norm_per_seed(model.actor_parameters(), cfg.max_grad_norm)
+            if uses_critic(cfg) and model.critic_backbone is not None:
+                step_stats["grad_norm_critic"] = clip_grad_norm_per_seed(model.critic_parameters(),
+                                                                         cfg.max_grad_norm)
+            optimizer.step()
+            for key, value in step_stats.items():
+                stats[key].append(value)
+    return {k: torch.stack(v, 1).mean(1) for k, v in stats.items()}  # [S, steps]: layout-independent
 
 
+# ----------------------------------------------------------------------------- phase 4: instrumentation
+class Instruments:
+    """What training records beyond its losses, called at two points of the loop and never inside the update:
+    `start` (the untrained actor's snapshot) and `after_update` (diagnostics at their cadence, actor snapshots,
+    the plasticity probe's batch)."""
+
+    def __init__(self, cfg: TrainConfig, model: ActorCritic, expert: torch.nn.Module | None) -> None:
+        self.cfg, self.model, self.expert = cfg, model, expert
+        self.snapshots: dict[int, dict[str, Tensor] | Path] = {}
+        self.probe_obs: Tensor | None = None  # the first rollout's states: the initial policy's
+
+    def start(self) -> None:
+        if self.cfg.snapshot_every:
+            self._keep_snapshot(0)
+
+    def after_update(self, index: int, rollout: Rollout, batch: Batch) -> dict[str, Tensor]:
+        """Metrics to log for update ``index`` (empty when no diagnostics are due)."""
+        cfg, row = self.cfg, {}
+        if cfg.snapshot_every and self.probe_obs is None:
+            self.probe_obs = batch.obs.detach().cpu().clone()
+        if cfg.diagnostics_every and (index % cfg.diagnostics_every == 0 or index == cfg.num_updates - 1):
+            row = diagnose(self.model, cfg=cfg, obs=batch.obs, actions=batch.actions, old_logp=batch.logp,
+                           old_logits=rollout.flat(rollout.logits), old_preacts=batch.preacts,
+                           labels=rollout.flat(rollout.labels), valid=rollout.flat(rollout.valid),
+                           expert=self.expert)
+        if cfg.snapshot_every and (index + 1) % cfg.snapshot_every == 0:
+            self._keep_snapshot((index + 1) * cfg.batch_size)
+        return row
+
+    def _keep_snapshot(self, step: int) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in self.model.actor.state_dict().items()}
+        if self.cfg.snapshot_dir is None:
+            self.snapshots[step] = state
+            return
+        path = Path(self.cfg.snapshot_dir) / f"actor_step{step:09d}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+        self.snapshots[step] = path
+
+
+# ----------------------------------------------------------------------------- phase 5: log
+class History:
+    """One row per (seed, update), kept as columns; a metric an update did not log (diagnostics) is NaN."""
+
+    def __init__(self, seeds: Sequence[int]) -> None:
+        self.seeds, self.columns = tuple(seeds), {}
+        self.rows = 0
+
+    def log(self, **values: Any) -> None:
+        nan = np.full(len(self.seeds), np.nan)
+        for key, value in values.items():
+            arr = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+            column = self.columns.setdefault(key, [nan] * self.rows)
+            column.append(np.broadcast_to(arr, (len(self.seeds),)).astype(np.float64))
+        self.rows += 1
+        for column in self.columns.values():
+            if len(column) < self.rows:
+                column.append(nan)
+
+    def recent_return(self, updates: int = 10) -> str:
+        """Mean training return of the episodes of the last ``updates`` updates, for the progress bar."""
+        recent = np.concatenate(self.columns["episode_return"][-updates:])
+        recent = recent[np.isfinite(recent)]
+        return f"{recent.mean():.1f}" if len(recent) else "n/a"
+
+    def frame(self) -> pd.DataFrame:
+        history = pd.DataFrame({k: np.stack(v, 1).reshape(-1) for k, v in self.columns.items()})
+        history.insert(0, "seed", np.repeat(np.array(self.seeds), self.rows))
+        for col in ("update", "step", "episodes"):
+            if col in history:
+                history[col] = history[col].astype(np.int64)
+        return history
+
+
+def episode_stats(rollout: Rollout) -> dict[str, list[float]]:
+    """Per seed: mean return and length of the episodes that ended in the rollout (NaN if none), their number."""
+    return dict(episode_return=[x.mean() if len(x) else np.nan for x in rollout.episode_returns],
+                episode_length=[x.mean() if len(x) else np.nan for x in rollout.episode_lengths],
+                episodes=[len(x) for x in rollout.episode_returns])
+
+
+# ----------------------------------------------------------------------------- the loop
 def train(config: TrainConfig, *, progress: bool = True) -> Run:
     """Train ``config.seeds`` as one seed-batched model; return a `Run`.
 
@@ -332,204 +321,46 @@ def train(config: TrainConfig, *, progress: bool = True) -> Run:
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     try:
-        return _train(cfg, progress)
+        return _train_resolved(cfg, progress)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: TrainConfig, progress: bool) -> Run:
+def _train_resolved(cfg: TrainConfig, progress: bool) -> Run:
     device = resolve_device(cfg.device)
-    num_seeds, T, E = len(cfg.seeds), cfg.rollout_steps, cfg.num_envs
     expert = Run.load(cfg.expert_run, device=str(device)).model.actor if cfg.label_source == "expert" else None
-    streams = [seed_streams(s) for s in cfg.seeds]
-    envs = SeedEnvs(cfg.env_id, E, [st["env"] for st in streams], device, cfg.env_kwargs)
-    obs_shape = envs.single_observation_space.shape
-    num_actions = int(envs.envs[0].single_action_space.n)
+    seeds = [derived_seeds(s) for s in cfg.seeds]
+    envs = SeedEnvs(cfg.env_id, num_envs=cfg.num_envs, env_seeds=[d["env"] for d in seeds], device=device,
+                    env_kwargs=cfg.env_kwargs)
+    obs_shape, num_actions = envs.single_observation_space.shape, int(envs.envs[0].single_action_space.n)
     model = build_model(cfg, obs_shape, num_actions).to(device)
-    use_critic = cfg.algo != "reinforce" or cfg.reinforce_baseline
-    params = model.actor_parameters() + (model.critic_parameters() if use_critic else [])
+    params = model.actor_parameters() + (model.critic_parameters() if uses_critic(cfg) else [])
     optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
-    gens = [torch.Generator(device=device).manual_seed(st["act"]) for st in streams]
-    normalize_adv = cfg.algo != "a2c"
-    keep_preacts = cfg.pfo_coef > 0 or cfg.diagnostics_every > 0
-
-    # Rollout storage, [T, S, E, ...].
-    obs_buf = torch.zeros((T, num_seeds, E, *obs_shape), device=device)
-    act_buf = torch.zeros((T, num_seeds, E), dtype=torch.long, device=device)
-    logp_buf, rew_buf, term_buf, trunc_buf, valid_buf = (torch.zeros((T, num_seeds, E), device=device)
-                                                         for _ in range(5))
-    val_buf = torch.zeros((T + 1, num_seeds, E), device=device)
-    logits_buf = torch.zeros((T, num_seeds, E, num_actions), device=device)
-    label_buf = torch.zeros((T, num_seeds, E), dtype=torch.long, device=device)
-    preact_buf: Tensor | None = None  # allocated at the first step when needed
-
-    columns: dict[str, list[np.ndarray]] = {}
-    snapshots: dict[int, dict[str, Tensor] | Path] = {}
-    probe_obs: Tensor | None = None
-
-    def log(**values: Any) -> None:
-        """Append one row per seed; a metric missing from this update (diagnostics) is NaN."""
-        rows, nan = len(columns.get("update", [])), np.full(num_seeds, np.nan)
-        for key, value in values.items():
-            arr = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
-            columns.setdefault(key, [nan] * rows).append(np.broadcast_to(arr, (num_seeds,)).astype(np.float64))
-        for col in columns.values():
-            if len(col) == rows:
-                col.append(nan)
-
-    def snapshot(step: int) -> None:
-        state = {k: v.detach().cpu().clone() for k, v in model.actor.state_dict().items()}
-        if cfg.snapshot_dir is None:
-            snapshots[step] = state
-        else:
-            path = Path(cfg.snapshot_dir) / f"actor_step{step:09d}.pt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(state, path)
-            snapshots[step] = path
-
-    obs, labels = envs.reset()
+    generators = [torch.Generator(device=device).manual_seed(d["act"]) for d in seeds]
+    rollout = Rollout.allocate(cfg, obs_shape, num_actions, device, *envs.reset())
+    instruments, history = Instruments(cfg, model, expert), History(cfg.seeds)
     start, interrupted = time.perf_counter(), False
-    if cfg.snapshot_every:
-        snapshot(0)
+    instruments.start()
     bar = tqdm(range(cfg.num_updates), disable=not progress, desc=f"{cfg.algo}/{cfg.head} {cfg.env_id}",
                unit="update")
     try:
-        for update in bar:
-            lr = cfg.lr * (1.0 - update / cfg.num_updates) if cfg.anneal_lr else cfg.lr
+        for index in bar:
+            lr = cfg.lr * (1.0 - index / cfg.num_updates) if cfg.anneal_lr else cfg.lr
             for group in optimizer.param_groups:
                 group["lr"] = lr
-
-            # ---- collect a rollout
-            returns_done: list[list[np.ndarray]] = [[] for _ in range(num_seeds)]
-            lengths_done: list[list[np.ndarray]] = [[] for _ in range(num_seeds)]
-            with torch.no_grad():
-                for t in range(T):
-                    out = model.policy(obs)
-                    if use_critic:
-                        val_buf[t] = model.value(obs, out.features)
-                    action = sample_actions(out.logits, gens)
-                    obs_buf[t], act_buf[t], logits_buf[t] = obs, action, out.logits
-                    logp_buf[t] = out.logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
-                    if keep_preacts:
-                        phi = pfo_features(out.preacts, cfg.pfo_layers)
-                        if preact_buf is None:
-                            preact_buf = torch.zeros((T, *phi.shape), device=device)
-                        preact_buf[t] = phi
-                    if labels is not None:
-                        label_buf[t] = labels
-                    step = envs.step(action)
-                    rew_buf[t], term_buf[t], trunc_buf[t], valid_buf[t] = (
-                        step.reward.sign() if cfg.reward_clip else step.reward, step.terminated, step.truncated,
-                        step.valid)
-                    if step.ended.any():
-                        for s in range(num_seeds):
-                            returns_done[s].append(step.finished_returns[s])
-                            lengths_done[s].append(step.finished_lengths[s])
-                    obs, labels = step.obs, step.labels
-                if use_critic:
-                    val_buf[T] = model.value(obs)
-
-            # ---- advantages
-            if cfg.algo == "reinforce":
-                returns, complete = monte_carlo_returns(rew_buf, term_buf, trunc_buf, cfg.gamma)
-                mask = valid_buf * complete
-                advantages = returns - val_buf[:-1] if use_critic else returns
-            else:
-                advantages, returns = gae(rew_buf, val_buf, term_buf, trunc_buf, cfg.gamma, cfg.gae_lambda)
-                mask = valid_buf
-
-            # ---- update: flatten [T, S, E] -> [S, N]
-            def flat(x: Tensor) -> Tensor:
-                return x.transpose(0, 1).reshape(num_seeds, T * E, *x.shape[3:])
-
-            b_obs, b_act, b_logp, b_adv, b_ret, b_mask = (flat(x) for x in (obs_buf, act_buf, logp_buf,
-                                                                              advantages, returns, mask))
-            b_preact = flat(preact_buf) if keep_preacts else None
-            if probe_obs is None and cfg.snapshot_every:
-                probe_obs = b_obs.detach().cpu().clone()  # the plasticity probe's batch: the initial policy's states
-            n, mb = T * E, cfg.minibatch_size
-            seed_index = torch.arange(num_seeds, device=device).unsqueeze(1)
-            stats: dict[str, list[Tensor]] = {}
-            for _ in range(cfg.epochs):
-                if cfg.algo == "ppo":
-                    order = torch.stack([torch.randperm(n, generator=g, device=device) for g in gens])
-                else:
-                    order = torch.arange(n, device=device).expand(num_seeds, n)
-                for lo in range(0, n - mb + 1, mb):
-                    idx = order[:, lo:lo + mb]
-                    m = b_mask[seed_index, idx]
-                    out = model.policy(b_obs[seed_index, idx])
-                    logp_all = out.logits.log_softmax(-1)
-                    new_logp = logp_all.gather(-1, b_act[seed_index, idx].unsqueeze(-1)).squeeze(-1)
-                    entropy = masked_mean(-(logp_all.exp() * logp_all).sum(-1), m)
-                    adv = b_adv[seed_index, idx]
-                    if normalize_adv:
-                        adv = normalize_per_seed(adv, m)
-                    if cfg.algo == "ppo":
-                        log_ratio = new_logp - b_logp[seed_index, idx]
-                        ratio = log_ratio.exp()
-                        clipped = ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
-                        loss_pi = masked_mean(torch.maximum(-adv * ratio, -adv * clipped), m)
-                        with torch.no_grad():
-                            stats.setdefault("approx_kl", []).append(masked_mean((ratio - 1) - log_ratio, m))
-                            clip_hit = ((ratio - 1.0).abs() > cfg.clip_coef).float()
-                            stats.setdefault("clip_frac", []).append(masked_mean(clip_hit, m))
-                    else:
-                        loss_pi = masked_mean(-adv * new_logp, m)
-                    loss = loss_pi - cfg.ent_coef * entropy
-                    if cfg.pfo_coef > 0:  # PFO: keep the actor's pre-activations near their collection-time values
-                        drift = (pfo_features(out.preacts, cfg.pfo_layers) - b_preact[seed_index, idx]).pow(2)
-                        loss_pfo = masked_mean(drift.mean(-1), m)
-                        loss = loss + cfg.pfo_coef * loss_pfo
-                        stats.setdefault("loss_pfo", []).append(loss_pfo.detach())
-                    if use_critic:
-                        value = model.value(b_obs[seed_index, idx], out.features)
-                        loss_v = masked_mean(0.5 * (value - b_ret[seed_index, idx]) ** 2, m)
-                        loss = loss + cfg.vf_coef * loss_v
-                        stats.setdefault("loss_value", []).append(loss_v.detach())
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.sum().backward()  # seeds are independent: d(sum)/d(seed s) = that seed's loss
-                    stats.setdefault("grad_norm_actor", []).append(
-                        clip_grad_norm_per_seed(model.actor_parameters(), cfg.max_grad_norm))
-                    if use_critic and model.critic_backbone is not None:
-                        stats.setdefault("grad_norm_critic", []).append(
-                            clip_grad_norm_per_seed(model.critic_parameters(), cfg.max_grad_norm))
-                    optimizer.step()
-                    stats.setdefault("loss_policy", []).append(loss_pi.detach())
-                    stats.setdefault("entropy", []).append(entropy.detach())
-
-            # ---- diagnostics, snapshots
-            row = {k: torch.stack(v, 1).mean(1) for k, v in stats.items()}  # [S, n]: layout-independent
-            if cfg.diagnostics_every and (update % cfg.diagnostics_every == 0 or update == cfg.num_updates - 1):
-                row.update(diagnose(model, cfg, b_obs, b_act, b_logp, flat(logits_buf), b_preact, flat(label_buf),
-                                    flat(valid_buf), expert))
-            if cfg.snapshot_every and (update + 1) % cfg.snapshot_every == 0:
-                snapshot((update + 1) * T * E)
-
-            # ---- log one row per seed
-            ep_returns = [np.concatenate(r) if r else np.zeros(0) for r in returns_done]
-            ep_lengths = [np.concatenate(r) if r else np.zeros(0) for r in lengths_done]
-            log(update=update, step=(update + 1) * T * E, time=time.perf_counter() - start, lr=lr,
-                episode_return=[r.mean() if len(r) else np.nan for r in ep_returns],
-                episode_length=[r.mean() if len(r) else np.nan for r in ep_lengths],
-                episodes=[len(r) for r in ep_returns], valid_fraction=b_mask.mean(1), **row)
+            collect_rollout(model, envs, rollout, generators, cfg)
+            batch = Batch.from_rollout(rollout, *advantages(rollout, cfg))
+            stats = update(model, optimizer, batch, cfg, generators)
+            stats |= instruments.after_update(index, rollout, batch)
+            history.log(update=index, step=(index + 1) * cfg.batch_size, time=time.perf_counter() - start, lr=lr,
+                        **episode_stats(rollout), valid_fraction=batch.mask.mean(1), **stats)
             if progress:
-                recent = np.concatenate(columns["episode_return"][-10:])
-                recent = recent[np.isfinite(recent)]
-                bar.set_postfix(ret=f"{recent.mean():.1f}" if len(recent) else "n/a")
+                bar.set_postfix(ret=history.recent_return())
     except KeyboardInterrupt:
         interrupted = True
-        warnings.warn(f"training interrupted after {len(columns.get('update', []))} updates; returning the run so "
-                      "far", stacklevel=2)
+        warnings.warn(f"training interrupted after {history.rows} updates; returning the run so far", stacklevel=2)
     finally:
         bar.close()
         envs.close()
-
-    rows = len(columns.get("update", []))
-    history = pd.DataFrame({k: np.stack(v, 1).reshape(-1) for k, v in columns.items()})
-    history.insert(0, "seed", np.repeat(np.array(cfg.seeds), rows))
-    for col in ("update", "step", "episodes"):
-        if col in history:
-            history[col] = history[col].astype(np.int64)
-    return Run(config=cfg, history=history, model=model, wall_time=time.perf_counter() - start,
-               interrupted=interrupted, snapshots=snapshots, probe_obs=probe_obs)
+    return Run(config=cfg, history=history.frame(), model=model, wall_time=time.perf_counter() - start,
+               interrupted=interrupted, snapshots=instruments.snapshots, probe_obs=instruments.probe_obs)

@@ -36,7 +36,8 @@ def test_nature_cnn_is_seed_independent_and_rejects_small_frames():
 
 
 def test_logged_rewards_are_game_scores():
-    envs = SeedEnvs("ALE/Phoenix-v5", 2, [2**32 - 5], torch.device("cpu"))  # a seed beyond ALE's C int range
+    # a seed beyond ALE's C int range
+    envs = SeedEnvs("ALE/Phoenix-v5", num_envs=2, env_seeds=[2**32 - 5], device=torch.device("cpu"))
     envs.reset()
     rng = np.random.default_rng(0)
     rewards = [envs.step(torch.as_tensor(rng.integers(0, 8, (1, 2)))).reward for _ in range(400)]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import acpg_lab as al
+from acpg_lab.algorithms import gae, monte_carlo_returns
 from acpg_lab.envs import SeedEnvs
-from acpg_lab.training import gae, monte_carlo_returns
 
 
 def _col(*xs):
@@ -45,7 +45,7 @@ def test_monte_carlo_returns_mask_unfinished_episodes():
 
 
 def test_seed_envs_mark_next_step_reset_steps():
-    envs = SeedEnvs("CartPole-v1", 2, [0, 1], torch.device("cpu"))
+    envs = SeedEnvs("CartPole-v1", num_envs=2, env_seeds=[0, 1], device=torch.device("cpu"))
     envs.reset()
     saw_reset = False
     for _ in range(200):

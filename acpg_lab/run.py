@@ -1,0 +1,203 @@
+"""`Run`, what `train` returns: the resolved config, the history, the trained model, and what can be done with
+them afterwards (save, load, evaluate, visited states, the plasticity probe on snapshots). Also `build_model`, the
+one place a config becomes a seed-batched network, and `derived_seeds`, the integers everything random in a seed's
+run is drawn from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from acpg_lab import metrics
+from acpg_lab.algorithms import sample_actions
+from acpg_lab.config import TrainConfig
+from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
+from acpg_lab.networks import ActorCritic
+
+__all__ = ["Run", "build_model", "derived_seeds", "resolve_device"]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is the GPU when torch sees one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def derived_seeds(seed: int) -> dict[str, int]:
+    """Independent integer seeds for one training seed's environments (``env``), action sampling (``act``) and
+    evaluation (``eval``), a function of the training seed alone."""
+    env, act, evaluation = np.random.SeedSequence(int(seed)).generate_state(3)
+    return dict(env=int(env), act=int(act), eval=int(evaluation))
+
+
+def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, init_offset: int = 0) -> ActorCritic:
+    """The seed-batched actor-critic a resolved config describes (``init_offset``: see `ActorCritic`)."""
+    network = cfg.network
+    if network == "auto":
+        network = "nature" if is_atari(cfg.env_id) else "cnn" if len(obs_shape) == 3 else "mlp"
+    return ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
+                       activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
+                       head_scale=cfg.head_scale, head_bias=cfg.head_bias, shared_trunk=cfg.shared_trunk,
+                       init_offset=init_offset)
+
+
+def fresh_model(cfg: TrainConfig) -> ActorCritic:
+    """A freshly initialised model for a resolved config, its spaces read from a throw-away environment."""
+    obs_space, act_space, _ = probe_spaces(cfg.env_id, cfg.env_kwargs)
+    return build_model(cfg, obs_space.shape, int(act_space.n))
+
+
+@dataclass
+class Run:
+    """The result of `train`: resolved config, per-(seed, update) history, and the trained model."""
+
+    config: TrainConfig
+    history: pd.DataFrame
+    model: ActorCritic
+    wall_time: float
+    interrupted: bool = False
+    snapshots: dict[int, dict[str, Tensor] | Path] = field(default_factory=dict)
+    """Actor weights by environment step (state dicts in memory, or paths of files written with torch.save)."""
+    probe_obs: Tensor | None = None
+    """The first rollout's observations ``[S, N, ...]`` (the initial policy's states), for the plasticity probe."""
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.config.seeds
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json``, ``history.csv`` and ``model.pt`` (a state_dict) into ``directory``, and, if the
+        run kept them, the snapshots (``snapshots/actor_step<N>.pt``) and the probe batch (``probe_obs.pt``), so that
+        a loaded run still supports `plasticity`."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = dict(config=self.config.to_dict(), wall_time=self.wall_time, interrupted=self.interrupted,
+                    version=version("acpg-lab"))
+        self.history.to_csv(out / "history.csv", index=False)
+        torch.save(self.model.state_dict(), out / "model.pt")
+        if self.snapshots:
+            (out / "snapshots").mkdir(exist_ok=True)
+            for step in self.snapshots:
+                torch.save(self.snapshot(step), out / "snapshots" / f"actor_step{step}.pt")
+        if self.probe_obs is not None:
+            obs = self.probe_obs.cpu()
+            if obs.numel() and obs.min() >= 0 and obs.max() <= 255 and torch.equal(obs, obs.round()):
+                obs = obs.to(torch.uint8)  # image frames: 4x smaller on disk, read back exactly
+            torch.save(obs, out / "probe_obs.pt")
+        (out / "config.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks a complete run
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> Run:
+        """Read a run written by `save` (the model with ``weights_only=True``)."""
+        src = Path(directory)
+        meta = json.loads((src / "config.json").read_text())
+        raw = meta["config"]
+        raw["seeds"], raw["hidden_sizes"] = tuple(raw["seeds"]), tuple(raw["hidden_sizes"])
+        cfg = TrainConfig(**raw)
+        if {f.name for f in dataclasses.fields(TrainConfig)} - raw.keys():
+            cfg = cfg.resolve()  # saved before a field existed: its default reproduces what that run did
+        model = fresh_model(cfg).to(device)
+        model.load_state_dict(torch.load(src / "model.pt", map_location=device, weights_only=True))
+        snapshots: dict[int, dict[str, Tensor] | Path] = {
+            int(f.stem.removeprefix("actor_step")): f for f in (src / "snapshots").glob("actor_step*.pt")}
+        probe = src / "probe_obs.pt"
+        return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
+                   wall_time=meta["wall_time"], interrupted=meta["interrupted"],
+                   snapshots=dict(sorted(snapshots.items())),
+                   probe_obs=torch.load(probe, weights_only=True).float() if probe.exists() else None)
+
+    def snapshot(self, step: int) -> dict[str, Tensor]:
+        """The actor's state dict saved at environment step ``step`` (see ``TrainConfig.snapshot_every``)."""
+        if step not in self.snapshots:
+            raise ValueError(f"no snapshot at step {step}; snapshots exist at steps {sorted(self.snapshots)}")
+        state = self.snapshots[step]
+        return torch.load(state, weights_only=True) if isinstance(state, Path) else state
+
+    def actor_at(self, step: int) -> nn.Module:
+        """A copy of the actor with the weights of the snapshot at ``step`` (on the CPU)."""
+        actor = fresh_model(self.config).actor
+        actor.load_state_dict(self.snapshot(step))
+        return actor.eval()
+
+    def plasticity(self, *, steps: int = 200, lr: float = 1e-3, seed: int = 0) -> pd.DataFrame:
+        """The plasticity probe (`metrics.plasticity_probe`) on every snapshot: rows of seed, step, plasticity_kl.
+
+        The probe batch is the first rollout (the initial policy's states); the target is a differently
+        initialised actor of the same architecture, fixed by ``seed`` across snapshots. Higher = less plastic.
+        """
+        if not self.snapshots or self.probe_obs is None:
+            raise ValueError("this run kept no snapshots; train with TrainConfig(snapshot_every=...)")
+        device = next(self.model.parameters()).device
+        shape, k = self.probe_obs.shape[2:], self.model.num_actions
+
+        def make_actor() -> nn.Module:  # a fresh initialisation drawn from the probe's seeded torch RNG
+            return build_model(self.config, shape, k, init_offset=int(torch.randint(1, 2**30, ()))).actor
+
+        rows = []
+        for step in sorted(self.snapshots):
+            kl = metrics.plasticity_probe(make_actor, self.snapshot(step), self.probe_obs.to(device), steps=steps,
+                                          lr=lr, seed=seed)
+            rows.append(pd.DataFrame(dict(seed=list(self.seeds), step=step, plasticity_kl=kl.cpu().numpy())))
+        return pd.concat(rows, ignore_index=True)
+
+    @torch.no_grad()
+    def rollout_states(self, steps: int = 128, num_envs: int = 8, *, greedy: bool = True) -> Tensor:
+        """Observations ``[S, steps * num_envs, ...]`` visited by each seed's policy on unseen environment seeds
+        (the evaluation streams): a state batch for post-hoc analyses of a trained network."""
+        cfg, model = self.config, self.model
+        device = next(model.parameters()).device
+        envs = SeedEnvs(cfg.env_id, num_envs=num_envs, env_seeds=[derived_seeds(s)["eval"] + 1 for s in cfg.seeds],
+                        device=device, env_kwargs=cfg.env_kwargs)
+        gens = [torch.Generator(device=device).manual_seed(derived_seeds(s)["eval"] + 1) for s in cfg.seeds]
+        obs, _ = envs.reset()
+        visited = []
+        for _ in range(steps):
+            visited.append(obs)
+            logits = model.policy(obs).logits
+            obs = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens)).obs
+        envs.close()
+        return torch.cat(visited, 1)
+
+    @torch.no_grad()
+    def evaluate(self, episodes: int = 10, *, greedy: bool = True, max_steps: int = 100_000) -> pd.DataFrame:
+        """Return per seed over ``episodes`` episodes on environment seeds never used in training.
+
+        Greedy (argmax) actions by default. Each episode runs in its own environment; an episode still running
+        after ``max_steps`` steps counts with the return it has so far.
+        """
+        if not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+        cfg, model = self.config, self.model
+        device = next(model.parameters()).device
+        envs = SeedEnvs(cfg.env_id, num_envs=episodes, env_seeds=[derived_seeds(s)["eval"] for s in cfg.seeds],
+                        device=device, env_kwargs=cfg.env_kwargs)
+        gens = [torch.Generator(device=device).manual_seed(derived_seeds(s)["eval"]) for s in cfg.seeds]
+        obs, _ = envs.reset()
+        first = np.full((len(cfg.seeds), episodes), np.nan)  # return of each environment's first episode
+        for _ in range(max_steps):
+            logits = model.policy(obs).logits
+            step = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens))
+            for s, ended in enumerate(step.ended):
+                where = np.flatnonzero(ended)
+                new = np.isnan(first[s, where])
+                first[s, where[new]] = step.finished_returns[s][new]
+            obs = step.obs
+            if not np.isnan(first).any():
+                break
+        running = np.isnan(first)
+        first[running] = envs.ep_return[running]
+        envs.close()
+        return pd.DataFrame(dict(seed=list(cfg.seeds), return_mean=first.mean(1), return_std=first.std(1),
+                                 episodes=episodes, unfinished=running.sum(1)))
