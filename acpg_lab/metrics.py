@@ -86,32 +86,11 @@ def singular_values(features: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------- action collapse
-def action_collapse(
-    features: Tensor, labels: Tensor, weights: Tensor, logits: Tensor | None = None
-) -> dict[str, float] | dict[str, Tensor]:
-    """Neural-collapse statistics of features grouped by their (optimal) action, exactly as in metrics.md.
-
-    Returns ``nc1``, ``equinorm_features``, ``equinorm_weights``, ``equiangular_features``,
-    ``equiangular_weights``, ``max_angle_features``, ``max_angle_weights``, ``self_duality`` and
-    ``ncc_mismatch``. Only the classes present in ``labels`` take part, in the weight statistics too (per seed
-    in a batched call); with fewer than two present, or with non-finite features (a diverged run), every
-    value is NaN instead of an exception. All are 0 for a perfect collapse onto an ETF head.
-
-    Args:
-        features: ``[N, d]`` last-layer features, or ``[S, N, d]`` for S seeds (``dim() == 3`` means batched).
-        labels: ``[N]`` (or ``[S, N]``) integer action labels in ``0..K-1``; ``[N]`` is shared by all seeds.
-            A negative label marks a sample without a label (a terminal state, say): it takes no part.
-        weights: ``[K, d]`` (or ``[S, K, d]``) action-selection weights; K is the number of actions.
-        logits: optional ``[N, K]`` (or ``[S, N, K]``) policy logits for ``ncc_mismatch``; without them the
-            policy action is argmax of W h (a head bias or feature normalisation is then ignored). The argmax
-            runs over all K actions, the nearest class mean over the present classes only.
-
-    ``nc1`` never forms a d x d matrix. With the centred means as the rows of Q ([K, d]), Σ_B = QᵀQ/K, and the
-    eigendecomposition Q Qᵀ = V Λ Vᵀ of the K x K Gram gives Σ_B⁺ = K Qᵀ V Λ⁻² Vᵀ Q, so
-    nc1 = tr(Σ_W Σ_B⁺)/K = (1/N) Σ_i ‖Λ⁻¹ Vᵀ Q (h_i − μ_{y_i})‖², with Λ⁻¹ restricted to the eigenvalues above
-    1e-12 of the largest. The cost is two passes over the features (class sums, then one [N, d] x [d, 2K]
-    product) plus a float64 copy of them; memory about 3x the features' float32 size.
-    """
+def _collapse_inputs(features: Tensor, labels: Tensor, weights: Tensor, logits: Tensor | None
+                     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, bool]:
+    """`action_collapse`'s inputs checked and brought to the batched layout: features float64 ``[S, N, d]``,
+    labels ``[S, N]``, weights float64 ``[S, K, d]``, logits ``[S, N, K]`` (or None), and whether the call was
+    batched."""
     feats = _check_float("features", features)
     batched = feats.dim() == 3
     if feats.dim() not in (2, 3):
@@ -145,14 +124,68 @@ def action_collapse(
     if y.numel() and int(y.max()) >= k:
         raise ValueError(f"labels must lie in 0..{k - 1} (K = {k} rows of weights; negative = unlabelled), got "
                          f"values in {int(y.min())}..{int(y.max())}")
-    labelled = (y >= 0).to(torch.float64)  # [S, N]
-    y = y.clamp_min(0)
+    lg = None
     if logits is not None:
         _check_float("logits", logits)
         lg = logits if batched else logits[None]
         if tuple(lg.shape) != (s, n, k):
             expected = (s, n, k) if batched else (n, k)
             raise ValueError(f"logits must have shape {expected}, got {tuple(logits.shape)}")
+    return h, y, w, lg, batched
+
+
+def _equinorm(rows: Tensor, present: Tensor, kp1: Tensor) -> Tensor:
+    """Coefficient of variation of the norms of the present rows ``[S, K, d]`` (``present`` float ``[S, K]``)."""
+    norms = rows.norm(dim=-1)
+    mean = (norms * present).sum(-1) / kp1
+    std = (((norms - mean[:, None]) ** 2 * present).sum(-1) / kp1).sqrt()
+    return std / mean
+
+
+def _angles(rows: Tensor, pair: Tensor, kp: Tensor) -> tuple[Tensor, Tensor]:
+    """Std of the pairwise cosines of the present rows, and their mean distance from the ETF's -1/(K-1)."""
+    npairs = (kp * (kp - 1)).clamp_min(1.0)
+    norms = rows.norm(dim=-1)
+    cos = (rows @ rows.transpose(1, 2)) / (norms[:, :, None] * norms[:, None, :])
+    cos = torch.where(pair, cos, torch.zeros((), dtype=cos.dtype))  # keeps NaN of a present zero row
+    mean = cos.sum((1, 2)) / npairs
+    std = (torch.where(pair, (cos - mean[:, None, None]) ** 2, 0.0).sum((1, 2)) / npairs).sqrt()
+    target = 1.0 / (kp - 1).clamp_min(1.0)
+    max_angle = torch.where(pair, (cos + target[:, None, None]).abs(), 0.0).sum((1, 2)) / npairs
+    return std, max_angle
+
+
+def action_collapse(
+    features: Tensor, labels: Tensor, weights: Tensor, logits: Tensor | None = None
+) -> dict[str, float] | dict[str, Tensor]:
+    """Neural-collapse statistics of features grouped by their (optimal) action, exactly as in metrics.md.
+
+    Returns ``nc1``, ``equinorm_features``, ``equinorm_weights``, ``equiangular_features``,
+    ``equiangular_weights``, ``max_angle_features``, ``max_angle_weights``, ``self_duality`` and
+    ``ncc_mismatch``. Only the classes present in ``labels`` take part, in the weight statistics too (per seed
+    in a batched call); with fewer than two present, or with non-finite features (a diverged run), every
+    value is NaN instead of an exception. All are 0 for a perfect collapse onto an ETF head.
+
+    Args:
+        features: ``[N, d]`` last-layer features, or ``[S, N, d]`` for S seeds (``dim() == 3`` means batched).
+        labels: ``[N]`` (or ``[S, N]``) integer action labels in ``0..K-1``; ``[N]`` is shared by all seeds.
+            A negative label marks a sample without a label (a terminal state, say): it takes no part.
+        weights: ``[K, d]`` (or ``[S, K, d]``) action-selection weights; K is the number of actions.
+        logits: optional ``[N, K]`` (or ``[S, N, K]``) policy logits for ``ncc_mismatch``; without them the
+            policy action is argmax of W h (a head bias or feature normalisation is then ignored). The argmax
+            runs over all K actions, the nearest class mean over the present classes only.
+
+    ``nc1`` never forms a d x d matrix. With the centred means as the rows of Q ([K, d]), Σ_B = QᵀQ/K, and the
+    eigendecomposition Q Qᵀ = V Λ Vᵀ of the K x K Gram gives Σ_B⁺ = K Qᵀ V Λ⁻² Vᵀ Q, so
+    nc1 = tr(Σ_W Σ_B⁺)/K = (1/N) Σ_i ‖Λ⁻¹ Vᵀ Q (h_i − μ_{y_i})‖², with Λ⁻¹ restricted to the eigenvalues above
+    1e-12 of the largest. The cost is two passes over the features (class sums, then one [N, d] x [d, 2K]
+    product) plus a float64 copy of them; memory about 3x the features' float32 size.
+    """
+    h, y, w, lg, batched = _collapse_inputs(features, labels, weights, logits)
+    s, n, d = h.shape
+    k = w.shape[1]
+    labelled = (y >= 0).to(torch.float64)  # [S, N]
+    y = y.clamp_min(0)
 
     # Class statistics: seed s, class c -> row s*K + c of one index_add over all seeds.
     flat = (torch.arange(s, device=h.device)[:, None] * k + y).reshape(-1)
@@ -186,27 +219,9 @@ def action_collapse(
     nc1 = ((a.pow(2) * inv_lam2[:, None]).sum(-1) * labelled).sum(-1) / num_labelled
 
     # Norms and angles over present classes only.
-    def _equinorm(rows: Tensor) -> Tensor:
-        norms = rows.norm(dim=-1)
-        mean = (norms * pf).sum(-1) / kp1
-        std = (((norms - mean[:, None]) ** 2 * pf).sum(-1) / kp1).sqrt()
-        return std / mean
-
     pair = present[:, :, None] & present[:, None, :] & ~torch.eye(k, dtype=torch.bool, device=h.device)
-    npairs = (kp * (kp - 1)).clamp_min(1.0)
-
-    def _angles(rows: Tensor) -> tuple[Tensor, Tensor]:
-        norms = rows.norm(dim=-1)
-        cos = (rows @ rows.transpose(1, 2)) / (norms[:, :, None] * norms[:, None, :])
-        cos = torch.where(pair, cos, torch.zeros((), dtype=cos.dtype))  # keeps NaN of a present zero row
-        mean = cos.sum((1, 2)) / npairs
-        std = (torch.where(pair, (cos - mean[:, None, None]) ** 2, 0.0).sum((1, 2)) / npairs).sqrt()
-        target = 1.0 / (kp - 1).clamp_min(1.0)
-        max_angle = torch.where(pair, (cos + target[:, None, None]).abs(), 0.0).sum((1, 2)) / npairs
-        return std, max_angle
-
-    equiangular_f, max_angle_f = _angles(q)
-    equiangular_w, max_angle_w = _angles(w)
+    equiangular_f, max_angle_f = _angles(q, pair, kp)
+    equiangular_w, max_angle_w = _angles(w, pair, kp)
 
     w_present = w * pf[..., None]
     diff = w_present / w_present.norm(dim=(1, 2))[:, None, None] - q / q.norm(dim=(1, 2))[:, None, None]
@@ -221,8 +236,8 @@ def action_collapse(
 
     values = {
         "nc1": nc1,
-        "equinorm_features": _equinorm(q),
-        "equinorm_weights": _equinorm(w),
+        "equinorm_features": _equinorm(q, pf, kp1),
+        "equinorm_weights": _equinorm(w, pf, kp1),
         "equiangular_features": equiangular_f,
         "equiangular_weights": equiangular_w,
         "max_angle_features": max_angle_f,

@@ -5,7 +5,7 @@ Every setting tried is logged, including those where nothing collapsed: one row 
 training (mean over seeds) and the final greedy return. Runs are cached under ``runs/collapse_search/`` and the
 log is rewritten after each setting, so an interrupted search loses nothing.
 
-    python scripts/collapse_search.py [--only NAME ...] [--list]
+    python scripts/collapse_search.py [--only NAME ...] [--list] [--log CSV] [--runs DIR]
 """
 
 import argparse
@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="setting names (default: all)")
     parser.add_argument("--list", action="store_true", help="print the settings and exit")
     parser.add_argument("--log", default="results/collapse_search/log.csv")
+    parser.add_argument("--runs", default="runs/collapse_search", help="cache directory of the runs")
+    parser.add_argument("--total-steps", type=int, default=None,
+                        help="override every setting's budget (a smoke test; do not log such runs as evidence)")
     args = parser.parse_args()
     if args.list:
         for name, fields in SETTINGS.items():
@@ -76,9 +79,9 @@ def main() -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = pd.read_csv(log_path) if log_path.exists() else pd.DataFrame()
     for name in names:
-        fields = SETTINGS[name]
+        fields = SETTINGS[name] if args.total_steps is None else {**SETTINGS[name], "total_steps": args.total_steps}
         cfg = al.TrainConfig(algo="ppo", seeds=(0, 1, 2, 3), diagnostics_every=10, **fields)
-        run, evaluation = run_cached(cfg, Path("runs/collapse_search") / name, progress=False)
+        run, evaluation = run_cached(cfg, Path(args.runs) / name, progress=False)
         row = summarize(name, fields, run, evaluation)
         log = pd.concat([log[log.setting != name] if len(log) else log, pd.DataFrame([row])], ignore_index=True)
         log.to_csv(log_path, index=False)
