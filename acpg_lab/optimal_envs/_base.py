@@ -54,6 +54,11 @@ class _KnownOptimum:
         """``[num_states]``: the optimal action of every state (-1 where there is none)."""
         return self.layout.optimal_actions
 
+    def _out(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """A single environment's observation of its current state ``self._state`` and its info."""
+        return (self.layout.observations[self._state].copy(),
+                {"optimal_action": int(self.layout.optimal_actions[self._state]), "state": self._state})
+
 
 def _single_action(action: Any, num_actions: int) -> int:
     ok = isinstance(action, int | np.integer) and not isinstance(action, bool)

@@ -163,10 +163,6 @@ class ActionBandit(_KnownOptimum, gym.Env[np.ndarray, int]):
     def _sample(self) -> int:
         return int(self.np_random.choice(self.layout.num_states, p=self.layout.state_probs))
 
-    def _out(self) -> tuple[np.ndarray, dict[str, Any]]:
-        return (self.layout.observations[self._state].copy(),
-                {"optimal_action": int(self.layout.optimal_actions[self._state]), "state": self._state})
-
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)

@@ -251,10 +251,6 @@ class IdealGrid(_KnownOptimum, gym.Env[np.ndarray, int]):
         self.action_space = spaces.Discrete(4)
         self._state, self._t, self._done = -1, 0, True
 
-    def _out(self) -> tuple[np.ndarray, dict[str, Any]]:
-        return (self.layout.observations[self._state].copy(),
-                {"optimal_action": int(self.layout.optimal_actions[self._state]), "state": self._state})
-
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
