@@ -31,6 +31,7 @@ import math
 import re
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,9 @@ class ETFActorCriticPolicy(ActorCriticPolicy):
     last width of ``net_arch["pi"]``, or the features extractor's output when that list is empty): in the policy's
     ``state_dict``, so ``model.save`` / ``PPO.load`` keep it, and never in ``parameters()``, so the optimiser never
     changes it. Only ``head_bias=True`` adds parameters (a learnable per-action bias, initialised to 0).
-    Discrete action spaces only: anything else raises ValueError.
+    Discrete action spaces only: anything else raises ValueError. Features that end in a ReLU (NatureCNN, or
+    ``activation_fn=nn.ReLU``) are nonnegative: give them a random orientation (``head_seeds=<int>``), since the
+    canonical one (``head_seeds=None``) leaves some actions unreachable there; the policy warns when it sees this.
 
     The head options are those of `acpg_lab.ETFHead`, prefixed ``head_``, with the same defaults
     (`HEAD_OPTIONS`); ``head_seeds`` takes None or one int here (SB3 trains one seed per model). Their documentation,
@@ -123,6 +126,12 @@ class ETFActorCriticPolicy(ActorCriticPolicy):
                                   **{name.removeprefix("head_"): value for name, value in self.head_options.items()})
         # the optimiser again, now without the linear layer's parameters (and with the bias, if any)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        if self.head_options["head_seeds"] is None and _last_activation(_pi_path(self)) == "relu":
+            warnings.warn(
+                "ETFActorCriticPolicy: the policy's features end in a ReLU (nonnegative) and head_seeds=None puts the "
+                "canonical ETF on the first K-1 feature axes only, where some actions can never get the highest logit "
+                "(K = 2: one of the two; NatureCNN + K = 3: one of three, measured). Pass head_seeds=<int> for a "
+                "random orientation that uses every feature, as acpg_lab's own agents do.", UserWarning, stacklevel=2)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), **self.head_options}
@@ -133,7 +142,8 @@ ETFActorCriticPolicy.__doc__ = (ETFActorCriticPolicy.__doc__ or "") + _etf_optio
 
 class ETFActorCriticCnnPolicy(ETFActorCriticPolicy):
     """`ETFActorCriticPolicy` with SB3's NatureCNN features extractor by default (image observations), like SB3's
-    ``CnnPolicy``: the ETF sits on the CNN's 512 features (``net_arch`` defaults to none for NatureCNN)."""
+    ``CnnPolicy``: the ETF sits on the CNN's 512 ReLU features (``net_arch`` defaults to none for NatureCNN), so
+    pass ``head_seeds=<int>`` (see `ETFActorCriticPolicy`)."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space,
                  lr_schedule: Callable[[float], float], *args: Any,
@@ -143,14 +153,20 @@ class ETFActorCriticCnnPolicy(ETFActorCriticPolicy):
 
 
 # ------------------------------------------------------------------------------------------ diagnostics
-def _last_activation(modules: list[nn.Module]) -> str:
-    """"relu" or "tanh" for the dead-unit rule of `metrics.representation`: the last such module on the path."""
+def _pi_path(policy: ActorCriticPolicy) -> list[nn.Module]:
+    """The modules that produce the policy's latent features, in order (the extractor's when ``net_arch`` has
+    no policy layers)."""
+    return list(policy.mlp_extractor.policy_net) or list(policy.pi_features_extractor.modules())
+
+
+def _last_activation(modules: list[nn.Module]) -> str | None:
+    """"relu" or "tanh": the last such module on the path (None if there is none)."""
     for module in reversed(modules):
         if isinstance(module, nn.Tanh):
             return "tanh"
         if isinstance(module, nn.ReLU):
             return "relu"
-    return "relu"
+    return None
 
 
 def policy_features(policy: ActorCriticPolicy, obs: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -291,10 +307,9 @@ class DiagnosticsCallback(BaseCallback):
         policy = self.model.policy
         obs, actions, old_logp = self._batch()
         features, pre, logits = policy_features(policy, obs)
-        modules = list(policy.mlp_extractor.policy_net) or list(policy.pi_features_extractor.modules())
         row: dict[str, float] = {"seed": float("nan") if self.model.seed is None else self.model.seed,
                                  "rollout": self.rollouts, "step": self.num_timesteps}
-        for key, value in metrics.representation(features, pre, _last_activation(modules)).items():
+        for key, value in metrics.representation(features, pre, _last_activation(_pi_path(policy)) or "relu").items():
             row[f"actor_{key}"] = value
         logp_all = logits.log_softmax(-1)
         row["policy_entropy"] = float(-(logp_all.exp() * logp_all).sum(-1).mean())

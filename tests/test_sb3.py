@@ -180,12 +180,14 @@ class LitColumn(gym.Env):
 @pytest.mark.slow
 def test_a_cnn_features_extractor_works_with_the_etf_and_the_callback():
     envs = make_vec_env(LitColumn, n_envs=4, seed=0)
+    with pytest.warns(UserWarning, match="some actions can never get the highest logit"):
+        PPO(ETFActorCriticCnnPolicy, envs, device="cpu")  # canonical frame on nonnegative features
     model = PPO(ETFActorCriticCnnPolicy, envs, n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3, seed=0,
-                device="cpu")
+                policy_kwargs=dict(head_seeds=0), device="cpu")
     assert model.policy.action_net.weight.shape == (3, 512)  # on the NatureCNN's 512 features
     callback = DiagnosticsCallback(every=4)
     model.learn(6_000, callback=callback)
-    assert torch.equal(model.policy.action_net.weight, al.simplex_etf(3, 512))
+    assert torch.equal(model.policy.action_net.weight, al.simplex_etf(3, 512, seed=0))
     obs = np.stack([LitColumn().reset(seed=i)[0] for i in range(64)])
     lit = obs[:, 0, 0, :].argmax(-1) // 12
     accuracy = (model.predict(obs, deterministic=True)[0] == lit).mean()
