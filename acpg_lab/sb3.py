@@ -184,6 +184,10 @@ def policy_features(policy: ActorCriticPolicy, obs: Tensor) -> tuple[Tensor, Ten
     return latent, pre, policy.action_net(latent)
 
 
+#: The trust-region statistics defined relative to the clip range (NaN for an update made with clip range 0).
+_CLIP_DEPENDENT = ("ratio_above_mean", "ratio_below_mean", "frac_outside", "excess_ratio")
+
+
 class DiagnosticsCallback(BaseCallback):
     """Log the package's diagnostics of an SB3 actor-critic (PPO, A2C) every ``every`` rollouts.
 
@@ -200,8 +204,10 @@ class DiagnosticsCallback(BaseCallback):
       training ends) in the row of the rollout they describe; in SB3's logger they appear with the next dump.
 
     Everything is recorded with SB3's logger (so TensorBoard shows it when the model has a ``tensorboard_log``)
-    and appended to `history` (a DataFrame: one row per diagnosed rollout with ``seed``, ``rollout``, ``step``
-    and every metric, the shape `acpg_lab.experiments.final_metrics` takes). The cost is one forward pass over the
+    and appended to `history` (a DataFrame: one row per diagnosed rollout with ``seed``, ``rollout``, ``step``,
+    ``episode_return`` (mean return of the episodes that ended during that rollout, as SB3's ``Monitor`` reports
+    them; NaN if none) and every metric: the shape `acpg_lab.experiments.final_metrics` and
+    `acpg_lab.experiments.learning_summary` take). The cost is one forward pass over the
     rollout for the statistics and one more for the trust region, plus the metrics themselves.
 
     Args:
@@ -211,7 +217,9 @@ class DiagnosticsCallback(BaseCallback):
             ["optimal_action"]`` published by the environment, as `acpg_lab.optimal_envs` do; -1 = no label), or a
             trained SB3 model (an expert) whose deterministic ``predict`` labels each state.
         clip: the clip range ε of the trust-region statistics; None takes PPO's ``clip_range`` at that update,
-            and 0.2 for algorithms without one (A2C).
+            and 0.2 for algorithms without one (A2C). When that update's clip range is 0 (rl-zoo's linearly
+            decayed ``clip_range`` reaches 0 at the last update), the statistics relative to it (ratio above /
+            below mean, fraction outside, excess ratio) are NaN; ratio extremes and the KL are still logged.
     """
 
     def __init__(self, every: int = 10, label_source: str | BaseAlgorithm = "greedy", clip: float | None = None,
@@ -229,6 +237,7 @@ class DiagnosticsCallback(BaseCallback):
         self.seconds = 0.0  #: time spent in this callback (wall clock), to measure its overhead
         self._pending: dict[str, Any] | None = None  # the last diagnosed rollout, waiting for its update
         self._labels: list[np.ndarray] = []
+        self._returns: list[float] = []
         self._next_labels: np.ndarray | None = None
 
     @property
@@ -249,8 +258,12 @@ class DiagnosticsCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         self._labels = []
+        self._returns = []
 
     def _on_step(self) -> bool:
+        for info in self.locals["infos"]:  # SB3's Monitor wrapper reports each finished episode
+            if "episode" in info:
+                self._returns.append(float(info["episode"]["r"]))
         if self.label_source == "optimal":
             start = time.perf_counter()
             self._labels.append(self._next_labels)  # labels of the observations the agent just acted on
@@ -308,7 +321,8 @@ class DiagnosticsCallback(BaseCallback):
         obs, actions, old_logp = self._batch()
         features, pre, logits = policy_features(policy, obs)
         row: dict[str, float] = {"seed": float("nan") if self.model.seed is None else self.model.seed,
-                                 "rollout": self.rollouts, "step": self.num_timesteps}
+                                 "rollout": self.rollouts, "step": self.num_timesteps,
+                                 "episode_return": float(np.mean(self._returns)) if self._returns else math.nan}
         for key, value in metrics.representation(features, pre, _last_activation(_pi_path(policy)) or "relu").items():
             row[f"actor_{key}"] = value
         logp_all = logits.log_softmax(-1)
@@ -325,7 +339,7 @@ class DiagnosticsCallback(BaseCallback):
         self.rows.append(row)
         self._pending = dict(row=row, obs=obs, actions=actions, old_logp=old_logp, old_logits=logits)
         for key, value in row.items():
-            if key not in ("seed", "rollout", "step"):
+            if key not in ("seed", "rollout", "step", "episode_return"):  # SB3 logs rollout/ep_rew_mean itself
                 self.logger.record(f"diagnostics/{key}", value)
 
     @torch.no_grad()
@@ -335,7 +349,11 @@ class DiagnosticsCallback(BaseCallback):
         assert pending is not None
         _, _, logits = policy_features(self.model.policy, pending["obs"])
         new_logp = logits.log_softmax(-1).gather(-1, pending["actions"][:, None]).squeeze(-1)
-        values = metrics.trust_region(new_logp, pending["old_logp"], self._clip(), logits, pending["old_logits"])
+        clip = self._clip()
+        values = metrics.trust_region(new_logp, pending["old_logp"], clip if clip > 0 else 1.0, logits,
+                                      pending["old_logits"])
+        if not clip > 0:  # a linearly decayed clip range reaches 0 at the last update: no range to escape from
+            values.update({key: math.nan for key in _CLIP_DEPENDENT})
         pending["row"].update(values)
         for key, value in values.items():
             self.logger.record(f"diagnostics/{key}", value)
@@ -400,7 +418,7 @@ def evaluate(model: BaseAlgorithm, env_id: str, *, episodes: int = 10, determini
 def train_and_evaluate(env_id: str, *, policy: str = "etf", algo: str = "ppo", seed: int = 0,
                        total_steps: int = 100_000, episodes: int = 10, hyperparams: Mapping[str, Any] | None = None,
                        policy_kwargs: Mapping[str, Any] | None = None, diagnostics_every: int = 0,
-                       label_source: str = "greedy", directory: str | Path | None = None,
+                       label_source: str = "greedy", directory: str | Path | None = None, device: str = "cpu",
                        num_threads: int | None = 1) -> tuple[BaseAlgorithm, dict[str, Any], pd.DataFrame]:
     """Train one SB3 agent and evaluate it greedily and by sampling; returns (model, summary, diagnostics).
 
@@ -418,6 +436,7 @@ def train_and_evaluate(env_id: str, *, policy: str = "etf", algo: str = "ppo", s
         directory: if given, the model (``model.zip``), the summary and the diagnostics are saved there, and a
             later call with the same arguments loads them instead of training again (another call's directory
             is an error, not overwritten).
+        device: "cpu" (SB3's MLP policies are fastest there), "cuda" or "auto" (SB3's choice).
         num_threads: torch CPU threads while training (restored after); None keeps torch's setting.
 
     The summary holds env_id, algo, policy, seed, total_steps, wall_s (training wall time), greedy_return and
@@ -436,7 +455,7 @@ def train_and_evaluate(env_id: str, *, policy: str = "etf", algo: str = "ppo", s
         stored = json.loads((out / "summary.json").read_text())
         if stored["settings"] != json.loads(json.dumps(settings, default=repr)):
             raise ValueError(f"{out} holds a run with other settings; remove it or choose another directory")
-        model = _ALGOS[algo].load(out / "model.zip", device="cpu")
+        model = _ALGOS[algo].load(out / "model.zip", device=device)
         diagnostics = pd.read_csv(out / "diagnostics.csv") if (out / "diagnostics.csv").exists() else pd.DataFrame()
         return model, stored["summary"], diagnostics
 
@@ -449,7 +468,7 @@ def train_and_evaluate(env_id: str, *, policy: str = "etf", algo: str = "ppo", s
     try:
         envs = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=_env_kwargs(None))
         model = _ALGOS[algo](ETFActorCriticPolicy if policy == "etf" else "MlpPolicy", envs, seed=seed,
-                             policy_kwargs=settings["policy_kwargs"] or None, device="cpu", verbose=0, **kwargs)
+                             policy_kwargs=settings["policy_kwargs"] or None, device=device, verbose=0, **kwargs)
         callback = DiagnosticsCallback(diagnostics_every, label_source) if diagnostics_every else None
         start = time.perf_counter()
         model.learn(total_steps, callback=callback)

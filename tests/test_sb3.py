@@ -282,3 +282,16 @@ def test_stable_baselines3_is_pinned_once_for_sb3_dev_and_binder():
     assert pin == f"stable-baselines3=={stable_baselines3.__version__}" and pin in groups["dev"]
     binder = (root / "binder/requirements.txt").read_text().splitlines()
     assert pin in [line.split("#")[0].strip() for line in binder]
+
+
+def test_an_update_with_clip_range_zero_logs_no_clip_relative_statistics():
+    """rl-zoo's linearly decayed clip range reaches 0 at the last update: no range to be outside of."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    model = PPO(ETFActorCriticPolicy, _envs(), n_steps=32, batch_size=64, n_epochs=2,
+                clip_range=LinearSchedule(0.2, 0.0, 1.0), seed=0, device="cpu")
+    callback = DiagnosticsCallback(every=1)
+    model.learn(3 * 128, callback=callback)
+    history = callback.history
+    assert history.frac_outside.iloc[:-1].notna().all() and np.isnan(history.frac_outside.iloc[-1])
+    assert np.isnan(history.excess_ratio.iloc[-1]) and history.kl_old_new.notna().all()
