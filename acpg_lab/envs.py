@@ -4,11 +4,17 @@ Each seed owns its own gymnasium vector environment and random stream, so a seed
 on which other seeds share the batch. Gymnasium 1.x NEXT_STEP autoreset is used throughout: after a step that
 ends an episode, the next step of that sub-environment is a *reset step* (action ignored, reward 0, the reset
 observation returned); training masks those steps out.
+
+For CartPole and Acrobot (`acpg_lab.batched_envs`) `SeedEnvs` steps every seed's environments in one vectorised
+numpy call instead of one gymnasium call per seed: the same observations, rewards and flags bit for bit, and the
+same per-seed random streams, only faster. Turn it off with ``SeedEnvs(..., fast=False)``, or for a whole process
+(`acpg_lab.train`, the notebooks) with the environment variable ``ACPG_LAB_FAST_ENVS=0``.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -16,7 +22,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-__all__ = ["resolve_env_id", "is_atari", "probe_spaces", "SeedEnvs", "EnvStep", "make_vector_env"]
+from acpg_lab.batched_envs import BatchedEnv, make_batched_env
+
+__all__ = ["resolve_env_id", "is_atari", "probe_spaces", "SeedEnvs", "EnvStep", "make_vector_env", "fast_envs_default"]
 
 
 def _register_namespaces(env_id: str) -> None:
@@ -99,27 +107,46 @@ class EnvStep(NamedTuple):
     finished_lengths: list[np.ndarray]  #: per seed, their lengths
 
 
+def fast_envs_default() -> bool:
+    """Whether `SeedEnvs` uses batched environments where it can when not told: yes, unless the environment
+    variable ``ACPG_LAB_FAST_ENVS`` is ``0``, ``false`` or ``no`` (results are bitwise the same either way)."""
+    return os.environ.get("ACPG_LAB_FAST_ENVS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 class SeedEnvs:
     """S independent vector environments (one per seed) stepped together; tensors are ``[S, E, ...]``.
 
     Tracks episode returns and lengths itself, so it does not depend on wrappers, and reports which steps were
     NEXT_STEP reset steps. If the environments publish ``info["optimal_action"]`` it is returned as labels.
+
+    ``fast`` (default `fast_envs_default`): for the ids and ``env_kwargs`` that `acpg_lab.batched_envs` supports,
+    one `BatchedEnv` steps all seeds at once (bitwise the same results); ``envs`` is then ``[that env]``, else
+    one gymnasium vector env per seed.
     """
 
     def __init__(self, env_id: str, *, num_envs: int, env_seeds: Sequence[int], device: torch.device,
-                 env_kwargs: dict[str, Any] | None = None) -> None:
-        self.envs = [make_vector_env(env_id, num_envs, env_kwargs) for _ in env_seeds]
+                 env_kwargs: dict[str, Any] | None = None, fast: bool | None = None) -> None:
+        fast = fast_envs_default() if fast is None else fast
+        self.batched: BatchedEnv | None = None
+        if fast:
+            resolve_env_id(env_id)
+            self.batched = make_batched_env(env_id, num_envs, env_seeds, env_kwargs)
+        if self.batched is not None:
+            self.envs: list[Any] = [self.batched]
+        else:
+            self.envs = [make_vector_env(env_id, num_envs, env_kwargs) for _ in env_seeds]
         # ale-py seeds sub-environments with seed, seed + 1, ... as C ints: keep them below 2**31
         self.env_seeds = [int(s) % (2**31 - 2**16) if is_atari(env_id) else int(s) for s in env_seeds]
         self.device = device
-        self.num_seeds, self.num_envs = len(self.envs), num_envs
+        self.num_seeds, self.num_envs = len(self.env_seeds), num_envs
         self.single_observation_space = self.envs[0].single_observation_space
+        self.single_action_space = self.envs[0].single_action_space
         self.ep_return = np.zeros((self.num_seeds, num_envs))
         self.ep_length = np.zeros((self.num_seeds, num_envs), dtype=np.int64)
         self.done = np.zeros((self.num_seeds, num_envs), dtype=bool)
 
-    def _obs(self, obs: list[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.stack(obs).astype(np.float32, copy=False)).to(self.device)
+    def _obs(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(obs.astype(np.float32, copy=False)).to(self.device)
 
     def _labels(self, infos: list[dict]) -> torch.Tensor | None:
         if "optimal_action" not in infos[0]:
@@ -127,30 +154,40 @@ class SeedEnvs:
         return torch.from_numpy(np.stack([np.asarray(i["optimal_action"]) for i in infos]).astype(np.int64))
 
     def reset(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = [env.reset(seed=seed) for env, seed in zip(self.envs, self.env_seeds, strict=True)]
         self.ep_return[:] = 0
         self.ep_length[:] = 0
         self.done[:] = False
-        return self._obs([o for o, _ in out]), self._labels([i for _, i in out])
+        if self.batched is not None:
+            return self._obs(self.batched.reset()), None
+        out = [env.reset(seed=seed) for env, seed in zip(self.envs, self.env_seeds, strict=True)]
+        return self._obs(np.stack([o for o, _ in out])), self._labels([i for _, i in out])
 
     def step(self, actions: torch.Tensor) -> EnvStep:
         """Step every seed's environments with ``actions [S, E]``."""
-        results = [env.step(a) for env, a in zip(self.envs, actions.cpu().numpy(), strict=True)]
-        obs, rew, term, trunc, infos = zip(*results, strict=True)
-        reward = np.stack(rew).astype(np.float64)
+        if self.batched is not None:
+            obs, reward, terminated, truncated = self.batched.step(actions.cpu().numpy())
+            labels = None
+        else:
+            results = [env.step(a) for env, a in zip(self.envs, actions.cpu().numpy(), strict=True)]
+            obs, reward, terminated, truncated, infos = zip(*results, strict=True)
+            obs, reward, terminated, truncated = (np.stack(x) for x in (obs, reward, terminated, truncated))
+            labels = self._labels(list(infos))
+        reward = reward.astype(np.float64)
         real = ~self.done  # the step after an episode end is a reset step, not a transition
-        terminated, truncated = np.stack(term) & real, np.stack(trunc) & real
+        terminated, truncated = terminated & real, truncated & real
         self.ep_return += np.where(real, reward, 0.0)
         self.ep_length += real
         ended = terminated | truncated
-        finished_returns = [self.ep_return[s][ended[s]].copy() for s in range(self.num_seeds)]
-        finished_lengths = [self.ep_length[s][ended[s]].copy() for s in range(self.num_seeds)]
+        # per seed, the returns and lengths of its episodes that ended (np.split: no Python loop over seeds)
+        bounds = np.cumsum(ended.sum(1))[:-1]
+        finished_returns = np.split(self.ep_return[ended], bounds)
+        finished_lengths = np.split(self.ep_length[ended], bounds)
         self.ep_return[ended] = 0.0
         self.ep_length[ended] = 0
         self.done = ended
         signals = torch.from_numpy(np.stack([reward, terminated, truncated, real]).astype(np.float32))
-        return EnvStep(self._obs(list(obs)), *signals.to(self.device).unbind(0), ended,
-                       self._labels(list(infos)), finished_returns, finished_lengths)
+        return EnvStep(self._obs(obs), *signals.to(self.device).unbind(0), ended, labels, finished_returns,
+                       finished_lengths)
 
     def close(self) -> None:
         for env in self.envs:

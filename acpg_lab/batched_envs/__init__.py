@@ -1,0 +1,112 @@
+"""Batched environments: every seed's environments stepped in one vectorised numpy call, reproducing gymnasium.
+
+`SeedEnvs` holds one gymnasium vector environment per seed and steps them one after the other; for the ids here
+it instead holds one `BatchedEnv` that steps all ``S x E`` environments at once. Each batched environment
+reproduces, bit for bit, what ``gym.make_vec(env_id, E, vectorization_mode=<native or sync>)`` reset with
+``seed=env_seeds[s]`` returns for seed ``s`` (observations, rewards, terminated/truncated flags, NEXT_STEP
+autoreset), because it performs the same float64 operations in the same order and draws from the same random
+streams in the same sequence; a seed's stream is touched only by its own resets, so a seed's experience does not
+depend on which other seeds share the batch. ``tests/test_batched_envs.py`` checks both claims side by side.
+
+| id | gymnasium's path today | random streams |
+|---|---|---|
+| ``CartPole-v0``, ``CartPole-v1`` | native ``CartPoleVectorEnv`` | one per seed, seeded with the seed |
+| ``Acrobot-v1`` | ``SyncVectorEnv`` of ``AcrobotEnv`` + ``TimeLimit`` | one per sub-environment, seed + i |
+
+Only the ``env_kwargs`` listed per id are supported; with any other, `make_batched_env` returns None and
+`SeedEnvs` falls back to gymnasium.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["BatchedEnv", "make_batched_env", "supports"]
+
+
+class BatchedEnv:
+    """``S`` seeds x ``E`` environments of one id, stepped together; arrays are ``[S, E, ...]`` numpy.
+
+    Subclasses implement `reset` and `step` with gymnasium 1.x NEXT_STEP autoreset semantics: the step after an
+    episode ends resets that environment (action ignored, reward 0, flags False) and returns its reset observation.
+    """
+
+    def __init__(self, num_envs: int, env_seeds: Sequence[int], max_episode_steps: int,
+                 single_observation_space: gym.Space, single_action_space: gym.Space) -> None:
+        self.num_seeds, self.num_envs = len(env_seeds), num_envs
+        self.env_seeds = [int(s) for s in env_seeds]
+        self.max_episode_steps = int(max_episode_steps)
+        self.single_observation_space, self.single_action_space = single_observation_space, single_action_space
+        self.steps = np.zeros(self.num_seeds * num_envs, dtype=np.int32)  #: steps into the current episode
+        self.prev_done = np.zeros(self.num_seeds * num_envs, dtype=bool)  #: this step is a reset step
+
+    def reset(self) -> np.ndarray:
+        """Seed every random stream from ``env_seeds`` and reset all environments; observations ``[S, E, ...]``."""
+        raise NotImplementedError
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``actions [S, E]`` -> observations (float32), rewards (float64), terminated, truncated (bool)."""
+        raise NotImplementedError
+
+    def _count_steps(self, terminated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The time limit and autoreset bookkeeping shared by the environments here (gymnasium's ``TimeLimit``
+        and NEXT_STEP): reward 0 and no flags on reset steps; returns (reset mask, terminated, truncated)."""
+        reset = self.prev_done
+        self.steps += 1
+        self.steps[reset] = 0
+        truncated = self.steps >= self.max_episode_steps
+        terminated[reset] = False
+        truncated[reset] = False
+        self.prev_done = terminated | truncated
+        return reset, terminated, truncated
+
+    def _shape(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(self.num_seeds, self.num_envs, *x.shape[1:])
+
+    def close(self) -> None:
+        pass
+
+
+def _registry() -> dict[str, tuple[type[BatchedEnv], frozenset[str]]]:
+    from acpg_lab.batched_envs.acrobot import BatchedAcrobot
+    from acpg_lab.batched_envs.cartpole import BatchedCartPole
+
+    return {
+        "CartPole-v0": (BatchedCartPole, frozenset({"max_episode_steps", "sutton_barto_reward"})),
+        "CartPole-v1": (BatchedCartPole, frozenset({"max_episode_steps", "sutton_barto_reward"})),
+        "Acrobot-v1": (BatchedAcrobot, frozenset({"max_episode_steps"})),
+    }
+
+
+def supports(env_id: str, env_kwargs: dict[str, Any] | None = None) -> bool:
+    """Whether ``env_id`` with ``env_kwargs`` has a batched implementation (else gymnasium is used)."""
+    entry = _registry().get(env_id)
+    if entry is None:
+        return False
+    kwargs = env_kwargs or {}
+    if not set(kwargs) <= entry[1]:
+        return False
+    steps = kwargs.get("max_episode_steps", 1)
+    return isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 and \
+        isinstance(kwargs.get("sutton_barto_reward", False), bool)
+
+
+def make_batched_env(env_id: str, num_envs: int, env_seeds: Sequence[int],
+                     env_kwargs: dict[str, Any] | None = None) -> BatchedEnv | None:
+    """A `BatchedEnv` of ``len(env_seeds)`` seeds x ``num_envs`` environments, or None if ``env_id`` with
+    ``env_kwargs`` is not supported. The spaces are gymnasium's own (read from one env, made and closed)."""
+    if not supports(env_id, env_kwargs):
+        return None
+    kwargs = dict(env_kwargs or {})
+    max_episode_steps = kwargs.pop("max_episode_steps", gym.spec(env_id).max_episode_steps)
+    probe = gym.make(env_id, **kwargs)
+    try:
+        spaces = probe.observation_space, probe.action_space
+    finally:
+        probe.close()
+    cls = _registry()[env_id][0]
+    return cls(num_envs, env_seeds, max_episode_steps, *spaces, **kwargs)

@@ -1,0 +1,108 @@
+"""CartPole for all seeds at once: gymnasium 1.4's ``CartPoleVectorEnv`` (what ``gym.make_vec`` builds for
+``CartPole-v*``), with its float64 state, its physics line for line, and one random stream per seed.
+
+Per seed, gymnasium's vector env holds one generator (``reset(seed=seed)``), draws the whole reset state
+``uniform(-0.05, 0.05, size=(4, E))`` from it, and on a NEXT_STEP reset step draws ``uniform(size=(4, k))`` for
+the ``k`` environments that reset, row by row. ``uniform(size=n)`` is ``low + (high - low) * random()`` applied to
+the next ``n`` doubles of the stream, so drawing ahead into a buffer and consuming it in the same order gives the
+same numbers: resets of every seed are then one gather instead of a Python loop over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+
+from acpg_lab.batched_envs import BatchedEnv
+
+#: doubles drawn ahead per seed: enough for this many resets of a whole seed's environments
+_BUFFERED_RESETS = 64
+
+
+class BatchedCartPole(BatchedEnv):
+    gravity, masscart, masspole, length, force_mag, tau = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
+    total_mass = masspole + masscart
+    polemass_length = masspole * length
+    theta_threshold_radians = 12 * 2 * math.pi / 360
+    x_threshold = 2.4
+    low, high = -0.05, 0.05
+
+    def __init__(self, num_envs: int, env_seeds: Sequence[int], max_episode_steps: int,
+                 single_observation_space: gym.Space, single_action_space: gym.Space,
+                 sutton_barto_reward: bool = False) -> None:
+        super().__init__(num_envs, env_seeds, max_episode_steps, single_observation_space, single_action_space)
+        self.sutton_barto_reward = sutton_barto_reward
+        self.state = np.zeros((4, self.num_seeds * num_envs))  # float64 [4, S * E], as gymnasium's [4, E]
+        self.generators: list[np.random.Generator] = []
+        self.buffer = np.zeros((self.num_seeds, 4 * num_envs * _BUFFERED_RESETS))  #: next doubles per seed
+        self.cursor = np.zeros(self.num_seeds, dtype=np.int64)  #: next unread position in each seed's buffer
+
+    def reset(self) -> np.ndarray:
+        self.generators = [seeding.np_random(seed)[0] for seed in self.env_seeds]
+        e = self.num_envs
+        for s, gen in enumerate(self.generators):
+            self.state[:, s * e:(s + 1) * e] = gen.uniform(low=self.low, high=self.high, size=(4, e))
+            self.buffer[s] = gen.random(self.buffer.shape[1])
+        self.cursor[:] = 0
+        self.steps[:] = 0
+        self.prev_done[:] = False
+        return self._observe()
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        action = actions.reshape(-1)
+        x, x_dot, theta, theta_dot = self.state
+        force = np.sign(action - 0.5) * self.force_mag
+        costheta = np.cos(theta)
+        sintheta = np.sin(theta)
+        temp = (force + self.polemass_length * np.square(theta_dot) * sintheta) / self.total_mass
+        thetaacc = (self.gravity * sintheta - costheta * temp) / (
+            self.length * (4.0 / 3.0 - self.masspole * np.square(costheta) / self.total_mass))
+        xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
+        x = x + self.tau * x_dot  # gymnasium's default "euler" integrator
+        x_dot = x_dot + self.tau * xacc
+        theta = theta + self.tau * theta_dot
+        theta_dot = theta_dot + self.tau * thetaacc
+        self.state = np.stack((x, x_dot, theta, theta_dot))
+        terminated = ((x < -self.x_threshold) | (x > self.x_threshold)
+                      | (theta < -self.theta_threshold_radians) | (theta > self.theta_threshold_radians))
+        if self.sutton_barto_reward:
+            reward = -np.array(terminated, dtype=np.float32)
+        else:
+            reward = np.ones_like(terminated, dtype=np.float32)
+        reset, terminated, truncated = self._count_steps(terminated)
+        if reset.any():
+            self._draw_resets(reset)
+        reward[reset] = 0.0
+        return self._observe(), self._shape(reward), self._shape(terminated), self._shape(truncated)
+
+    def _draw_resets(self, reset: np.ndarray) -> None:
+        """``state[:, reset] = uniform(size=(4, k_s))`` per seed, from each seed's buffered stream."""
+        e = self.num_envs
+        mask = reset.reshape(self.num_seeds, e)
+        k = mask.sum(1)
+        if (self.cursor + 4 * k > self.buffer.shape[1]).any():
+            self._refill()
+        seed, env = np.nonzero(mask)
+        rank = (np.cumsum(mask, 1) - 1)[seed, env]  # j: the j-th resetting env of its seed
+        rows = np.arange(4)[:, None]
+        u = self.buffer[seed, self.cursor[seed] + rows * k[seed] + rank]  # element [d, j] of the (4, k) draw
+        self.state[:, seed * e + env] = self.low + (self.high - self.low) * u
+        self.cursor += 4 * k
+
+    def _refill(self) -> None:
+        """Move each seed's unread doubles to the front of its buffer and draw the rest from its stream."""
+        for s, gen in enumerate(self.generators):
+            unread = self.buffer[s, self.cursor[s]:].copy()
+            self.buffer[s, :len(unread)] = unread
+            self.buffer[s, len(unread):] = gen.random(self.buffer.shape[1] - len(unread))
+        self.cursor[:] = 0
+
+    def _observe(self) -> np.ndarray:
+        """``[S, E, 4]`` float32 laid out as ``np.stack`` of each seed's ``state.T.astype(np.float32)`` is: each
+        seed's block ``[4, E]`` row-major, seen transposed (the layout reaches the network, so it is kept)."""
+        per_seed = self.state.reshape(4, self.num_seeds, self.num_envs).transpose(1, 0, 2)
+        return per_seed.astype(np.float32, order="C").transpose(0, 2, 1)
