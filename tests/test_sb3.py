@@ -233,13 +233,16 @@ def _direct(policy, state, batch):
 TRUST_REGION_KEYS = set(metrics.trust_region(torch.zeros(1), torch.zeros(1), 0.2))
 
 
-@pytest.mark.parametrize(("policy_class", "label_source"), [(ETFActorCriticPolicy, "optimal"), ("MlpPolicy", "greedy")])
+@pytest.mark.parametrize(("policy_class", "label_source"),
+                         [(ETFActorCriticPolicy, "optimal"), ("MlpPolicy", "greedy"), (ETFActorCriticPolicy, "expert")])
 def test_callback_logs_the_package_metrics_of_the_same_batch(tmp_path, policy_class, label_source):
     env_id = "acpg_lab/ActionBandit-v0" if label_source == "optimal" else "CartPole-v1"
     model = PPO(policy_class, _envs(env_id), n_steps=32, batch_size=64, n_epochs=4, clip_range=0.3, seed=0,
                 device="cpu")
     model.set_logger(configure(str(tmp_path), ["csv"]))
-    recorder, diagnostics = _Recorder(), DiagnosticsCallback(every=2, label_source=label_source)
+    expert = PPO("MlpPolicy", _envs(env_id), seed=5, device="cpu") if label_source == "expert" else None
+    recorder = _Recorder()
+    diagnostics = DiagnosticsCallback(every=2, label_source=expert if label_source == "expert" else label_source)
     model.learn(4 * 32 * 5, callback=CallbackList([recorder, diagnostics]))  # 5 rollouts: 1, 3, 5 diagnosed
     history = diagnostics.history
     assert history.rollout.tolist() == [1, 3, 5] and history.step.tolist() == [128, 384, 640]
@@ -254,6 +257,9 @@ def test_callback_logs_the_package_metrics_of_the_same_batch(tmp_path, policy_cl
         if label_source == "optimal":  # one-hot observations: the state is the hot coordinate
             states = batch["obs"].reshape(-1, batch["obs"].shape[-1]).argmax(-1)
             labels = torch.as_tensor(gym.make(env_id).unwrapped.layout.optimal_actions[states])
+        elif label_source == "expert":  # an SB3 model's deterministic actions
+            labels = torch.as_tensor(expert.predict(batch["obs"].reshape(-1, 4), deterministic=True)[0])
+            assert (labels != logits.argmax(-1)).any()  # not the greedy labels
         else:
             labels = logits.argmax(-1)
         expected = {f"actor_{k}": v for k, v in metrics.representation(features, pre, "tanh").items()}
