@@ -261,17 +261,17 @@ class DiagnosticsCallback(BaseCallback):
         self._returns = []
 
     def _on_step(self) -> bool:
-        for info in self.locals["infos"]:  # SB3's Monitor wrapper reports each finished episode
+        start = time.perf_counter()
+        infos = self.locals["infos"]
+        for info in infos:  # SB3's Monitor wrapper reports each finished episode
             if "episode" in info:
                 self._returns.append(float(info["episode"]["r"]))
         if self.label_source == "optimal":
-            start = time.perf_counter()
             self._labels.append(self._next_labels)  # labels of the observations the agent just acted on
-            infos, dones = self.locals["infos"], self.locals["dones"]
             after_reset = [self.training_env.reset_infos[i] if done else info
-                           for i, (info, done) in enumerate(zip(infos, dones, strict=True))]
+                           for i, (info, done) in enumerate(zip(infos, self.locals["dones"], strict=True))]
             self._next_labels = self._optimal_labels(after_reset, "step")
-            self.seconds += time.perf_counter() - start
+        self.seconds += time.perf_counter() - start
         return True
 
     def _on_rollout_end(self) -> None:

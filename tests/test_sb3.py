@@ -301,3 +301,13 @@ def test_an_update_with_clip_range_zero_logs_no_clip_relative_statistics():
     history = callback.history
     assert history.frac_outside.iloc[:-1].notna().all() and np.isnan(history.frac_outside.iloc[-1])
     assert np.isnan(history.excess_ratio.iloc[-1]) and history.kl_old_new.notna().all()
+
+
+def test_the_callback_leaves_training_unchanged():
+    """It draws no random numbers and changes no state: the same seed trains to bitwise the same weights."""
+    weights = []
+    for callback in (None, DiagnosticsCallback(every=1)):
+        model = PPO(ETFActorCriticPolicy, _envs(), n_steps=32, batch_size=64, n_epochs=2, seed=3, device="cpu")
+        model.learn(4 * 128, callback=callback)
+        weights.append(model.policy.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
