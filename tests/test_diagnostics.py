@@ -13,7 +13,7 @@ TRAINING_COLUMNS = ["seed", "update", "step", "episode_return", "loss_policy", "
 
 
 def _run(**kw):
-    base = dict(env_id="CartPole-v1", seeds=(0, 1), total_steps=4096)
+    base = dict(env_id="CartPole-v1", seeds=(0, 1), total_steps=4096, device="cpu")  # bitwise guarantees: CPU
     return al.train(al.TrainConfig(**{**base, **kw}), progress=False)
 
 

@@ -65,7 +65,7 @@ def test_seed_batched_heads_match_per_seed_heads():
 
 
 def test_etf_head_weights_bitwise_unchanged_by_training():
-    cfg = al.TrainConfig(env_id="CartPole-v1", head="etf", seeds=(0, 1), total_steps=2048)
+    cfg = al.TrainConfig(env_id="CartPole-v1", head="etf", seeds=(0, 1), total_steps=2048, device="cpu")
     run = al.train(cfg, progress=False)
     fresh = al.ActorCritic((4,), 2, cfg.seeds, head="etf")
     trained = run.model.actor.head.weight

@@ -18,7 +18,7 @@ SEEDS = (0, 1, 2, 3)
 
 def _train_and_evaluate(**kwargs):
     start = time.perf_counter()
-    run = al.train(al.TrainConfig(env_id="CartPole-v1", seeds=SEEDS, **kwargs), progress=False)
+    run = al.train(al.TrainConfig(env_id="CartPole-v1", seeds=SEEDS, device="cpu", **kwargs), progress=False)
     ev = run.evaluate(episodes=10)
     print(f"{kwargs}: train {run.wall_time:.1f}s, total {time.perf_counter() - start:.1f}s, "
           f"greedy returns {ev.return_mean.round(1).tolist()}")

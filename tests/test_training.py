@@ -62,7 +62,8 @@ def test_seed_envs_mark_next_step_reset_steps():
 
 
 def _history(seeds, algo, **kw):
-    cfg = al.TrainConfig(env_id="CartPole-v1", algo=algo, seeds=seeds, total_steps=kw.pop("total_steps", 3072), **kw)
+    cfg = al.TrainConfig(env_id="CartPole-v1", algo=algo, seeds=seeds, total_steps=kw.pop("total_steps", 3072),
+                         device="cpu", **kw)
     return al.train(cfg, progress=False).history.drop(columns="time")
 
 
@@ -81,7 +82,7 @@ def test_batch_independence_and_determinism(algo):
 
 
 def test_history_and_evaluate_shapes():
-    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(3, 1), total_steps=1024)
+    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(3, 1), total_steps=1024, device="cpu")
     run = al.train(cfg, progress=False)
     h = run.history
     per_update = cfg.resolve().batch_size
@@ -98,7 +99,7 @@ def test_history_and_evaluate_shapes():
 
 
 def test_anneal_lr_reaches_zero_and_explicit_values_win():
-    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=1024, lr=5e-4, anneal_lr=True)
+    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=1024, lr=5e-4, anneal_lr=True, device="cpu")
     h = al.train(cfg, progress=False).history
     assert h.lr.iloc[0] == pytest.approx(5e-4) and h.lr.iloc[-1] < 5e-4 and h.lr.is_monotonic_decreasing
 
@@ -106,7 +107,7 @@ def test_anneal_lr_reaches_zero_and_explicit_values_win():
 @pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "Acrobot-v1"])
 def test_other_environments_train(env_id):
     cfg = al.TrainConfig(env_id=env_id, head="etf", seeds=(0, 1), total_steps=256, num_envs=2, rollout_steps=64,
-                         minibatch_size=64, hidden_sizes=(32,))
+                         minibatch_size=64, hidden_sizes=(32,), device="cpu")
     run = al.train(cfg, progress=False)
     assert np.isfinite(run.history.loss_policy).all()
     if env_id.startswith("MinAtar"):
@@ -114,13 +115,14 @@ def test_other_environments_train(env_id):
 
 
 def test_shared_trunk_and_relu_variants_train():
-    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=512, shared_trunk=True, activation="relu")
+    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=512, shared_trunk=True, activation="relu",
+                         device="cpu")
     run = al.train(cfg, progress=False)
     assert run.model.critic_backbone is None and np.isfinite(run.history.loss_value).all()
 
 
 def test_rollout_states_and_actor_at():
-    run = al.train(al.TrainConfig(env_id="CartPole-v1", seeds=(0, 1), total_steps=1024, snapshot_every=2),
+    run = al.train(al.TrainConfig(env_id="CartPole-v1", seeds=(0, 1), total_steps=1024, snapshot_every=2, device="cpu"),
                    progress=False)
     states = run.rollout_states(steps=10, num_envs=3)
     assert states.shape == (2, 30, 4)
