@@ -19,7 +19,8 @@ from acpg_lab.config import TrainConfig
 from acpg_lab.run import Run
 from acpg_lab.training import train
 
-__all__ = ["REFERENCE_SCORES", "run_cached", "plasticity_cached", "steps_to_threshold", "learning_summary",
+__all__ = ["REFERENCE_SCORES", "run_cached", "condition_slug", "run_conditions", "plasticity_cached",
+           "steps_to_threshold", "learning_summary",
            "final_metrics", "final_summary", "return_change_after", "lead_lag_table",
            "compare_final", "normalized", "aggregate", "probability_of_improvement"]
 
@@ -64,6 +65,32 @@ def run_cached(config: TrainConfig, directory: str | Path, *, episodes: int = 10
     evaluation = run.evaluate(episodes=episodes)
     evaluation.to_csv(out / "evaluation.csv", index=False)
     return run, evaluation
+
+
+def condition_slug(name: str) -> str:
+    """A directory name for a condition's label: "+ PFO, last layer" -> "PFO_last_layer"."""
+    return name.replace("+ ", "").replace(", ", "_").replace(" ", "_")
+
+
+def run_conditions(configs: Mapping[str, TrainConfig], directory: str | Path, *, suffix: str = "",
+                   episodes: int = 10, progress: bool = True,
+                   log=print) -> tuple[dict[str, Run], dict[str, pd.DataFrame]]:
+    """`run_cached` for each named condition, in ``directory/<condition_slug(name)><suffix>``; every config is
+    validated before the first one trains, so a typo in the last condition fails at once, not after hours.
+
+    Returns the runs and their greedy evaluations by condition name, and logs one line per condition (wall time
+    and greedy return per seed). Name ``suffix`` after what is not in the name but changes the run (the budget).
+    """
+    for cfg in configs.values():
+        cfg.resolve()
+    runs, evaluations = {}, {}
+    width = max(map(len, configs), default=0)
+    for name, cfg in configs.items():
+        runs[name], evaluations[name] = run_cached(cfg, Path(directory) / f"{condition_slug(name)}{suffix}",
+                                                   episodes=episodes, progress=progress)
+        log(f"{name:>{width}}: {runs[name].wall_time:6.0f} s, greedy return per seed "
+            f"{evaluations[name].return_mean.round(0).tolist()}")
+    return runs, evaluations
 
 
 def plasticity_cached(runs: Mapping[str, Run], path: str | Path, *, steps: int = 200) -> pd.DataFrame:

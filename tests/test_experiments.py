@@ -22,6 +22,19 @@ def test_run_cached_trains_once_and_refuses_another_config(tmp_path, monkeypatch
         ex.run_cached(TrainConfig(env_id="CartPole-v1", seeds=(1,), total_steps=512), tmp_path / "a")
 
 
+def test_run_conditions_validates_every_config_first_then_caches(tmp_path):
+    good = TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=512, device="cpu")
+    bad = TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=512, lr=-1.0)
+    with pytest.raises(ValueError, match="lr"):
+        ex.run_conditions({"first": good, "+ broken, last": bad}, tmp_path, log=lambda *_: None)
+    assert not list(tmp_path.iterdir())  # nothing trained before the bad config was found
+    lines = []
+    runs, evals = ex.run_conditions({"+ PFO, last layer": good}, tmp_path, suffix="_512", episodes=2,
+                                    progress=False, log=lines.append)
+    assert (tmp_path / "PFO_last_layer_512" / "config.json").exists() and list(runs) == ["+ PFO, last layer"]
+    assert len(evals["+ PFO, last layer"]) == 1 and "greedy return per seed" in lines[0]
+
+
 def test_steps_to_threshold():
     h = pd.DataFrame(dict(seed=[0] * 6 + [1] * 6, step=list(range(100, 700, 100)) * 2,
                           episode_return=[1, 2, 9, 10, np.nan, 11] + [1] * 6))
