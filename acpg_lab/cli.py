@@ -4,6 +4,9 @@
     acpg-lab demo --out runs/demo     # PPO with a learnable and a fixed-ETF head on CartPole, plotted
     acpg-lab notebooks --profile ci --out runs/notebooks [--device cpu] [--only 00_simplex_etf]
     acpg-lab notebooks --profile default --out runs/sweep --only 04_acpg_meets_pfo --param seeds=[0,1,2,3,4,5,6,7]
+    acpg-lab lab [--profile ci]       # JupyterLab from this environment, at the repository, notebook 00 open
+    acpg-lab kernel                   # register the "acpg-lab (Python 3.x)" kernel for any JupyterLab of this user
+    acpg-lab book --profile ci --out site   # execute the notebooks, then build a static HTML book of them
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -94,6 +98,67 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+KERNEL_NAME = "acpg-lab"
+
+
+def kernel_display_name() -> str:
+    return f"acpg-lab (Python {sys.version_info.major}.{sys.version_info.minor})"
+
+
+def _kernel(args: argparse.Namespace) -> int:
+    from ipykernel.kernelspec import install
+
+    path = install(user=args.prefix is None, prefix=args.prefix, kernel_name=KERNEL_NAME,
+                   display_name=kernel_display_name())
+    print(f"kernel {kernel_display_name()!r} (name {KERNEL_NAME}) registered in {path}; it runs {sys.executable}")
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from acpg_lab.profiles import PROFILE_ENV, PROFILES, output_root, repository_root
+
+    env = dict(os.environ)
+    if args.profile:
+        env[PROFILE_ENV] = args.profile
+    elif env.get(PROFILE_ENV, "") not in ("", *PROFILES):
+        raise ValueError(f"environment variable {PROFILE_ENV} must be one of {PROFILES} (or unset), "
+                         f"got {env[PROFILE_ENV]!r}")
+    root = Path(args.root_dir).resolve() if args.root_dir else repository_root()
+    if root is None or not (root / "notebooks" / "00_simplex_etf.ipynb").is_file():
+        raise ValueError(f"acpg-lab lab opens the notebooks of a checkout of the repository; "
+                         f"{root or Path(__file__).resolve().parents[1]} has no notebooks/00_simplex_etf.ipynb")
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError as err:
+        raise ValueError("JupyterLab is not installed in this environment: pip install -e '.[dev]'") from err
+    profile = env.get(PROFILE_ENV) or "default"
+    print(f"acpg-lab: JupyterLab from {sys.prefix}, at {root}; notebooks use the {profile} profile "
+          f"({PROFILE_ENV}) and write to {output_root() / 'runs/notebooks'}", flush=True)
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    # Kernels over Unix sockets in Jupyter's runtime directory (no "running over TCP without encryption" warning),
+    # where its path leaves room for the socket names (a Unix socket path has at most 107 bytes).
+    ipc = len(str(Path(jupyter_runtime_dir()).resolve())) <= 56
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}",
+           "--ServerApp.default_url=/lab/tree/notebooks/00_simplex_etf.ipynb",
+           *(["--KernelManager.transport=ipc"] if ipc else []), *args.jupyter_args]
+    os.execve(sys.executable, cmd, env)
+    return 0  # pragma: no cover - execve does not return
+
+
+def _book(args: argparse.Namespace) -> int:
+    from acpg_lab.book import BookError, build_book
+    from acpg_lab.runner import NotebookFailed
+
+    try:
+        build_book(args.out, profile=args.profile, runs=args.runs, execute=not args.no_execute, only=args.only,
+                   device=args.device)
+    except (BookError, NotebookFailed) as err:
+        print(f"acpg-lab: book: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="acpg-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,7 +193,37 @@ def main(argv: list[str] | None = None) -> int:
                    help="also copy each notebook's CSV tables, with provenance, to DIR/<notebook> (e.g. results)")
     p.set_defaults(func=_notebooks)
 
-    args = parser.parse_args(argv)
+    p = sub.add_parser("lab", help="open the notebooks in JupyterLab, from this environment",
+                       description="Start JupyterLab from this environment at the repository root, with notebook "
+                                   "00 open. Other arguments go to jupyter lab (e.g. --port 8890 --no-browser).")
+    p.add_argument("--profile", default=None, choices=["ci", "default", "full"],
+                   help="profile of notebooks whose parameters cell leaves it unset (sets ACPG_LAB_PROFILE); "
+                        "default: $ACPG_LAB_PROFILE, else default")
+    p.add_argument("--root-dir", default=None, help="the directory JupyterLab serves, holding notebooks/ "
+                                                    "(default: the repository this acpg_lab comes from)")
+    p.set_defaults(func=_lab)
+
+    p = sub.add_parser("kernel", help="register this environment as the Jupyter kernel 'acpg-lab (Python 3.x)'")
+    p.add_argument("--prefix", default=None, help="install under PREFIX/share/jupyter/kernels instead of the "
+                                                   "user's Jupyter directory")
+    p.set_defaults(func=_kernel)
+
+    p = sub.add_parser("book", help="build a static HTML book of the executed notebooks (Jupyter Book 1.x)")
+    p.add_argument("--profile", default="default", choices=["ci", "default", "full"])
+    p.add_argument("--out", required=True, help="directory of the HTML site (replaced if it holds a book)")
+    p.add_argument("--runs", default="runs/notebooks",
+                   help="where the notebooks are executed, or with --no-execute read from (default: the main "
+                        "job's runs/notebooks, so cached training runs are reused)")
+    p.add_argument("--no-execute", action="store_true", help="use the executed notebooks already in --runs")
+    p.add_argument("--only", nargs="*", default=None, metavar="NAME", help="notebook names (default: all)")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="override the profile's device")
+    p.set_defaults(func=_book)
+
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.jupyter_args = extra  # everything acpg-lab lab does not know goes to jupyter lab
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except ValueError as err:

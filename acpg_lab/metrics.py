@@ -1,6 +1,6 @@
 """Diagnostics of a policy network: action collapse, representation quality, trust region, plasticity.
 
-Every definition is the one written in ``shared/reference/metrics.md``; the docstrings below only add what
+Every definition is the one written in ``docs/metrics.md``; the docstrings below only add what
 that file leaves to the implementation (numerical tolerances, shapes, costs).
 
 Batched convention. Each function accepts either one run or S runs stacked on a leading *seed* dimension:

@@ -6,6 +6,7 @@ both light and dark JupyterLab themes.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -14,7 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-__all__ = ["mean_ci", "plot_curves", "plot_aggregate", "plot_frame", "plot_gram", "plot_collapse_projection"]
+__all__ = ["mean_ci", "bootstrap_ci", "plot_curves", "plot_aggregate", "plot_frame", "plot_gram",
+           "plot_collapse_projection", "METRIC_LABELS", "metric_label", "titled", "no_data", "show",
+           "figure_name", "slug", "FIGURE_NAME_KEY"]
 
 #: Colour-blind-safe palette (Okabe-Ito) that stays legible on dark backgrounds.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"]
@@ -31,22 +34,109 @@ def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, 
     return mean, mean - 1.96 * sem, mean + 1.96 * sem
 
 
+def bootstrap_ci(values: np.ndarray, axis: int = 0, *, level: float = 0.95, samples: int = 2000,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over ``axis`` and a percentile-bootstrap ``level`` interval of that mean, ignoring NaNs.
+
+    A resampled mean is a mean of observed values, so the interval never leaves the range the observations span
+    (returns stay within what the environment can give, fractions within [0, 1]), unlike a normal-approximation
+    band. With one finite value the interval is that value; with none, NaN. Deterministic for a given ``seed``.
+    """
+    values = np.moveaxis(np.asarray(values, dtype=float), axis, 0)
+    n_rows = values.shape[0]
+    finite = np.isfinite(values)
+    with warnings.catch_warnings():  # columns with no finite value: NaN, no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+        if n_rows == 0:
+            return mean, mean.copy(), mean.copy()
+        picks = np.random.default_rng(seed).integers(0, n_rows, size=(samples, n_rows))
+        drawn = values[picks]  # [samples, n_rows, ...]: NaNs stay NaN and are ignored by nanmean
+        means = np.nanmean(drawn, axis=1)
+        tail = (1 - level) / 2 * 100
+        lo, hi = np.nanpercentile(means, [tail, 100 - tail], axis=0)
+    one = finite.sum(0) <= 1
+    return mean, np.where(one, mean, lo), np.where(one, mean, hi)
+
+
+#: Words a learner understands for the code names of the logged quantities (the code name goes in a subtitle).
+METRIC_LABELS = {
+    "episode_return": "training episode return",
+    "nc1": "within-action feature spread (NC1)",
+    "equinorm_features": "unequal lengths of the action means",
+    "equinorm_weights": "unequal lengths of the head rows",
+    "equiangular_features": "unequal angles between action means",
+    "equiangular_weights": "unequal angles between head rows",
+    "max_angle_features": "action means' distance from simplex-ETF angles",
+    "max_angle_weights": "head rows' distance from simplex-ETF angles",
+    "self_duality": "misalignment of head rows and action means",
+    "ncc_mismatch": "policy disagrees with nearest action mean (fraction)",
+    "actor_approx_rank": "feature rank, 99% PCA",
+    "actor_srank": "feature rank, srank",
+    "actor_effective_rank": "effective feature rank",
+    "actor_feature_rank": "feature rank (Lyle et al.)",
+    "actor_dead_neurons": "dead units in the actor's last layer",
+    "actor_preactivation_norm": "size of the pre-activations",
+    "actor_feature_norm": "size of the features",
+    "policy_entropy": "policy entropy",
+    "preact_change": "change of the pre-activations in an update",
+    "ratio_below_mean": "mean of the ratios below 1 − ε",
+    "ratio_above_mean": "mean of the ratios above 1 + ε",
+    "excess_ratio": "ratios above over ratios below",
+    "frac_outside": "fraction of ratios outside the clip range",
+    "kl_old_new": "KL(old ‖ new)",
+    "plasticity_kl": "KL left after the plasticity probe's fit",
+}
+
+#: Key of a displayed figure's output metadata that carries its name (the main job names the PNG after it).
+FIGURE_NAME_KEY = "acpg_lab_figure"
+
+
+def metric_label(metric: str) -> str:
+    """The words for ``metric`` (`METRIC_LABELS`), else the code name with spaces."""
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def titled(ax: Axes, title: str, code: str | None = None) -> Axes:
+    """Set ``title`` and, when given, the code name ``code`` in a smaller grey line under it."""
+    if code and code != title:
+        ax.set_title(title, pad=15)
+        ax.text(0.5, 1.01, code, transform=ax.transAxes, ha="center", va="bottom", fontsize="small",
+                color="grey")
+    else:
+        ax.set_title(title)
+    return ax
+
+
+def no_data(ax: Axes, message: str = "no data") -> Axes:
+    """Say in the panel that there is nothing to draw (e.g. a run too short to finish an episode)."""
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="grey", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
 def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_return", *, x: str = "step",
                 bins: int | None = 50, ax: Axes | None = None, title: str | None = None, ylabel: str | None = None,
-                log: bool = False) -> Axes:
-    """One line per history (mean over seeds) with a 95% band; values are averaged into ``bins`` x-bins per seed,
-    or taken at their own x values with ``bins=None`` (for values every seed logs at the same x, e.g. snapshots).
+                log: bool = False, legend: bool | dict = True) -> Axes:
+    """One line per history (mean over seeds) with a 95% percentile-bootstrap band (`bootstrap_ci`, which stays
+    within the range of the values); values are averaged into ``bins`` x-bins per seed, or taken at their own x
+    values with ``bins=None`` (for values every seed logs at the same x, e.g. snapshots).
 
     ``histories`` maps a label to a run's history (rows per seed and update); rows where ``metric`` is NaN (updates
-    without diagnostics) are skipped. ``log=True`` draws a log axis, the band's lower edge floored at a tenth of
-    the mean so that a band reaching below zero stays drawable.
+    without diagnostics) are skipped, and a panel with no value at all says so instead of showing empty axes.
+    ``log=True`` draws a log axis, the band's lower edge floored at a tenth of the mean so that it stays drawable.
+    The default title is `metric_label` with the code name under it; ``legend`` may be a dict of legend options.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
+    drawn = 0
     for i, (label, hist) in enumerate(histories.items()):
         if metric not in hist:
             raise ValueError(f"metric {metric!r} is not a column of history {label!r}; columns: {list(hist.columns)}")
         hist = hist.dropna(subset=[metric])
+        if hist.empty:
+            continue
         if bins is None:
             table = hist.pivot_table(index="seed", columns=x, values=metric, aggfunc="mean")
             centres = table.columns.to_numpy(dtype=float)
@@ -55,19 +145,27 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
             binned = hist.assign(_bin=np.clip(np.digitize(hist[x], edges[1:-1]), 0, bins - 1))
             table = binned.pivot_table(index="seed", columns="_bin", values=metric, aggfunc="mean")
             centres = (edges[:-1] + edges[1:])[table.columns.to_numpy()] / 2
-        mean, lo, hi = mean_ci(table.to_numpy())
+        mean, lo, hi = bootstrap_ci(table.to_numpy())
         if log:
             lo = np.maximum(lo, mean / 10)
         colour = PALETTE[i % len(PALETTE)]
-        ax.plot(centres, mean, color=colour, label=f"{label} (n={len(table)})")
+        ax.plot(centres, mean, color=colour, label=f"{label} (n={len(table)})",
+                marker="o" if len(centres) == 1 else None)  # a lone point needs a marker to be seen
         ax.fill_between(centres, lo, hi, color=colour, alpha=0.25, linewidth=0)
+        drawn += 1
+    if title is None:
+        titled(ax, metric_label(metric), metric)
+    else:
+        ax.set_title(title)
+    if not drawn:
+        return no_data(ax, "no data: the run was too short\n(no episode finished,\nor no update was diagnosed)")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("environment steps per seed" if x == "step" else x)
-    ax.set_ylabel(ylabel or metric.replace("_", " "))
-    ax.set_title(title or f"{metric.replace('_', ' ')} (mean, 95% CI over seeds)")
+    ax.set_ylabel(ylabel or metric_label(metric))
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
+    if legend:
+        ax.legend(**{"frameon": False, **(legend if isinstance(legend, dict) else {})})
     return ax
 
 
@@ -173,3 +271,42 @@ def plot_collapse_projection(features: np.ndarray, labels: np.ndarray, weights: 
         ax = fig.add_subplot(projection="3d" if basis.shape[1] == 3 else None)
     return plot_frame(arrows, ax=ax, points=pts, point_labels=y, title=title or "features and head rows",
                       labels=[f"w{k}" for k in range(len(arrows))])
+
+
+def slug(text: str, max_length: int = 60) -> str:
+    """A file-name-safe lower-case slug of ``text`` (letters, digits and single underscores)."""
+    text = text.lower().replace("‖", " ").replace("×", "x").replace("−", "-")
+    words = re.sub(r"[^a-z0-9]+", " ", text).split()
+    out = ""
+    for word in words:  # whole words up to max_length
+        if out and len(out) + 1 + len(word) > max_length:
+            break
+        out = f"{out}_{word}" if out else word[:max_length]
+    return out or "figure"
+
+
+def figure_name(fig: plt.Figure) -> str:
+    """A slug of what ``fig`` shows: its suptitle, else the first non-empty axes title, else ``figure``."""
+    if fig.get_suptitle():
+        return slug(fig.get_suptitle())
+    for ax in fig.axes:
+        if ax.get_title():
+            return slug(ax.get_title())
+    return "figure"
+
+
+def show(fig: plt.Figure | None = None, name: str | None = None) -> None:
+    """Display ``fig`` (default: the current figure) and close it, tagging the output with ``name`` (default: a
+    slug of its title, `figure_name`) so that the main job saves it as ``<number>_<name>.png``. Outside IPython
+    it is ``plt.show()``."""
+    fig = fig if fig is not None else plt.gcf()
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        plt.show()
+        return
+    display(fig, metadata={FIGURE_NAME_KEY: slug(name) if name else figure_name(fig)})
+    plt.close(fig)

@@ -9,17 +9,30 @@ Profiles:
 - ``ci``: every code path, each notebook <= 2 minutes on 2 CPU cores (what CI executes);
 - ``default``: what opens in JupyterLab; shows the phenomenon convincingly on one CPU in <= 10 minutes;
 - ``full``: paper scale for a GPU box (``device="cuda"``), hours allowed.
+
+Two environment variables apply when the parameters cell leaves a value unset (``None``), so that JupyterLab, nbval
+and papermill need no edit of the notebook; an explicit parameter always wins:
+- ``ACPG_LAB_PROFILE`` (ci | default | full): the profile (else ``default``);
+- ``ACPG_LAB_OUTPUT_ROOT``: the directory that relative output paths are resolved against (else the repository
+  root, so a notebook writes to ``<repository>/runs/notebooks/<notebook>`` whether it runs under the main job,
+  under papermill or interactively, whatever the kernel's working directory).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-__all__ = ["PROFILES", "NOTEBOOKS", "notebook_params", "ParameterError"]
+__all__ = ["PROFILES", "NOTEBOOKS", "PROFILE_ENV", "OUTPUT_ROOT_ENV", "notebook_params", "ParameterError",
+           "repository_root", "output_root", "resolve_output_dir"]
 
 PROFILES = ("ci", "default", "full")
+PROFILE_ENV = "ACPG_LAB_PROFILE"
+OUTPUT_ROOT_ENV = "ACPG_LAB_OUTPUT_ROOT"
 
 #: Notebooks 03 and 04 share the stressed PPO setting (so 04's learnable-head runs are 03's, bitwise): the
 #: cheapest setting found where collapse appears (default), and the PFO paper's own (full: ALE Phoenix, 8 epochs).
@@ -82,6 +95,61 @@ class ParameterError(ValueError):
     """A notebook parameter is unknown, ill-typed, or names no profile."""
 
 
+def repository_root() -> Path | None:
+    """The checkout this package is imported from (it has ``notebooks/`` and ``pyproject.toml``), or None when
+    the package is installed elsewhere (then relative output paths fall back to the working directory)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "notebooks").is_dir() and (root / "pyproject.toml").is_file() else None
+
+
+def output_root() -> Path:
+    """Where relative output paths are resolved: ``$ACPG_LAB_OUTPUT_ROOT``, else the repository root, else the
+    working directory."""
+    env = os.environ.get(OUTPUT_ROOT_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return repository_root() or Path.cwd()
+
+
+def resolve_output_dir(notebook: str, value: str | None, *, create: bool = True) -> Path:
+    """The absolute output directory of ``notebook``: ``value`` if absolute, else ``value`` (default
+    ``runs/notebooks/<notebook>``) under `output_root`; created unless ``create=False``. Raises
+    `ParameterError` naming the path when it cannot be created."""
+    path = Path(value or f"runs/notebooks/{notebook}").expanduser()
+    if not path.is_absolute():
+        path = output_root() / path
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ParameterError(f"{notebook}: output directory {str(path)!r} cannot be created: "
+                                 f"{err.strerror or err}") from err
+    return path
+
+
+def _quiet_known_warnings() -> None:
+    """Filter, precisely, library warnings that a learner can do nothing about: rliable (pinned, unmaintained)
+    passes ``random_state`` to arch's bootstrap, which warns on every call that the argument is deprecated."""
+    warnings.filterwarnings("ignore", message=r"random_state is deprecated", category=FutureWarning,
+                            module=r"arch\.bootstrap")
+
+
+def _profile_from(notebook: str, given: Mapping[str, Any]) -> str:
+    """An explicit ``profile`` wins; else ``$ACPG_LAB_PROFILE``; else ``default``."""
+    profile = given.get("profile")
+    if profile is not None:
+        if profile not in PROFILES:
+            raise ParameterError(f"{notebook}: profile must be one of {PROFILES}, got {profile!r}")
+        return profile
+    env = os.environ.get(PROFILE_ENV)
+    if env is None or env == "":
+        return "default"
+    if env not in PROFILES:
+        raise ParameterError(f"{notebook}: environment variable {PROFILE_ENV} must be one of {PROFILES} "
+                             f"(or unset), got {env!r}")
+    return env
+
+
 def _check_type(notebook: str, name: str, value: Any, like: Any) -> Any:
     if isinstance(like, tuple):
         if not isinstance(value, list | tuple) or not value or not all(
@@ -105,12 +173,15 @@ def _check_type(notebook: str, name: str, value: Any, like: Any) -> Any:
     return value
 
 
-def notebook_params(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamespace:
+def notebook_params(notebook: str, namespace: Mapping[str, Any], *, create: bool = True) -> SimpleNamespace:
     """Validate a notebook's parameters and fill in its profile; call it with ``globals()`` in the cell after
     the ``parameters`` cell.
 
     Every public name defined in ``namespace`` must be a parameter of ``notebook`` (so call it before defining
-    anything else); ``None`` means the profile's value. Raises `ParameterError` naming the offending parameter.
+    anything else); ``None`` means the profile's value. ``profile=None`` takes ``$ACPG_LAB_PROFILE`` (else
+    ``default``). ``output_dir`` comes back absolute (see `resolve_output_dir`) and is created. Also filters the
+    one known library FutureWarning that would otherwise print into the notebook (`_quiet_known_warnings`). Raises
+    `ParameterError` naming the offending parameter, environment variable or path.
     """
     if notebook not in NOTEBOOKS:
         raise ParameterError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOKS)}")
@@ -121,17 +192,17 @@ def notebook_params(notebook: str, namespace: Mapping[str, Any]) -> SimpleNamesp
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise ParameterError(f"{notebook}: unknown parameter(s) {unknown}; this notebook takes {sorted(allowed)}")
-    profile = given.get("profile", "default")
-    if profile not in PROFILES:
-        raise ParameterError(f"{notebook}: profile must be one of {PROFILES}, got {profile!r}")
-    values: dict[str, Any] = {"profile": profile,
-                              "output_dir": given.get("output_dir") or f"runs/notebooks/{notebook}"}
-    if not isinstance(values["output_dir"], str):
-        raise ParameterError(f"{notebook}: parameter output_dir must be a str, got {values['output_dir']!r}")
+    profile = _profile_from(notebook, given)
+    output_dir = given.get("output_dir")
+    if output_dir is not None and not isinstance(output_dir, str):
+        raise ParameterError(f"{notebook}: parameter output_dir must be a str, got {output_dir!r}")
+    values: dict[str, Any] = {"profile": profile, "output_dir": None}
     for name, per_profile in table.items():
         default = per_profile[profile]
         value = given.get(name)
         values[name] = default if value is None else _check_type(notebook, name, value, default)
     if values.get("device") not in (None, "auto", "cpu", "cuda"):
         raise ParameterError(f"{notebook}: parameter device must be 'auto', 'cpu' or 'cuda', got {values['device']!r}")
+    values["output_dir"] = str(resolve_output_dir(notebook, output_dir, create=create))
+    _quiet_known_warnings()
     return SimpleNamespace(**values)

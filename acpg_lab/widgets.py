@@ -9,7 +9,7 @@ import numpy as np
 from IPython.display import display
 
 from acpg_lab.etf import etf_error, simplex_etf
-from acpg_lab.plotting import plot_frame, plot_gram
+from acpg_lab.plotting import plot_frame, plot_gram, show
 
 __all__ = ["etf_explorer", "draw_etf"]
 
@@ -29,7 +29,9 @@ def draw_etf(num_actions: int = 4, feature_dim: int = 3, seed: int = 0) -> plt.F
         ax2.set_xlabel("action k")
         ax2.set_ylabel("norm of w_k")
         ax2.set_title(f"row norms (d={feature_dim} > 3: not drawn)")
-    fig.suptitle(f"etf_error = {float(etf_error(simplex_etf(num_actions, feature_dim, seed=seed))):.1e}")
+    error = float(etf_error(simplex_etf(num_actions, feature_dim, seed=seed)))
+    fig.suptitle(f"simplex ETF of K = {num_actions} actions in d = {feature_dim} dimensions; distance from an exact "
+                 f"ETF (etf_error): {error:.1e}")
     fig.tight_layout()
     return fig
 
@@ -38,9 +40,7 @@ def etf_explorer(num_actions: int = 4, feature_dim: int = 3, seed: int = 0) -> N
     """Static figure for the defaults, then sliders for K, d and the orientation seed."""
     import ipywidgets as w
 
-    fig = draw_etf(num_actions, feature_dim, seed)
-    plt.show()
-    plt.close(fig)
+    show(draw_etf(num_actions, feature_dim, seed), "etf_explorer")
     k = w.IntSlider(value=num_actions, min=2, max=18, description="K actions")
     d = w.IntSlider(value=feature_dim, min=1, max=32, description="d features")
     s = w.IntSlider(value=seed, min=0, max=20, description="seed")
@@ -50,8 +50,7 @@ def etf_explorer(num_actions: int = 4, feature_dim: int = 3, seed: int = 0) -> N
         d.min = k.value - 1
         with out:
             out.clear_output(wait=True)
-            draw_etf(k.value, max(d.value, k.value - 1), s.value)
-            plt.show()
+            show(draw_etf(k.value, max(d.value, k.value - 1), s.value), "etf_explorer")
 
     for control in (k, d, s):
         control.observe(redraw, names="value")

@@ -1,12 +1,26 @@
-"""Every notebook runs with the ci profile; its parameters are validated; notebooks are stored without outputs."""
+"""Every notebook passes nbval with ACPG_LAB_PROFILE=ci; its parameters are validated; notebooks are stored
+without outputs. (The papermill main job over every notebook is tested in test_book.py, whose book is built from
+its executed notebooks.)"""
+
+import os
+import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
 
-from acpg_lab.profiles import NOTEBOOKS, ParameterError, notebook_params
+from acpg_lab.profiles import NOTEBOOKS, OUTPUT_ROOT_ENV, PROFILE_ENV, ParameterError, notebook_params
 from acpg_lab.runner import NOTEBOOK_DIR, NotebookFailed, list_notebooks, run_notebooks
 
 NAMES = list_notebooks()
+
+
+@pytest.fixture(autouse=True)
+def _own_output_root(tmp_path, monkeypatch):
+    """Notebook outputs go under the test's directory, and no profile comes from the caller's environment."""
+    monkeypatch.setenv(OUTPUT_ROOT_ENV, str(tmp_path / "output_root"))
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
 
 
 def test_every_notebook_has_a_profile_table_and_a_parameters_cell():
@@ -17,6 +31,44 @@ def test_every_notebook_has_a_profile_table_and_a_parameters_cell():
         assert len(tagged) == 1, name
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert code[0] is tagged[0] and f'notebook_params("{name}", globals())' in code[1].source
+        # profile left unset, so that ACPG_LAB_PROFILE applies; an explicit value would override it
+        assert re.search(r"^profile = None\b", tagged[0].source, re.M), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_first_cell_states_run_times_and_how_to_change_the_profile(name):
+    first = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4).cells[0]
+    assert first.cell_type == "markdown"
+    text = first.source
+    assert "Run time and profile" in text, name
+    for profile in ("`ci`", "`default`", "`full`"):
+        assert profile in text, (name, profile)
+    assert "parameters cell" in text and "ACPG_LAB_PROFILE" in text, name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_keep_the_default_kernel_name(name):
+    """The notebooks name the standard ``python3`` kernel: papermill, nbval and Binder open it with no flag, and
+    the venv's JupyterLab runs it in the venv. The named kernel ``acpg-lab`` (``acpg-lab kernel``) is for other
+    JupyterLabs; stored in the metadata it would fail papermill wherever it is not registered (NoSuchKernel)."""
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_passes_nbval_with_the_ci_profile_from_the_environment(name, tmp_path):
+    """``ACPG_LAB_PROFILE=ci pytest --nbval-lax notebooks/NAME.ipynb``: every cell runs without error, the profile
+    coming from the environment as in JupyterLab (nothing is injected into the notebook)."""
+    env = {**os.environ, PROFILE_ENV: "ci", OUTPUT_ROOT_ENV: str(tmp_path / "root")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q",
+                           "-p", "no:cacheprovider", "-p", "no:xdist", "--rootdir", str(NOTEBOOK_DIR),
+                           str(NOTEBOOK_DIR / f"{name}.ipynb")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
+    cells = sum(c.cell_type == "code" for c in nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4).cells)
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+    assert re.search(rf"\b{cells} passed\b", done.stdout), done.stdout[-2000:]  # one nbval test per code cell
+    assert list((tmp_path / "root" / "runs" / "notebooks" / name).iterdir()) or name == "00_simplex_etf"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -24,15 +76,6 @@ def test_notebooks_are_stored_without_outputs(name):
     nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_with_the_ci_profile(name, tmp_path):
-    (executed,) = run_notebooks("ci", tmp_path, device="cpu", only=[name], log=lambda *_: None)
-    nb = nbformat.read(executed, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
-    assert list((tmp_path / "figures").glob(f"{name}_*.png")), "the notebook drew no figure"
 
 
 def test_unknown_parameter_stops_the_notebook_in_its_first_code_cell(tmp_path):
@@ -57,6 +100,39 @@ def test_unknown_parameter_stops_the_notebook_in_its_first_code_cell(tmp_path):
 def test_parameter_validation_names_the_problem(given, message):
     with pytest.raises(ParameterError, match=message):
         notebook_params("01_observing_action_collapse", given)
+
+
+def test_profile_from_the_environment_and_explicit_parameters_win(monkeypatch):
+    name = "01_observing_action_collapse"
+    assert notebook_params(name, dict(profile=None)).profile == "default"
+    monkeypatch.setenv(PROFILE_ENV, "ci")
+    assert notebook_params(name, dict(profile=None)).profile == "ci"
+    assert notebook_params(name, {}).bandit_steps == NOTEBOOKS[name]["bandit_steps"]["ci"]
+    assert notebook_params(name, dict(profile="default")).profile == "default"  # explicit wins
+    monkeypatch.setenv(PROFILE_ENV, "fast")
+    with pytest.raises(ParameterError, match=r"environment variable ACPG_LAB_PROFILE must be one of .* got 'fast'"):
+        notebook_params(name, dict(profile=None))
+    assert notebook_params(name, dict(profile="ci")).profile == "ci"  # not consulted when the profile is given
+
+
+def test_one_output_tree_whatever_the_working_directory(tmp_path, monkeypatch):
+    name = "01_observing_action_collapse"
+    root = tmp_path / "output_root"
+    monkeypatch.chdir(tmp_path)  # a kernel started in notebooks/ or anywhere else
+    assert notebook_params(name, {}).output_dir == str(root / "runs" / "notebooks" / name)
+    assert (root / "runs" / "notebooks" / name).is_dir()
+    assert notebook_params(name, dict(output_dir="elsewhere/x")).output_dir == str(root / "elsewhere" / "x")
+    assert notebook_params(name, dict(output_dir=str(tmp_path / "abs"))).output_dir == str(tmp_path / "abs")
+    monkeypatch.delenv(OUTPUT_ROOT_ENV)  # default: the repository root
+    expected = NOTEBOOK_DIR.parent / "runs" / "notebooks" / name
+    assert notebook_params(name, {}, create=False).output_dir == str(expected)
+
+
+def test_an_output_directory_that_cannot_be_created_stops_the_notebook(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ParameterError, match=r"output directory '.*a_file/sub' cannot be created"):
+        notebook_params("01_observing_action_collapse", dict(profile="ci", output_dir=str(blocker / "sub")))
 
 
 def test_profile_values_and_overrides():
@@ -91,7 +167,26 @@ def test_runner_rejects_bad_requests_before_running(tmp_path):
         run_notebooks("ci", tmp_path, only=["00_simplex_etf"], parameters=dict(bandit_steps=5))
     with pytest.raises(ValueError, match="own options"):
         run_notebooks("ci", tmp_path, only=["00_simplex_etf"], parameters=dict(output_dir="x"))
+    with pytest.raises(ValueError, match="seeds must be a non-empty list of integers"):
+        run_notebooks("ci", tmp_path, only=["00_simplex_etf"], parameters=dict(seeds="many"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="output directory .* cannot be created"):
+        run_notebooks("ci", blocker / "out", only=["00_simplex_etf"])
     assert issubclass(NotebookFailed, RuntimeError)
+    assert not list(tmp_path.glob("*.ipynb"))
+
+
+def test_cuda_without_a_gpu_fails_before_any_notebook_starts(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    started = []
+    with pytest.raises(ValueError, match="--device cuda asks for a CUDA device, but .* sees no GPU"):
+        run_notebooks("ci", tmp_path, device="cuda", log=started.append)
+    with pytest.raises(ValueError, match="the full profile asks for a CUDA device"):
+        run_notebooks("full", tmp_path, only=["02_acpg_fixed_etf_head"], log=started.append)
+    assert not started and not list(tmp_path.iterdir())
 
 
 def test_parameter_overrides_reach_the_notebook_and_its_provenance(tmp_path):
