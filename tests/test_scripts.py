@@ -32,3 +32,12 @@ def test_script_runs(script, tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, f"{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     assert done.stdout.strip(), f"{script} printed nothing"
+
+
+@pytest.mark.slow
+def test_benchmarks_run_quick(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--no-write", "--max-seeds", "2"],
+                          cwd=SCRIPTS.parent, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"benchmarks failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    for target in ("1. PPO CartPole", "2. CleanRL PPO", "4. scaling", "6. diagnostics"):
+        assert target in done.stdout, target

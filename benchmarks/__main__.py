@@ -1,0 +1,180 @@
+"""acpg_lab against Stable-Baselines3, measured side by side in one run: ``python -m benchmarks``.
+
+Prints one table with every ratio of the performance issue's targets and the machine it ran on, and (unless
+``--no-write``) writes it with the date into ``benchmarks/README.md``. Both libraries run on the CPU with one torch
+thread each, one after the other, so a ratio compares them on the same machine at the same moment; on a busy
+machine absolute numbers move, ratios much less. ``--quick`` runs every code path with tiny budgets (a smoke test,
+not evidence).
+
+Targets (SB3 = one Stable-Baselines3 run of the same configuration):
+1. seeds/s: PPO, CartPole-v1, rl-zoo hyperparameters, 100k steps per seed, 16 seeds in one call: >= 15 solved
+   (greedy >= 475) in <= 0.10x SB3's time per seed;
+2. throughput: CleanRL's PPO hyperparameters, aggregate steps/s at 16 seeds >= 20x SB3 and at 64 seeds >= 23x;
+   Acrobot-v1 at 16 seeds >= 10x;
+3. MinAtar Breakout, 8 seeds >= 5x SB3 with the same CNN (not measured yet);
+4. scaling: time per seed as seeds grow 1 -> 256;
+5. roofline: achieved FLOP rate of the update phase against the measured batched-matmul peak;
+6. diagnostics every update <= 1.10x the time without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import acpg_lab as al
+from acpg_lab import training
+
+#: rl-baselines3-zoo's CartPole PPO (target 1).
+RL_ZOO = dict(num_envs=8, rollout_steps=32, epochs=20, minibatch_size=256, gamma=0.98, gae_lambda=0.8, lr=1e-3,
+              anneal_lr=True, clip_coef=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)
+#: CleanRL's ppo.py (target 2): 4 envs x 128 steps, 4 epochs x 4 minibatches.
+CLEANRL = dict(num_envs=4, rollout_steps=128, epochs=4, minibatch_size=128, gamma=0.99, gae_lambda=0.95, lr=2.5e-4,
+               anneal_lr=True, clip_coef=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5)
+NETWORK = dict(hidden_sizes=(64, 64), activation="tanh")
+
+
+def sb3_seconds(env_id: str, fields: dict, steps: int, seed: int = 0) -> float:
+    """Wall time of one SB3 PPO run of ``fields`` (our TrainConfig names) on the CPU with one thread."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    torch.set_num_threads(1)
+    env = make_vec_env(env_id, n_envs=fields["num_envs"], seed=seed)
+    lr = fields["lr"]
+    model = PPO("MlpPolicy", env, n_steps=fields["rollout_steps"], batch_size=fields["minibatch_size"],
+                n_epochs=fields["epochs"], gamma=fields["gamma"], gae_lambda=fields["gae_lambda"],
+                learning_rate=(lambda progress: lr * progress) if fields["anneal_lr"] else lr,
+                clip_range=fields["clip_coef"], ent_coef=fields["ent_coef"], vf_coef=fields["vf_coef"],
+                max_grad_norm=fields["max_grad_norm"], device="cpu", seed=seed, verbose=0,
+                policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh))
+    start = time.perf_counter()
+    model.learn(steps)
+    seconds = time.perf_counter() - start
+    env.close()
+    return seconds
+
+
+def ours(env_id: str, fields: dict, seeds: int, steps: int, **extra) -> tuple[float, float, al.Run]:
+    """(wall seconds, seconds spent in the update phase, run) of one acpg_lab call training ``seeds`` seeds."""
+    spent = [0.0]
+    original = training.update
+
+    def timed_update(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    training.update = timed_update
+    try:
+        cfg = al.TrainConfig(env_id=env_id, seeds=tuple(range(seeds)), total_steps=steps, device="cpu",
+                             num_threads=1, **NETWORK, **fields, **extra)
+        start = time.perf_counter()
+        run = al.train(cfg, progress=False)
+        return time.perf_counter() - start, spent[0], run
+    finally:
+        training.update = original
+
+
+def matmul_peak_gflops(seconds: float = 1.0) -> float:
+    """Measured float32 batched-matmul rate of this machine with one thread: [16, 1024, 256] x [16, 256, 256]."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(16, 1024, 256), torch.randn(16, 256, 256)
+    torch.bmm(a, b)
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.bmm(a, b)
+        reps += 1
+    return 2 * 16 * 1024 * 256 * 256 * reps / (time.perf_counter() - start) / 1e9
+
+
+def update_flops(obs_dim: int, num_actions: int, fields: dict, seeds: int, steps: int) -> float:
+    """Floating-point operations of the update phase: forward and backward (3x the forward's matmuls) of actor and
+    critic on every sample of every epoch."""
+    sizes = [obs_dim, *NETWORK["hidden_sizes"]]
+    dense = sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+    per_sample = 2 * (2 * dense + sizes[-1] * (num_actions + 1))
+    batch = fields["num_envs"] * fields["rollout_steps"]
+    used = batch // fields["minibatch_size"] * fields["minibatch_size"]
+    return 3 * per_sample * used * fields["epochs"] * (steps // batch) * seeds
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import os
+
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread per run), "
+            f"Python {platform.python_version()}, acpg_lab {al.__version__}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: every code path, no evidence")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/README.md alone")
+    parser.add_argument("--max-seeds", type=int, default=256, help="largest seed count of the scaling curve")
+    args = parser.parse_args()
+    q = args.quick
+    solve_steps, thru_steps, scale_steps = (2048, 1024, 512) if q else (100_000, 50_000, 10_240)
+    rows: list[tuple[str, str, str, str]] = []  # (target, measured, ratio, goal)
+
+    def say(target: str, measured: str, ratio: str, goal: str) -> None:
+        rows.append((target, measured, ratio, goal))
+        print(f"{target:<44} {measured:<52} {ratio:>10}  {goal}", flush=True)
+
+    print(machine(), flush=True)
+    # 1. seeds per second
+    sb3 = sb3_seconds("CartPole-v1", RL_ZOO, solve_steps)
+    wall, _, run = ours("CartPole-v1", RL_ZOO, 16, solve_steps)
+    solved = int((run.evaluate(episodes=10).return_mean >= 475).sum())
+    say("1. PPO CartPole rl-zoo, 16 seeds x 100k", f"ours {wall:.1f} s ({wall / 16:.2f} s/seed, {solved}/16 solved),"
+        f" SB3 {sb3:.1f} s", f"{wall / 16 / sb3:.3f}x", "<= 0.10x, >= 15 solved")
+    # 2. throughput
+    for env_id, seeds, goal in (("CartPole-v1", 16, 20), ("CartPole-v1", 64, 23), ("Acrobot-v1", 16, 10)):
+        sb3 = thru_steps / sb3_seconds(env_id, CLEANRL, thru_steps)
+        wall, _, _ = ours(env_id, CLEANRL, seeds, thru_steps)
+        rate = seeds * thru_steps / wall
+        say(f"2. CleanRL PPO {env_id}, {seeds} seeds", f"ours {rate:,.0f} steps/s, SB3 {sb3:,.0f} steps/s",
+            f"{rate / sb3:.1f}x", f">= {goal}x")
+    say("3. MinAtar Breakout, 8 seeds", "not measured yet", "-", ">= 5x")
+    # 4. scaling, 5. roofline (on the largest point)
+    peak = matmul_peak_gflops(0.2 if q else 1.0)
+    counts = [s for s in (1, 2, 4, 8, 16, 64, 256) if s <= args.max_seeds]
+    for seeds in counts:
+        wall, in_update, _ = ours("CartPole-v1", RL_ZOO, seeds, scale_steps)
+        achieved = update_flops(4, 2, RL_ZOO, seeds, scale_steps) / in_update / 1e9
+        say(f"4. scaling: CartPole rl-zoo, {seeds} seeds", f"{wall / seeds * 1e3:.0f} ms/seed per {scale_steps} "
+            f"steps; update {in_update / wall:.0%} of the time", f"{achieved / peak:.1%}",
+            f"5. update at {achieved:.1f} of {peak:.0f} GFLOP/s (goal >= 50%)")
+    # 6. diagnostics overhead
+    plain, _, _ = ours("CartPole-v1", RL_ZOO, 16, scale_steps)
+    observed, _, _ = ours("CartPole-v1", RL_ZOO, 16, scale_steps, diagnostics_every=1)
+    say("6. diagnostics every update, 16 seeds", f"{observed:.1f} s vs {plain:.1f} s", f"{observed / plain:.2f}x",
+        "<= 1.10x")
+    if not args.no_write:
+        write_readme(rows, quick=q)
+
+
+def write_readme(rows: list[tuple[str, str, str, str]], *, quick: bool) -> None:
+    path = Path(__file__).with_name("README.md")
+    head = path.read_text().split("<!-- latest -->")[0] if path.exists() else "# Benchmarks\n\n"
+    table = ["| target | measured | ratio | goal |", "|---|---|---|---|"]
+    table += [f"| {' | '.join(r)} |" for r in rows]
+    stamp = f"{datetime.date.today().isoformat()}{' (--quick: not evidence)' if quick else ''}, {machine()}"
+    path.write_text(f"{head}<!-- latest -->\nLatest run: {stamp}.\n\n" + "\n".join(table) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
