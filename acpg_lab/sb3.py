@@ -91,9 +91,15 @@ class ETFActorCriticPolicy(ActorCriticPolicy):
     last width of ``net_arch["pi"]``, or the features extractor's output when that list is empty): in the policy's
     ``state_dict``, so ``model.save`` / ``PPO.load`` keep it, and never in ``parameters()``, so the optimiser never
     changes it. Only ``head_bias=True`` adds parameters (a learnable per-action bias, initialised to 0).
-    Discrete action spaces only: anything else raises ValueError. Features that end in a ReLU (NatureCNN, or
-    ``activation_fn=nn.ReLU``) are nonnegative: give them a random orientation (``head_seeds=<int>``), since the
-    canonical one (``head_seeds=None``) leaves some actions unreachable there; the policy warns when it sees this.
+    Discrete action spaces only: anything else raises ValueError.
+
+    **Orientation.** The default ``head_seeds=None`` (ETFHead's default) is the canonical frame, which lies on the
+    first K-1 of the d features: the head reads only those. With SB3's Tanh features that caps the logit gap (K = 2,
+    scale 1: ``logits = (h_1, -h_1)``, so no action gets more than 1/(1 + e^-2) = 0.88), and the policy stays
+    stochastic: measured in notebook 05 (PPO, rl-zoo settings), greedy returns are unaffected but sampled ones are
+    lower than the learnable policy's, which ``head_seeds=<int>`` (a random orientation over all d features, as
+    acpg_lab's own agents use) removes. With ReLU features (NatureCNN, ``activation_fn=nn.ReLU``), which are
+    nonnegative, the canonical frame leaves some actions unreachable altogether; the policy warns when it sees this.
 
     The head options are those of `acpg_lab.ETFHead`, prefixed ``head_``, with the same defaults
     (`HEAD_OPTIONS`); ``head_seeds`` takes None or one int here (SB3 trains one seed per model). Their documentation,
