@@ -144,6 +144,7 @@ class SeedEnvs:
         self.ep_return = np.zeros((self.num_seeds, num_envs))
         self.ep_length = np.zeros((self.num_seeds, num_envs), dtype=np.int64)
         self.done = np.zeros((self.num_seeds, num_envs), dtype=bool)
+        self._no_return, self._no_length = np.zeros(0), np.zeros(0, dtype=np.int64)
 
     def _obs(self, obs: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(obs.astype(np.float32, copy=False)).to(self.device)
@@ -178,16 +179,25 @@ class SeedEnvs:
         self.ep_return += np.where(real, reward, 0.0)
         self.ep_length += real
         ended = terminated | truncated
-        # per seed, the returns and lengths of its episodes that ended (np.split: no Python loop over seeds)
-        bounds = np.cumsum(ended.sum(1))[:-1]
-        finished_returns = np.split(self.ep_return[ended], bounds)
-        finished_lengths = np.split(self.ep_length[ended], bounds)
+        finished_returns, finished_lengths = self._finished(ended)
         self.ep_return[ended] = 0.0
         self.ep_length[ended] = 0
         self.done = ended
-        signals = torch.from_numpy(np.stack([reward, terminated, truncated, real]).astype(np.float32))
-        return EnvStep(self._obs(obs), *signals.to(self.device).unbind(0), ended, labels, finished_returns,
-                       finished_lengths)
+        signals = np.empty((4, *ended.shape), dtype=np.float32)
+        signals[0], signals[1], signals[2], signals[3] = reward, terminated, truncated, real
+        return EnvStep(self._obs(obs), *torch.from_numpy(signals).to(self.device).unbind(0), ended, labels,
+                       finished_returns, finished_lengths)
+
+    def _finished(self, ended: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per seed, the returns and lengths of its episodes that ended: slices of one gather (no per-seed
+        boolean indexing), or shared empty arrays on the many steps where nothing ended."""
+        if not ended.any():
+            return [self._no_return] * self.num_seeds, [self._no_length] * self.num_seeds
+        stops = np.cumsum(ended.sum(1)).tolist()
+        starts = [0, *stops[:-1]]
+        returns, lengths = self.ep_return[ended], self.ep_length[ended]
+        return ([returns[a:b] for a, b in zip(starts, stops, strict=True)],
+                [lengths[a:b] for a, b in zip(starts, stops, strict=True)])
 
     def close(self) -> None:
         for env in self.envs:

@@ -11,6 +11,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 #: script -> tiny arguments; a script missing here fails the test below (add its smallest sensible arguments).
 TINY = {
     "bench_diagnostics.py": ["--steps", "2048", "--seeds", "1", "--repeats", "1"],
+    "bench_envs.py": ["--seeds", "1", "2", "--steps", "10", "--repeats", "1", "--train-seeds", "2",
+                      "--train-steps", "512", "--train-repeats", "1"],
     "bench_metrics.py": ["--n", "400", "--d", "16", "--k", "3", "--repeats", "1", "--threads", "1"],
     "bench_nature_cnn.py": ["--seeds", "1", "--batch", "2", "--repeats", "1"],
     "bench_seed_batching.py": ["--steps", "1024", "--seeds", "2"],

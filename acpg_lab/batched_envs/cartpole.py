@@ -40,6 +40,8 @@ class BatchedCartPole(BatchedEnv):
         self.generators: list[np.random.Generator] = []
         self.buffer = np.zeros((self.num_seeds, 4 * num_envs * _BUFFERED_RESETS))  #: next doubles per seed
         self.cursor = np.zeros(self.num_seeds, dtype=np.int64)  #: next unread position in each seed's buffer
+        self.row_start = np.arange(self.num_seeds) * self.buffer.shape[1]  # each seed's row in the flat buffer
+        self.rows = np.arange(4)[:, None]
 
     def reset(self) -> np.ndarray:
         self.generators = [seeding.np_random(seed)[0] for seed in self.env_seeds]
@@ -81,16 +83,16 @@ class BatchedCartPole(BatchedEnv):
 
     def _draw_resets(self, reset: np.ndarray) -> None:
         """``state[:, reset] = uniform(size=(4, k_s))`` per seed, from each seed's buffered stream."""
-        e = self.num_envs
-        mask = reset.reshape(self.num_seeds, e)
-        k = mask.sum(1)
-        if (self.cursor + 4 * k > self.buffer.shape[1]).any():
+        if self.cursor.max() + 4 * self.num_envs > self.buffer.shape[1]:
             self._refill()
-        seed, env = np.nonzero(mask)
-        rank = (np.cumsum(mask, 1) - 1)[seed, env]  # j: the j-th resetting env of its seed
-        rows = np.arange(4)[:, None]
-        u = self.buffer[seed, self.cursor[seed] + rows * k[seed] + rank]  # element [d, j] of the (4, k) draw
-        self.state[:, seed * e + env] = self.low + (self.high - self.low) * u
+        mask = reset.reshape(self.num_seeds, self.num_envs)
+        k = mask.sum(1)
+        where = np.flatnonzero(reset)  # seed-major, so each seed's resetting envs in env order
+        seed = where // self.num_envs
+        first = self.row_start + self.cursor - 1  # where each seed's next draw lies in the flat buffer, minus 1
+        position = (np.cumsum(mask, 1) + first[:, None]).ravel()[where]  # its j-th resetting env: draw j
+        u = self.buffer.ravel()[position + self.rows * k[seed]]  # element [d, j] of the (4, k) draw: d * k + j
+        self.state[:, where] = self.low + (self.high - self.low) * u
         self.cursor += 4 * k
 
     def _refill(self) -> None:
