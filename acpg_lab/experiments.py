@@ -9,7 +9,8 @@ stratified-bootstrap 95% confidence intervals and the probability of improvement
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from acpg_lab.run import Run
 from acpg_lab.training import train
 
 __all__ = ["REFERENCE_SCORES", "run_cached", "condition_slug", "run_conditions", "plasticity_cached",
+           "show_stored_results",
            "steps_to_threshold", "learning_summary",
            "final_metrics", "final_summary", "return_change_after", "lead_lag_table",
            "compare_final", "normalized", "aggregate", "probability_of_improvement"]
@@ -107,6 +109,34 @@ def plasticity_cached(runs: Mapping[str, Run], path: str | Path, *, steps: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return table
+
+
+def show_stored_results(notebook: str, tables: Sequence[str], *,
+                        sweeps: Sequence[str] = ("",)) -> dict[str, pd.DataFrame]:
+    """Print the provenance and display ``tables`` of the evidence stored for ``notebook`` in the repository's
+    ``results/<sweep>/<notebook>/`` (``""``: the main profile run; e.g. ``"16_seeds"``: a sweep); returns the tables
+    by ``"<sweep>/<table>"``. Says so, instead of failing, where a directory is missing (the package installed
+    outside a checkout, say)."""
+    from IPython.display import display
+
+    from acpg_lab.profiles import repository_root
+
+    root, shown = repository_root(), {}
+    for sweep in sweeps:
+        stored = root / "results" / sweep / notebook if root is not None else None
+        if stored is None or not (stored / "provenance.json").exists():
+            print(f"no stored results in {stored or 'results/'} (running outside the repository?)")
+            continue
+        meta = json.loads((stored / "provenance.json").read_text())
+        params = meta["parameters"]
+        print(f"{stored.relative_to(root)}: profile {params['profile']}, {len(params.get('seeds', []))} seeds, "
+              f"acpg_lab {meta['acpg_lab']}, {meta['date']}, {meta['wall_seconds']} s")
+        for table in tables:
+            if (stored / table).exists():
+                shown[f"{sweep}/{table}".lstrip("/")] = frame = pd.read_csv(stored / table)
+                print(table)
+                display(frame.round(3))
+    return shown
 
 
 def steps_to_threshold(history: pd.DataFrame, threshold: float, *, window: int = 5) -> pd.Series:
@@ -225,6 +255,19 @@ def normalized(env_id: str, returns: np.ndarray) -> np.ndarray:
     return (np.asarray(returns, dtype=float) - low) / (high - low)
 
 
+@contextmanager
+def _global_numpy_seed(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for the block, then restore it. rliable hands ``random_state`` to arch's
+    bootstrap, which (arch 7) draws from the global generator anyway: without this, the same scores gave different
+    intervals in every process."""
+    state = np.random.get_state()  # noqa: NPY002 (the legacy global generator is what arch uses)
+    np.random.seed(seed)  # noqa: NPY002 (the legacy global generator is what arch uses)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002 (the legacy global generator is what arch uses)
+
+
 def aggregate(scores: Mapping[str, np.ndarray], *, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """IQM and mean with stratified-bootstrap 95% CIs; ``scores[method]`` is ``[runs, tasks]`` normalised."""
     from rliable import library as rly
@@ -233,8 +276,9 @@ def aggregate(scores: Mapping[str, np.ndarray], *, reps: int = 2000, seed: int =
     def iqm_and_mean(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
 
-    point, interval = rly.get_interval_estimates(dict(scores), iqm_and_mean, reps=reps,
-                                                 random_state=np.random.RandomState(seed))
+    with _global_numpy_seed(seed):
+        point, interval = rly.get_interval_estimates(dict(scores), iqm_and_mean, reps=reps,
+                                                     random_state=np.random.RandomState(seed))
     rows = [dict(method=m, iqm=point[m][0], iqm_low=interval[m][0, 0], iqm_high=interval[m][1, 0],
                  mean=point[m][1], mean_low=interval[m][0, 1], mean_high=interval[m][1, 1],
                  runs=np.asarray(scores[m]).shape[0], tasks=np.asarray(scores[m]).shape[1]) for m in scores]
@@ -246,8 +290,9 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, *, reps: int = 2000
     from rliable import library as rly
     from rliable import metrics
 
-    point, interval = rly.get_interval_estimates({"x,y": (np.asarray(x), np.asarray(y))},
-                                                 metrics.probability_of_improvement, reps=reps,
-                                                 random_state=np.random.RandomState(seed))
+    with _global_numpy_seed(seed):
+        point, interval = rly.get_interval_estimates({"x,y": (np.asarray(x), np.asarray(y))},
+                                                     metrics.probability_of_improvement, reps=reps,
+                                                     random_state=np.random.RandomState(seed))
     low, high = np.asarray(interval["x,y"]).reshape(-1)[:2]
     return dict(probability=float(point["x,y"]), low=float(low), high=float(high))

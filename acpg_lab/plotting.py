@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-__all__ = ["mean_ci", "bootstrap_ci", "plot_curves", "plot_aggregate", "plot_frame", "plot_gram",
+__all__ = ["mean_ci", "bootstrap_ci", "plot_curves", "plot_plasticity", "plot_aggregate", "plot_frame", "plot_gram",
            "plot_collapse_projection", "METRIC_LABELS", "metric_label", "titled", "no_data", "show",
            "figure_name", "slug", "FIGURE_NAME_KEY"]
 
@@ -167,6 +167,15 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
     if legend:
         ax.legend(**{"frameon": False, **(legend if isinstance(legend, dict) else {})})
     return ax
+
+
+def plot_plasticity(table: pd.DataFrame, conditions: Sequence[str] | None = None, *,
+                    ax: Axes | None = None) -> Axes:
+    """The plasticity probe's KL at every snapshot, per condition (a `experiments.plasticity_cached` table): mean
+    over seeds and 95% band. Higher = the network at that step is harder to refit to a new target."""
+    names = list(conditions) if conditions is not None else list(dict.fromkeys(table.condition))
+    return plot_curves({name: table[table.condition == name] for name in names}, "plasticity_kl", bins=None,
+                       title="Plasticity probe (higher = less plastic)", ylabel="KL after the probe's fit", ax=ax)
 
 
 def plot_aggregate(table: pd.DataFrame, *, metric: str = "iqm", ax: Axes | None = None,
