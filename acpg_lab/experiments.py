@@ -21,10 +21,9 @@ from acpg_lab.run import Run
 from acpg_lab.training import train
 
 __all__ = ["REFERENCE_SCORES", "run_cached", "condition_slug", "run_conditions", "plasticity_cached",
-           "show_stored_results",
-           "steps_to_threshold", "learning_summary",
-           "final_metrics", "final_summary", "return_change_after", "lead_lag_table",
-           "compare_final", "normalized", "aggregate", "probability_of_improvement"]
+           "show_stored_results", "steps_to_threshold", "learning_summary", "final_metrics", "final_summary",
+           "per_condition_table", "return_change_after", "lead_lag_table", "compare_final", "normalized", "aggregate",
+           "probability_of_improvement"]
 
 #: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
 #: random-policy returns rounded; targets are the maximum (CartPole), "solved" (LunarLander 200), or roughly what a
@@ -186,6 +185,14 @@ def final_summary(run: Run, evaluation: pd.DataFrame, metrics: list[str], *, pla
     if plasticity is not None:
         last = plasticity[plasticity.step == plasticity.step.max()]
         table["plasticity_kl"] = last.set_index("seed").plasticity_kl
+    return table
+
+
+def per_condition_table(final: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Mean, min and max over seeds of every metric (rows), per condition (column groups), from per-seed tables such
+    as `final_summary`'s."""
+    table = pd.concat({name: f.agg(["mean", "min", "max"]).T for name, f in final.items()}, axis=1)
+    table.index.name = "metric"
     return table
 
 
