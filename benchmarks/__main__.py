@@ -60,6 +60,9 @@ def sb3_seconds(env_id: str, fields: dict, steps: int, seed: int = 0) -> float:
     return seconds
 
 
+DEVICE = "cpu"  #: where acpg_lab trains (``--device``); SB3 always runs on the CPU, its fastest for small MLPs
+
+
 def ours(env_id: str, fields: dict, seeds: int, steps: int, **extra) -> tuple[float, float, al.Run]:
     """(wall seconds, seconds spent in the update phase, run) of one acpg_lab call training ``seeds`` seeds."""
     spent = [0.0]
@@ -70,29 +73,37 @@ def ours(env_id: str, fields: dict, seeds: int, steps: int, **extra) -> tuple[fl
         try:
             return original(*args, **kwargs)
         finally:
+            if DEVICE == "cuda":
+                torch.cuda.synchronize()
             spent[0] += time.perf_counter() - start
 
     training.update = timed_update
     try:
-        cfg = al.TrainConfig(env_id=env_id, seeds=tuple(range(seeds)), total_steps=steps, device="cpu",
+        cfg = al.TrainConfig(env_id=env_id, seeds=tuple(range(seeds)), total_steps=steps, device=DEVICE,
                              num_threads=1, **NETWORK, **fields, **extra)
         start = time.perf_counter()
         run = al.train(cfg, progress=False)
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - start, spent[0], run
     finally:
         training.update = original
 
 
 def matmul_peak_gflops(seconds: float = 1.0) -> float:
-    """Measured float32 batched-matmul rate of this machine with one thread: [16, 1024, 256] x [16, 256, 256]."""
+    """Measured float32 batched-matmul rate where acpg_lab trains: [16, 1024, 256] x [16, 256, 256] on one CPU
+    thread, or [64, 4096, 1024] x [64, 1024, 1024] on the GPU."""
     torch.set_num_threads(1)
-    a, b = torch.randn(16, 1024, 256), torch.randn(16, 256, 256)
+    s, n, k = (16, 1024, 256) if DEVICE == "cpu" else (64, 4096, 1024)
+    a, b = torch.randn(s, n, k, device=DEVICE), torch.randn(s, k, k, device=DEVICE)
     torch.bmm(a, b)
     reps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         torch.bmm(a, b)
         reps += 1
-    return 2 * 16 * 1024 * 256 * 256 * reps / (time.perf_counter() - start) / 1e9
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+    return 2 * s * n * k * k * reps / (time.perf_counter() - start) / 1e9
 
 
 def update_flops(obs_dim: int, num_actions: int, fields: dict, seeds: int, steps: int) -> float:
@@ -115,7 +126,8 @@ def machine() -> str:
         pass
     import os
 
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread per run), "
+    gpu = f", acpg_lab on {torch.cuda.get_device_name()}" if DEVICE == "cuda" else ""
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 CPU thread per run){gpu}, "
             f"Python {platform.python_version()}, acpg_lab {al.__version__}")
 
 
@@ -124,7 +136,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny budgets: every code path, no evidence")
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/README.md alone")
     parser.add_argument("--max-seeds", type=int, default=256, help="largest seed count of the scaling curve")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where acpg_lab trains")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no GPU here")
+    global DEVICE
+    DEVICE = args.device
     q = args.quick
     solve_steps, thru_steps, scale_steps = (2048, 1024, 512) if q else (100_000, 50_000, 10_240)
     rows: list[tuple[str, str, str, str]] = []  # (target, measured, ratio, goal)
@@ -150,7 +167,7 @@ def main() -> None:
     say("3. MinAtar Breakout, 8 seeds", "not measured yet", "-", ">= 5x")
     # 4. scaling, 5. roofline (on the largest point)
     peak = matmul_peak_gflops(0.2 if q else 1.0)
-    counts = [s for s in (1, 2, 4, 8, 16, 64, 256) if s <= args.max_seeds]
+    counts = [s for s in (1, 2, 4, 8, 16, 64, 256, 1024) if s <= args.max_seeds]
     for seeds in counts:
         wall, in_update, _ = ours("CartPole-v1", RL_ZOO, seeds, scale_steps)
         achieved = update_flops(4, 2, RL_ZOO, seeds, scale_steps) / in_update / 1e9
