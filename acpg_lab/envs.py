@@ -5,10 +5,11 @@ on which other seeds share the batch. Gymnasium 1.x NEXT_STEP autoreset is used 
 ends an episode, the next step of that sub-environment is a *reset step* (action ignored, reward 0, the reset
 observation returned); training masks those steps out.
 
-For CartPole and Acrobot (`acpg_lab.batched_envs`) `SeedEnvs` steps every seed's environments in one vectorised
-numpy call instead of one gymnasium call per seed: the same observations, rewards and flags bit for bit, and the
-same per-seed random streams, only faster. Turn it off with ``SeedEnvs(..., fast=False)``, or for a whole process
-(`acpg_lab.train`, the notebooks) with the environment variable ``ACPG_LAB_FAST_ENVS=0``.
+For CartPole, Acrobot and the ``acpg_lab/`` ids (`acpg_lab.batched_envs`) `SeedEnvs` steps every seed's
+environments in one vectorised numpy call instead of one gymnasium call per seed: the same observations,
+rewards, flags and labels bit for bit, and the same per-seed random streams, only faster. Turn it off with
+``SeedEnvs(..., fast=False)``, or for a whole process (`acpg_lab.train`, the notebooks) with the environment
+variable ``ACPG_LAB_FAST_ENVS=0``.
 """
 
 from __future__ import annotations
@@ -154,20 +155,25 @@ class SeedEnvs:
             return None
         return torch.from_numpy(np.stack([np.asarray(i["optimal_action"]) for i in infos]).astype(np.int64))
 
+    @staticmethod
+    def _batched_labels(labels: np.ndarray | None) -> torch.Tensor | None:
+        return None if labels is None else torch.from_numpy(labels.astype(np.int64))
+
     def reset(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         self.ep_return[:] = 0
         self.ep_length[:] = 0
         self.done[:] = False
         if self.batched is not None:
-            return self._obs(self.batched.reset()), None
+            obs, labels = self.batched.reset()
+            return self._obs(obs), self._batched_labels(labels)
         out = [env.reset(seed=seed) for env, seed in zip(self.envs, self.env_seeds, strict=True)]
         return self._obs(np.stack([o for o, _ in out])), self._labels([i for _, i in out])
 
     def step(self, actions: torch.Tensor) -> EnvStep:
         """Step every seed's environments with ``actions [S, E]``."""
         if self.batched is not None:
-            obs, reward, terminated, truncated = self.batched.step(actions.cpu().numpy())
-            labels = None
+            obs, reward, terminated, truncated, labels = self.batched.step(actions.cpu().numpy())
+            labels = self._batched_labels(labels)
         else:
             results = [env.step(a) for env, a in zip(self.envs, actions.cpu().numpy(), strict=True)]
             obs, reward, terminated, truncated, infos = zip(*results, strict=True)

@@ -44,7 +44,12 @@ def _assert_same_step(a, b):
         assert (x.dtype, x.device, x.shape, x.stride()) == (y.dtype, y.device, y.shape, y.stride()), field
         assert torch.equal(x, y), field
     assert a.ended.dtype == b.ended.dtype and np.array_equal(a.ended, b.ended)
-    assert a.labels is None and b.labels is None
+    if a.labels is None:
+        assert b.labels is None
+    else:
+        assert (a.labels.dtype, a.labels.device, a.labels.stride()) == (b.labels.dtype, b.labels.device,
+                                                                        b.labels.stride())
+        assert torch.equal(a.labels, b.labels)
     for x, y in zip(a.finished_returns + a.finished_lengths, b.finished_returns + b.finished_lengths, strict=True):
         assert x.dtype == y.dtype and np.array_equal(x, y)
 
@@ -57,7 +62,8 @@ def _side_by_side(env_id, policy, steps, seeds, num_envs=8, env_kwargs=None):
     assert slow.single_observation_space == fast.single_observation_space
     assert slow.single_action_space == fast.single_action_space
     (obs, labels), (obs_fast, labels_fast) = slow.reset(), fast.reset()
-    assert obs.stride() == obs_fast.stride() and torch.equal(obs, obs_fast) and labels is labels_fast is None
+    assert obs.stride() == obs_fast.stride() and torch.equal(obs, obs_fast)
+    assert (labels is labels_fast is None) or torch.equal(labels, labels_fast)
     rng, n = np.random.default_rng(0), int(slow.single_action_space.n)
     counts = np.zeros(3, dtype=np.int64)
     for _ in range(steps):
@@ -81,6 +87,11 @@ CASES = {  # id: (env_id, policy, steps, number of seeds, env_kwargs, need termi
     "acrobot-random": ("Acrobot-v1", _random, 1100, 3, None, False, True),
     "acrobot-pumped": ("Acrobot-v1", _pump, 600, 4, None, True, False),
     "acrobot-kwargs": ("Acrobot-v1", _pump, 400, 3, dict(max_episode_steps=90), True, True),
+    "bandit": ("acpg_lab/ActionBandit-v0", _random, 300, 9, None, False, True),
+    "bandit-zipf": ("acpg_lab/ActionBandit-zipf-v0", _random, 200, 4, dict(max_episode_steps=5), False, True),
+    "bandit-imbalanced": ("acpg_lab/ActionBandit-imbalanced-v0", _random, 200, 3, dict(horizon=1), False, True),
+    "grid": ("acpg_lab/IdealGrid-v0", _random, 400, 9, None, True, True),
+    "grid-fixedstart": ("acpg_lab/IdealGrid-fixedstart-v0", _random, 300, 3, dict(size=3), True, True),
 }
 
 
@@ -93,35 +104,35 @@ def test_batched_path_equals_gymnasium_bitwise(case):
     assert truncated > 0 or not need_trunc
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "acpg_lab/ActionBandit-v0", "acpg_lab/IdealGrid-v0"])
 def test_batched_seed_alone_equals_seed_in_batch(env_id):
     seeds, steps = [5, 6, 2**32 - 1], 700
     batch = make_batched_env(env_id, 4, seeds)
     alone = make_batched_env(env_id, 4, seeds[1:2])
     rng = np.random.default_rng(1)
-    obs, obs_alone = batch.reset(), alone.reset()
-    assert np.array_equal(obs[1], obs_alone[0])
+    for x, y in zip(batch.reset(), alone.reset(), strict=True):
+        assert (x is y is None) or np.array_equal(x[1], y[0])
     for _ in range(steps):
         actions = rng.integers(0, int(batch.single_action_space.n), (3, 4))
         out, out_alone = batch.step(actions), alone.step(actions[1:2])
         for x, y in zip(out, out_alone, strict=True):
-            assert np.array_equal(x[1], y[0])
+            assert (x is y is None) or np.array_equal(x[1], y[0])
 
 
 def test_raw_arrays_equal_gymnasium_vector_env():
     """The batched env against ``gym.make_vec`` directly (not through SeedEnvs): dtypes of every array too."""
-    for env_id in ("CartPole-v1", "Acrobot-v1"):
+    for env_id in ("CartPole-v1", "Acrobot-v1", "acpg_lab/ActionBandit-v0", "acpg_lab/IdealGrid-v0"):
         seeds = [3, 4]
         envs = [make_vector_env(env_id, 5) for _ in seeds]
         batch = make_batched_env(env_id, 5, seeds)
         obs = np.stack([e.reset(seed=s)[0] for e, s in zip(envs, seeds, strict=True)])
-        assert np.array_equal(obs, batch.reset())
+        assert np.array_equal(obs, batch.reset()[0])
         rng = np.random.default_rng(0)
         for _ in range(300):
             actions = rng.integers(0, int(batch.single_action_space.n), (2, 5))
             results = [e.step(a) for e, a in zip(envs, actions, strict=True)]
             gym_out = [np.stack([r[i] for r in results]) for i in range(4)]
-            for x, y in zip(gym_out, batch.step(actions), strict=True):
+            for x, y in zip(gym_out, batch.step(actions)[:4], strict=True):
                 assert x.dtype == y.dtype and np.array_equal(x, y)
 
 
@@ -129,7 +140,8 @@ def test_fast_path_is_chosen_only_where_supported(monkeypatch):
     assert supports("CartPole-v1") and supports("Acrobot-v1", dict(max_episode_steps=10))
     assert not supports("CartPole-v1", dict(render_mode="rgb_array"))
     assert not supports("Acrobot-v1", dict(max_episode_steps=0))
-    assert not supports("MountainCar-v0") and not supports("acpg_lab/ActionBandit-v0")
+    assert supports("acpg_lab/ActionBandit-v0", dict(horizon=3)) and supports("acpg_lab/IdealGrid-v0")
+    assert not supports("MountainCar-v0") and not supports("acpg_lab/IdealGrid-v0", dict(render_mode="human"))
 
     def batched(env_id, **kw):
         return SeedEnvs(env_id, num_envs=2, env_seeds=[0], device=CPU, **kw).batched is not None
@@ -137,7 +149,7 @@ def test_fast_path_is_chosen_only_where_supported(monkeypatch):
     assert batched("CartPole-v1") and batched("Acrobot-v1")
     assert not batched("CartPole-v1", fast=False)
     assert not batched("CartPole-v1", env_kwargs=dict(render_mode="rgb_array"))
-    assert not batched("acpg_lab/ActionBandit-v0")
+    assert batched("acpg_lab/ActionBandit-v0") and not batched("MinAtar/Breakout-v1")
     monkeypatch.setenv("ACPG_LAB_FAST_ENVS", "0")
     assert not batched("CartPole-v1") and batched("CartPole-v1", fast=True)
 
@@ -148,10 +160,12 @@ def _train(cfg, fast, monkeypatch):
     return run, run.history.drop(columns="time")
 
 
-@pytest.mark.parametrize("env_id, algo, steps", [("CartPole-v1", "ppo", 3072), ("Acrobot-v1", "ppo", 2048),
-                                                 ("CartPole-v1", "reinforce", 4096)])
-def test_training_with_fast_envs_is_bitwise_the_same(env_id, algo, steps, monkeypatch):
-    cfg = al.TrainConfig(env_id=env_id, algo=algo, seeds=(3, 1, 4), total_steps=steps)
+@pytest.mark.parametrize("env_id, algo, steps, extra", [
+    ("CartPole-v1", "ppo", 3072, {}), ("Acrobot-v1", "ppo", 2048, {}), ("CartPole-v1", "reinforce", 4096, {}),
+    ("acpg_lab/IdealGrid-v0", "ppo", 2048, dict(label_source="optimal", diagnostics_every=4)),
+    ("acpg_lab/ActionBandit-v0", "a2c", 1024, dict(label_source="optimal", diagnostics_every=4))])
+def test_training_with_fast_envs_is_bitwise_the_same(env_id, algo, steps, extra, monkeypatch):
+    cfg = al.TrainConfig(env_id=env_id, algo=algo, seeds=(3, 1, 4), total_steps=steps, **extra)
     (slow, slow_history), (fast, fast_history) = (_train(cfg, f, monkeypatch) for f in (False, True))
     pd.testing.assert_frame_equal(slow_history, fast_history, check_exact=True)
     for (name, x), (_, y) in zip(slow.model.state_dict().items(), fast.model.state_dict().items(), strict=True):

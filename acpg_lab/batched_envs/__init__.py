@@ -8,13 +8,16 @@ autoreset), because it performs the same float64 operations in the same order an
 streams in the same sequence; a seed's stream is touched only by its own resets, so a seed's experience does not
 depend on which other seeds share the batch. ``tests/test_batched_envs.py`` checks both claims side by side.
 
-| id | gymnasium's path today | random streams |
-|---|---|---|
-| ``CartPole-v0``, ``CartPole-v1`` | native ``CartPoleVectorEnv`` | one per seed, seeded with the seed |
-| ``Acrobot-v1`` | ``SyncVectorEnv`` of ``AcrobotEnv`` + ``TimeLimit`` | one per sub-environment, seed + i |
+| id | gymnasium's path today | random streams | file |
+|---|---|---|---|
+| ``CartPole-v0``, ``CartPole-v1`` | native ``CartPoleVectorEnv`` | one per seed | ``cartpole.py`` |
+| ``Acrobot-v1`` | ``SyncVectorEnv`` of ``AcrobotEnv`` + ``TimeLimit`` | one per sub-env, seed + i | ``acrobot.py`` |
+| ``acpg_lab/...`` (`acpg_lab.optimal_envs`) | their numpy vector envs | one per seed | ``known_optimal.py`` |
 
-Only the ``env_kwargs`` listed per id are supported; with any other, `make_batched_env` returns None and
-`SeedEnvs` falls back to gymnasium.
+CartPole takes the ``env_kwargs`` ``max_episode_steps`` and ``sutton_barto_reward``, Acrobot
+``max_episode_steps``, the ``acpg_lab/`` ids all of their constructors' (the layout is the vector env's own);
+with any other, `make_batched_env` returns None and `SeedEnvs` falls back to gymnasium. ``streams.py`` holds the
+read-ahead per-seed random streams that make a step's resets of all seeds one gather.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ class BatchedEnv:
         self.steps = np.zeros(self.num_seeds * num_envs, dtype=np.int32)  #: steps into the current episode
         self.prev_done = np.zeros(self.num_seeds * num_envs, dtype=bool)  #: this step is a reset step
 
-    def reset(self) -> np.ndarray:
-        """Seed every random stream from ``env_seeds`` and reset all environments; observations ``[S, E, ...]``."""
+    def reset(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Seed every random stream from ``env_seeds`` and reset all environments: observations ``[S, E, ...]``
+        and the labels ``info["optimal_action"]`` (None where the environment publishes none)."""
         raise NotImplementedError
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``actions [S, E]`` -> observations (float32), rewards (float64), terminated, truncated (bool)."""
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """``actions [S, E]`` -> observations (float32), rewards, terminated, truncated (bool), labels."""
         raise NotImplementedError
 
     def _count_steps(self, terminated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,28 +75,24 @@ class BatchedEnv:
         pass
 
 
-def _registry() -> dict[str, tuple[type[BatchedEnv], frozenset[str]]]:
-    from acpg_lab.batched_envs.acrobot import BatchedAcrobot
-    from acpg_lab.batched_envs.cartpole import BatchedCartPole
-
-    return {
-        "CartPole-v0": (BatchedCartPole, frozenset({"max_episode_steps", "sutton_barto_reward"})),
-        "CartPole-v1": (BatchedCartPole, frozenset({"max_episode_steps", "sutton_barto_reward"})),
-        "Acrobot-v1": (BatchedAcrobot, frozenset({"max_episode_steps"})),
-    }
+#: classic-control ids -> the env_kwargs their batched version takes
+_CLASSIC_KWARGS = {"CartPole-v0": {"max_episode_steps", "sutton_barto_reward"},
+                   "CartPole-v1": {"max_episode_steps", "sutton_barto_reward"},
+                   "Acrobot-v1": {"max_episode_steps"}}
 
 
 def supports(env_id: str, env_kwargs: dict[str, Any] | None = None) -> bool:
     """Whether ``env_id`` with ``env_kwargs`` has a batched implementation (else gymnasium is used)."""
-    entry = _registry().get(env_id)
-    if entry is None:
-        return False
     kwargs = env_kwargs or {}
-    if not set(kwargs) <= entry[1]:
+    if env_id.startswith("acpg_lab/"):
+        from acpg_lab.optimal_envs import ENV_IDS
+
+        return env_id in ENV_IDS and kwargs.get("render_mode") is None
+    if env_id not in _CLASSIC_KWARGS or not set(kwargs) <= _CLASSIC_KWARGS[env_id]:
         return False
     steps = kwargs.get("max_episode_steps", 1)
-    return isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 and \
-        isinstance(kwargs.get("sutton_barto_reward", False), bool)
+    return (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1
+            and isinstance(kwargs.get("sutton_barto_reward", False), bool))
 
 
 def make_batched_env(env_id: str, num_envs: int, env_seeds: Sequence[int],
@@ -102,11 +102,18 @@ def make_batched_env(env_id: str, num_envs: int, env_seeds: Sequence[int],
     if not supports(env_id, env_kwargs):
         return None
     kwargs = dict(env_kwargs or {})
+    if env_id.startswith("acpg_lab/"):
+        from acpg_lab.batched_envs import known_optimal
+
+        return known_optimal.make(env_id, num_envs, env_seeds, kwargs)
+    from acpg_lab.batched_envs.acrobot import BatchedAcrobot
+    from acpg_lab.batched_envs.cartpole import BatchedCartPole
+
     max_episode_steps = kwargs.pop("max_episode_steps", gym.spec(env_id).max_episode_steps)
     probe = gym.make(env_id, **kwargs)
     try:
         spaces = probe.observation_space, probe.action_space
     finally:
         probe.close()
-    cls = _registry()[env_id][0]
+    cls = BatchedAcrobot if env_id.startswith("Acrobot") else BatchedCartPole
     return cls(num_envs, env_seeds, max_episode_steps, *spaces, **kwargs)

@@ -62,15 +62,15 @@ class BatchedAcrobot(BatchedEnv):
         self.state = np.zeros((4, self.num_seeds * num_envs))  # float64 [4, S * E]
         self.generators: list[np.random.Generator] = []  # one per sub-environment, seed-major
 
-    def reset(self) -> np.ndarray:
+    def reset(self) -> tuple[np.ndarray, None]:
         self.generators = [seeding.np_random(seed + i)[0] for seed in self.env_seeds for i in range(self.num_envs)]
         everyone = np.ones(self.num_seeds * self.num_envs, dtype=bool)
         self._draw_resets(everyone)
         self.steps[:] = 0
         self.prev_done[:] = False
-        return self._shape(self._reset_obs(everyone))
+        return self._shape(self._reset_obs(everyone)), None
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, None]:
         torque = self.AVAIL_TORQUE[actions.reshape(-1)]
         ns = self._rk4(*self.state, torque)
         ns[0] = _wrap(ns[0], -pi, pi)
@@ -86,7 +86,7 @@ class BatchedAcrobot(BatchedEnv):
             self._draw_resets(reset)
             obs[reset] = self._reset_obs(reset)
             reward[reset] = 0.0
-        return self._shape(obs), self._shape(reward), self._shape(terminated), self._shape(truncated)
+        return self._shape(obs), self._shape(reward), self._shape(terminated), self._shape(truncated), None
 
     def _draw_resets(self, reset: np.ndarray) -> None:
         for i in np.flatnonzero(reset):

@@ -3,9 +3,7 @@
 
 Per seed, gymnasium's vector env holds one generator (``reset(seed=seed)``), draws the whole reset state
 ``uniform(-0.05, 0.05, size=(4, E))`` from it, and on a NEXT_STEP reset step draws ``uniform(size=(4, k))`` for
-the ``k`` environments that reset, row by row. ``uniform(size=n)`` is ``low + (high - low) * random()`` applied to
-the next ``n`` doubles of the stream, so drawing ahead into a buffer and consuming it in the same order gives the
-same numbers: resets of every seed are then one gather instead of a Python loop over seeds.
+the ``k`` environments that reset, row by row; `SeedStreams` serves every seed's draws in one gather.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from acpg_lab.batched_envs import BatchedEnv
+from acpg_lab.batched_envs.streams import SeedStreams
 
 #: doubles drawn ahead per seed: enough for this many resets of a whole seed's environments
 _BUFFERED_RESETS = 64
@@ -37,24 +36,18 @@ class BatchedCartPole(BatchedEnv):
         super().__init__(num_envs, env_seeds, max_episode_steps, single_observation_space, single_action_space)
         self.sutton_barto_reward = sutton_barto_reward
         self.state = np.zeros((4, self.num_seeds * num_envs))  # float64 [4, S * E], as gymnasium's [4, E]
-        self.generators: list[np.random.Generator] = []
-        self.buffer = np.zeros((self.num_seeds, 4 * num_envs * _BUFFERED_RESETS))  #: next doubles per seed
-        self.cursor = np.zeros(self.num_seeds, dtype=np.int64)  #: next unread position in each seed's buffer
-        self.row_start = np.arange(self.num_seeds) * self.buffer.shape[1]  # each seed's row in the flat buffer
+        self.streams: SeedStreams | None = None
         self.rows = np.arange(4)[:, None]
 
-    def reset(self) -> np.ndarray:
-        self.generators = [seeding.np_random(seed)[0] for seed in self.env_seeds]
-        e = self.num_envs
-        for s, gen in enumerate(self.generators):
-            self.state[:, s * e:(s + 1) * e] = gen.uniform(low=self.low, high=self.high, size=(4, e))
-            self.buffer[s] = gen.random(self.buffer.shape[1])
-        self.cursor[:] = 0
+    def reset(self) -> tuple[np.ndarray, None]:
+        generators = [seeding.np_random(seed)[0] for seed in self.env_seeds]
+        self.streams = SeedStreams(generators, 4 * self.num_envs * _BUFFERED_RESETS)
+        self._draw_resets(np.ones(self.num_seeds * self.num_envs, dtype=bool))
         self.steps[:] = 0
         self.prev_done[:] = False
-        return self._observe()
+        return self._observe(), None
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, None]:
         action = actions.reshape(-1)
         x, x_dot, theta, theta_dot = self.state
         force = np.sign(action - 0.5) * self.force_mag
@@ -79,29 +72,18 @@ class BatchedCartPole(BatchedEnv):
         if reset.any():
             self._draw_resets(reset)
         reward[reset] = 0.0
-        return self._observe(), self._shape(reward), self._shape(terminated), self._shape(truncated)
+        return self._observe(), self._shape(reward), self._shape(terminated), self._shape(truncated), None
 
     def _draw_resets(self, reset: np.ndarray) -> None:
-        """``state[:, reset] = uniform(size=(4, k_s))`` per seed, from each seed's buffered stream."""
-        if self.cursor.max() + 4 * self.num_envs > self.buffer.shape[1]:
-            self._refill()
+        """``state[:, reset] = uniform(low, high, size=(4, k_s))`` for each seed's ``k_s`` resetting envs."""
         mask = reset.reshape(self.num_seeds, self.num_envs)
         k = mask.sum(1)
+        u, starts = self.streams.take(4 * k)
         where = np.flatnonzero(reset)  # seed-major, so each seed's resetting envs in env order
         seed = where // self.num_envs
-        first = self.row_start + self.cursor - 1  # where each seed's next draw lies in the flat buffer, minus 1
-        position = (np.cumsum(mask, 1) + first[:, None]).ravel()[where]  # its j-th resetting env: draw j
-        u = self.buffer.ravel()[position + self.rows * k[seed]]  # element [d, j] of the (4, k) draw: d * k + j
-        self.state[:, where] = self.low + (self.high - self.low) * u
-        self.cursor += 4 * k
-
-    def _refill(self) -> None:
-        """Move each seed's unread doubles to the front of its buffer and draw the rest from its stream."""
-        for s, gen in enumerate(self.generators):
-            unread = self.buffer[s, self.cursor[s]:].copy()
-            self.buffer[s, :len(unread)] = unread
-            self.buffer[s, len(unread):] = gen.random(self.buffer.shape[1] - len(unread))
-        self.cursor[:] = 0
+        rank = (np.cumsum(mask, 1) - 1).ravel()[where]  # j: the j-th resetting env of its seed
+        draw = u[starts[seed] + self.rows * k[seed] + rank]  # element [d, j] of the (4, k) draw: d * k + j
+        self.state[:, where] = self.low + (self.high - self.low) * draw
 
     def _observe(self) -> np.ndarray:
         """``[S, E, 4]`` float32 laid out as ``np.stack`` of each seed's ``state.T.astype(np.float32)`` is: each
