@@ -85,6 +85,13 @@ NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
         "pfo_all_coef": dict(ci=10.0, default=10.0, full=10.0),
     },
     "04_acpg_meets_pfo": dict(_STRESSED_PPO),
+    "05_sb3_etf_policy": {  # SB3 trains one seed per model; its small MLP policies are fastest on the CPU
+        "seeds": dict(ci=(0, 1), default=(0, 1, 2), full=tuple(range(10))),  # default: 3 arms x 3 seeds, ~7 min
+        "device": dict(ci="cpu", default="cpu", full="cpu"),
+        "cartpole_steps": dict(ci=2_048, default=100_000, full=100_000),  # rl-zoo's budget for CartPole PPO
+        "bandit_steps": dict(ci=2_048, default=30_000, full=100_000),
+        "diagnostics_every": dict(ci=2, default=10, full=10),
+    },
 }
 
 _COMMON = {"profile": str, "output_dir": str}
