@@ -125,7 +125,10 @@ class ETFHead(_Head):
         feature_dim: width d of the features; must be >= num_actions - 1.
         num_actions: K, the number of discrete actions.
         seeds: ``None`` for the canonical orientation, an int for a random one, a sequence of ints for one
-            frame per seed (weight ``[S, K, d]``, for seed-batched models).
+            frame per seed (weight ``[S, K, d]``, for seed-batched models). The canonical frame lies on the
+            first K-1 coordinates, so the head reads only K-1 of the d features: with bounded (tanh) features
+            that caps the logit gap, with nonnegative (ReLU) ones some actions can never win. A random
+            orientation reads all d (measured with SB3 in notebook 05).
         normalize: L2-normalise features before the head, so logits are scale * cosines. Bounds the logits
             (a policy can never become fully greedy unless scale is large) and removes the feature norm as a
             free "temperature". Default False: features enter as they are, the backbone controls the norm
