@@ -174,6 +174,14 @@ class TrainConfig:
         """
         resolve_env_id(self.env_id)  # registry lookup only
         self._check_choices()
+        cfg = self.filled()
+        cfg._check_values()
+        cfg._check_env()
+        return cfg
+
+    def filled(self) -> TrainConfig:
+        """A copy with every ``None`` replaced by the preset or generic default, without any validation (`resolve`
+        validates too; `Run.load` uses this to fill in fields added after a run was saved)."""
         algo_defaults = ALGO_DEFAULTS[self.algo]
         family = ATARI_PRESETS.get(self.algo, {}) if is_atari(self.env_id) else {}
         preset = PRESETS.get((self.env_id, self.algo), family)
@@ -202,10 +210,7 @@ class TrainConfig:
             filled["minibatch_size"] = filled["num_envs"] * filled["rollout_steps"]
         if filled["trust_region_clip"] is None:
             filled["trust_region_clip"] = filled["clip_coef"]
-        cfg = TrainConfig(**filled)
-        cfg._check_values()
-        cfg._check_env()
-        return cfg
+        return TrainConfig(**filled)
 
     def _check_choices(self) -> None:
         for name, allowed in (("algo", ALGOS), ("head", HEADS), ("network", NETWORKS)):

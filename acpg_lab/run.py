@@ -107,7 +107,7 @@ class Run:
         raw["seeds"], raw["hidden_sizes"] = tuple(raw["seeds"]), tuple(raw["hidden_sizes"])
         cfg = TrainConfig(**raw)
         if {f.name for f in dataclasses.fields(TrainConfig)} - raw.keys():
-            cfg = cfg.resolve()  # saved before a field existed: its default reproduces what that run did
+            cfg = cfg.filled()  # saved before a field existed: its default reproduces what that run did
         model = fresh_model(cfg).to(device)
         model.load_state_dict(torch.load(src / "model.pt", map_location=device, weights_only=True))
         snapshots: dict[int, dict[str, Tensor] | Path] = {

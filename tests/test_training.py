@@ -132,3 +132,18 @@ def test_rollout_states_and_actor_at():
                                                 strict=True))
     last = run.actor_at(max(run.snapshots))
     assert torch.equal(last(states), run.model.actor(states))
+
+
+def test_a_run_saved_before_a_field_existed_loads_with_that_fields_default(tmp_path):
+    import json
+
+    run = al.train(al.TrainConfig(env_id="CartPole-v1", algo="a2c", seeds=(0,), total_steps=320, device="cpu"),
+                   progress=False)
+    meta_path = run.save(tmp_path / "run") / "config.json"
+    meta = json.loads(meta_path.read_text())
+    for name in ("norm_adv", "shuffle", "trust_region_clip"):  # fields added after the first runs were saved
+        del meta["config"][name]
+    meta_path.write_text(json.dumps(meta))
+    loaded = al.Run.load(tmp_path / "run")
+    assert loaded.config == run.config
+    assert (loaded.config.norm_adv, loaded.config.shuffle, loaded.config.trust_region_clip) == (False, False, 0.2)
