@@ -11,7 +11,7 @@ Targets (SB3 = one Stable-Baselines3 run of the same configuration):
    (greedy >= 475) in <= 0.10x SB3's time per seed;
 2. throughput: CleanRL's PPO hyperparameters, aggregate steps/s at 16 seeds >= 20x SB3 and at 64 seeds >= 23x;
    Acrobot-v1 at 16 seeds >= 10x;
-3. MinAtar Breakout, 8 seeds >= 5x SB3 with the same CNN (not measured yet);
+3. MinAtar Breakout, 8 seeds >= 5x SB3 with the same CNN (SB3 gets acpg_lab's torso as a features extractor);
 4. scaling: time per seed as seeds grow 1 -> 256;
 5. roofline: achieved FLOP rate of the update phase against the measured batched-matmul peak;
 6. diagnostics every update <= 1.10x the time without.
@@ -33,26 +33,54 @@ from acpg_lab import training
 #: rl-baselines3-zoo's CartPole PPO (target 1).
 RL_ZOO = dict(num_envs=8, rollout_steps=32, epochs=20, minibatch_size=256, gamma=0.98, gae_lambda=0.8, lr=1e-3,
               anneal_lr=True, clip_coef=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)
+#: The package's PPO defaults for MinAtar (target 3): 8 envs x 128 steps, 4 epochs, minibatch 256.
+MINATAR = dict(num_envs=8, rollout_steps=128, epochs=4, minibatch_size=256, gamma=0.99, gae_lambda=0.95, lr=2.5e-4,
+               anneal_lr=True, clip_coef=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5)
 #: CleanRL's ppo.py (target 2): 4 envs x 128 steps, 4 epochs x 4 minibatches.
 CLEANRL = dict(num_envs=4, rollout_steps=128, epochs=4, minibatch_size=128, gamma=0.99, gae_lambda=0.95, lr=2.5e-4,
                anneal_lr=True, clip_coef=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5)
 NETWORK = dict(hidden_sizes=(64, 64), activation="tanh")
 
 
+def minatar_extractor(observation_space, features_dim: int = 16 * 8 * 8):
+    """acpg_lab's MinAtar torso in SB3 (its ``net_arch`` adds the dense layers): a 3x3 convolution to 16 channels
+    without padding and tanh, on ``[10, 10, C]`` observations (built lazily: SB3 is an optional dependency)."""
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class MinAtarTorso(BaseFeaturesExtractor):
+        def __init__(self, space) -> None:
+            height, width, channels = space.shape
+            super().__init__(space, 16 * (height - 2) * (width - 2))
+            self.conv = torch.nn.Conv2d(channels, 16, 3)
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.conv(obs.permute(0, 3, 1, 2))).flatten(1)
+
+    return MinAtarTorso(observation_space)
+
+
 def sb3_seconds(env_id: str, fields: dict, steps: int, seed: int = 0) -> float:
-    """Wall time of one SB3 PPO run of ``fields`` (our TrainConfig names) on the CPU with one thread."""
+    """Wall time of one SB3 PPO run of ``fields`` (our TrainConfig names) on the CPU with one thread; MinAtar ids
+    get acpg_lab's MinAtar torso (`minatar_extractor`) with separate actor and critic torsos, as ours."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
+    from acpg_lab.envs import resolve_env_id
+
+    resolve_env_id(env_id)  # registers MinAtar ids
     torch.set_num_threads(1)
     env = make_vec_env(env_id, n_envs=fields["num_envs"], seed=seed)
     lr = fields["lr"]
+    policy_kwargs = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh)
+    if env_id.startswith("MinAtar/"):
+        policy_kwargs |= dict(features_extractor_class=lambda space: minatar_extractor(space),
+                              share_features_extractor=False)
     model = PPO("MlpPolicy", env, n_steps=fields["rollout_steps"], batch_size=fields["minibatch_size"],
                 n_epochs=fields["epochs"], gamma=fields["gamma"], gae_lambda=fields["gae_lambda"],
                 learning_rate=(lambda progress: lr * progress) if fields["anneal_lr"] else lr,
                 clip_range=fields["clip_coef"], ent_coef=fields["ent_coef"], vf_coef=fields["vf_coef"],
                 max_grad_norm=fields["max_grad_norm"], device="cpu", seed=seed, verbose=0,
-                policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh))
+                policy_kwargs=policy_kwargs)
     start = time.perf_counter()
     model.learn(steps)
     seconds = time.perf_counter() - start
@@ -164,7 +192,11 @@ def main() -> None:
         rate = seeds * thru_steps / wall
         say(f"2. CleanRL PPO {env_id}, {seeds} seeds", f"ours {rate:,.0f} steps/s, SB3 {sb3:,.0f} steps/s",
             f"{rate / sb3:.1f}x", f">= {goal}x")
-    say("3. MinAtar Breakout, 8 seeds", "not measured yet", "-", ">= 5x")
+    sb3 = thru_steps / sb3_seconds("MinAtar/Breakout-v1", MINATAR, thru_steps)
+    wall, _, _ = ours("MinAtar/Breakout-v1", MINATAR, 8, thru_steps)
+    rate = 8 * thru_steps / wall
+    say("3. PPO MinAtar Breakout, 8 seeds, same CNN", f"ours {rate:,.0f} steps/s, SB3 {sb3:,.0f} steps/s",
+        f"{rate / sb3:.1f}x", ">= 5x")
     # 4. scaling, 5. roofline (on the largest point)
     peak = matmul_peak_gflops(0.2 if q else 1.0)
     counts = [s for s in (1, 2, 4, 8, 16, 64, 256, 1024) if s <= args.max_seeds]
