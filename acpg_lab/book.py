@@ -71,6 +71,16 @@ def _require_jupyter_book() -> str:
     return version
 
 
+def _title(notebook: Path) -> str:
+    """The notebook's first heading (``# 02 · ACPG ...``), else its file name."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return notebook.stem
+
+
 def _intro(names: Sequence[str], profile: str, executed: Path) -> str:
     import torch
 
@@ -94,7 +104,7 @@ def _intro(names: Sequence[str], profile: str, executed: Path) -> str:
         "",
     ]
     for name in names:
-        lines.append(f"- [{name}]({name}.ipynb)")
+        lines.append(f"- [{_title(executed / f'{name}.ipynb')}]({name}.ipynb)")
     lines += [
         "- [Claims and verdicts](reproduction.md): the claims table of `REPRODUCTION.md`",
         "- [Metric reference](metrics.md): every metric, its formula, what it measures, its range and its source",

@@ -1,6 +1,6 @@
-"""Every notebook passes nbval with ACPG_LAB_PROFILE=ci; its parameters are validated; notebooks are stored
-without outputs. (The papermill main job over every notebook is tested in test_book.py, whose book is built from
-its executed notebooks.)"""
+"""Every notebook passes nbval with ACPG_LAB_PROFILE=ci (FutureWarnings as errors); its parameters are validated;
+notebooks are stored without outputs and show figures by name. (The papermill main job is tested in test_book.py,
+whose book is built from its executed notebooks.)"""
 
 import os
 import re
@@ -55,20 +55,53 @@ def test_notebooks_keep_the_default_kernel_name(name):
     assert nb.metadata.kernelspec.name == "python3"
 
 
+def _nbval(notebook, tmp_path) -> subprocess.CompletedProcess:
+    """``ACPG_LAB_PROFILE=ci pytest --nbval-lax NOTEBOOK`` in a subprocess, outputs under ``tmp_path/root``, with
+    ``PYTHONWARNINGS=error::FutureWarning`` in the kernel: a library FutureWarning that would print into the
+    learner's notebook fails its cell instead (the one known, precisely filtered warning excepted)."""
+    env = {**os.environ, PROFILE_ENV: "ci", OUTPUT_ROOT_ENV: str(tmp_path / "root"),
+           "PYTHONWARNINGS": "error::FutureWarning"}
+    return subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q",
+                           "-p", "no:cacheprovider", "-p", "no:xdist", "--rootdir", str(notebook.parent),
+                           str(notebook)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_passes_nbval_with_the_ci_profile_from_the_environment(name, tmp_path):
-    """``ACPG_LAB_PROFILE=ci pytest --nbval-lax notebooks/NAME.ipynb``: every cell runs without error, the profile
-    coming from the environment as in JupyterLab (nothing is injected into the notebook)."""
-    env = {**os.environ, PROFILE_ENV: "ci", OUTPUT_ROOT_ENV: str(tmp_path / "root")}
-    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q",
-                           "-p", "no:cacheprovider", "-p", "no:xdist", "--rootdir", str(NOTEBOOK_DIR),
-                           str(NOTEBOOK_DIR / f"{name}.ipynb")],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
+    """Every cell runs without error (and without a FutureWarning), the profile coming from the environment as in
+    JupyterLab (nothing is injected into the notebook), its outputs in the one output tree."""
+    done = _nbval(NOTEBOOK_DIR / f"{name}.ipynb", tmp_path)
     cells = sum(c.cell_type == "code" for c in nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4).cells)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     assert re.search(rf"\b{cells} passed\b", done.stdout), done.stdout[-2000:]  # one nbval test per code cell
     assert list((tmp_path / "root" / "runs" / "notebooks" / name).iterdir()) or name == "00_simplex_etf"
+
+
+def test_nbval_fails_a_cell_that_errs_or_warns(tmp_path):
+    """The nbval check can fail: a cell raising, or a library FutureWarning, fails it."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os\nassert os.environ['ACPG_LAB_PROFILE'] == 'ci'"),
+        nbformat.v4.new_code_cell("import warnings\nwarnings.warn('old API', FutureWarning)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "warns.ipynb")
+    done = _nbval(tmp_path / "warns.ipynb", tmp_path)
+    assert done.returncode == 1 and "1 failed, 1 passed" in done.stdout, done.stdout[-3000:]
+    assert "FutureWarning" in done.stdout and "old API" in done.stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_figures_are_shown_by_name_and_the_main_job_can_parameterise_every_notebook(name):
+    """Figures go through acpg_lab.plotting.show(fig, name) (the main job saves them as <number>_<name>.png, not
+    after a cell number), and the parameters cell declares what the main job injects."""
+    import papermill as pm
+
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert "plt.show()" not in cell.source, f"{name}: use show(fig, 'name') instead of plt.show()"
+    declared = pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    assert {"profile", "output_dir", "device", "seeds"} <= set(declared), name
 
 
 @pytest.mark.parametrize("name", NAMES)
