@@ -332,7 +332,7 @@ def _train_resolved(cfg: TrainConfig, progress: bool) -> Run:
     seeds = [derived_seeds(s) for s in cfg.seeds]
     envs = SeedEnvs(cfg.env_id, num_envs=cfg.num_envs, env_seeds=[d["env"] for d in seeds], device=device,
                     env_kwargs=cfg.env_kwargs)
-    obs_shape, num_actions = envs.single_observation_space.shape, int(envs.envs[0].single_action_space.n)
+    obs_shape, num_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
     model = build_model(cfg, obs_shape, num_actions).to(device)
     params = model.actor_parameters() + (model.critic_parameters() if uses_critic(cfg) else [])
     optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
