@@ -181,3 +181,12 @@ def test_jupyterlab_runs_notebooks_00_and_01_in_a_real_browser(tmp_path):
         print(f"JupyterLab browser test failed; {shots.where()}")
         raise
     print(f"timings: {', '.join(f'{k} {v:.1f} s' for k, v in timings.items())}; {shots.where()}")
+
+
+def test_a_missing_browser_skips_outside_ci_with_how_to_install_and_fails_in_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="must run in CI"):
+        require("Chromium (/usr/bin/chromium)", "apt-get install -y chromium")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"install it with: apt-get install -y chromium"):
+        require("Chromium (/usr/bin/chromium)", "apt-get install -y chromium")
