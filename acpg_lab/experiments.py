@@ -9,6 +9,7 @@ stratified-bootstrap 95% confidence intervals and the probability of improvement
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -263,14 +264,18 @@ def normalized(env_id: str, returns: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def _global_numpy_seed(seed: int) -> Iterator[None]:
-    """Seed numpy's global generator for the block, then restore it. rliable hands ``random_state`` to arch's
-    bootstrap, which (arch 7) draws from the global generator anyway: without this, the same scores gave different
+def _rliable_bootstrap(seed: int) -> Iterator[None]:
+    """Around an rliable call: seed numpy's global generator, then restore it, and silence the one warning arch
+    gives on every call. rliable hands ``random_state`` to arch's bootstrap, which (arch 7) warns that the argument
+    is deprecated and draws from the global generator anyway: without the seed, the same scores gave different
     intervals in every process."""
     state = np.random.get_state()  # noqa: NPY002 (the legacy global generator is what arch uses)
     np.random.seed(seed)  # noqa: NPY002 (the legacy global generator is what arch uses)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"random_state is deprecated", category=FutureWarning,
+                                    module=r"arch\.bootstrap")
+            yield
     finally:
         np.random.set_state(state)  # noqa: NPY002 (the legacy global generator is what arch uses)
 
@@ -283,7 +288,7 @@ def aggregate(scores: Mapping[str, np.ndarray], *, reps: int = 2000, seed: int =
     def iqm_and_mean(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
 
-    with _global_numpy_seed(seed):
+    with _rliable_bootstrap(seed):
         point, interval = rly.get_interval_estimates(dict(scores), iqm_and_mean, reps=reps,
                                                      random_state=np.random.RandomState(seed))
     rows = [dict(method=m, iqm=point[m][0], iqm_low=interval[m][0, 0], iqm_high=interval[m][1, 0],
@@ -297,7 +302,7 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, *, reps: int = 2000
     from rliable import library as rly
     from rliable import metrics
 
-    with _global_numpy_seed(seed):
+    with _rliable_bootstrap(seed):
         point, interval = rly.get_interval_estimates({"x,y": (np.asarray(x), np.asarray(y))},
                                                      metrics.probability_of_improvement, reps=reps,
                                                      random_state=np.random.RandomState(seed))

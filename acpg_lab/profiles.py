@@ -21,7 +21,6 @@ and papermill need no edit of the notebook; an explicit parameter always wins:
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -134,13 +133,6 @@ def resolve_output_dir(notebook: str, value: str | None, *, create: bool = True)
     return path
 
 
-def _quiet_known_warnings() -> None:
-    """Filter, precisely, library warnings that a learner can do nothing about: rliable (pinned, unmaintained)
-    passes ``random_state`` to arch's bootstrap, which warns on every call that the argument is deprecated."""
-    warnings.filterwarnings("ignore", message=r"random_state is deprecated", category=FutureWarning,
-                            module=r"arch\.bootstrap")
-
-
 def _profile_from(notebook: str, given: Mapping[str, Any]) -> str:
     """An explicit ``profile`` wins; else ``$ACPG_LAB_PROFILE``; else ``default``."""
     profile = given.get("profile")
@@ -186,9 +178,8 @@ def notebook_params(notebook: str, namespace: Mapping[str, Any], *, create: bool
 
     Every public name defined in ``namespace`` must be a parameter of ``notebook`` (so call it before defining
     anything else); ``None`` means the profile's value. ``profile=None`` takes ``$ACPG_LAB_PROFILE`` (else
-    ``default``). ``output_dir`` comes back absolute (see `resolve_output_dir`) and is created. Also filters the
-    one known library FutureWarning that would otherwise print into the notebook (`_quiet_known_warnings`). Raises
-    `ParameterError` naming the offending parameter, environment variable or path.
+    ``default``). ``output_dir`` comes back absolute (see `resolve_output_dir`) and is created. Raises `ParameterError`
+    naming the offending parameter, environment variable or path.
     """
     if notebook not in NOTEBOOKS:
         raise ParameterError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOKS)}")
@@ -211,5 +202,4 @@ def notebook_params(notebook: str, namespace: Mapping[str, Any], *, create: bool
     if values.get("device") not in (None, "auto", "cpu", "cuda"):
         raise ParameterError(f"{notebook}: parameter device must be 'auto', 'cpu' or 'cuda', got {values['device']!r}")
     values["output_dir"] = str(resolve_output_dir(notebook, output_dir, create=create))
-    _quiet_known_warnings()
     return SimpleNamespace(**values)
