@@ -101,8 +101,11 @@ class _VectorBase(_KnownOptimum, VectorEnv[npt.NDArray[np.float32], npt.NDArray[
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
     _limit: int  # steps after which an episode is truncated
+    _draw_probs: np.ndarray  # distribution of the states `_sample` draws
 
-    def _setup(self, num_envs: int, render_mode: str | None) -> None:
+    def _setup(self, layout: Any, *, limit: int, draw_probs: np.ndarray, num_envs: int,
+               render_mode: str | None) -> None:
+        self.layout, self._limit, self._draw_probs = layout, limit, draw_probs
         self.num_envs = check_int("num_envs", num_envs, 1)
         _check_render_mode(render_mode)
         self.render_mode = None
@@ -115,7 +118,8 @@ class _VectorBase(_KnownOptimum, VectorEnv[npt.NDArray[np.float32], npt.NDArray[
         self._prev_done = np.zeros(self.num_envs, dtype=np.bool_)
 
     def _sample(self, count: int) -> np.ndarray:
-        raise NotImplementedError
+        """``count`` states drawn from ``_draw_probs`` (starts of new episodes; the bandit's every next state)."""
+        return self.np_random.choice(self.layout.num_states, size=count, p=self._draw_probs)
 
     def _allowed_starts(self) -> np.ndarray:
         raise NotImplementedError

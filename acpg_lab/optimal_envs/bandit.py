@@ -208,12 +208,8 @@ class ActionBanditVectorEnv(_VectorBase):
         if max_episode_steps is not None:
             cap = check_int("max_episode_steps", max_episode_steps, 1)
             layout = dataclasses.replace(layout, horizon=min(layout.horizon, cap))
-        self.layout = layout
-        self._limit = layout.horizon
-        self._setup(num_envs, render_mode)
-
-    def _sample(self, count: int) -> np.ndarray:
-        return self.np_random.choice(self.layout.num_states, size=count, p=self.layout.state_probs)
+        self._setup(layout, limit=layout.horizon, draw_probs=layout.state_probs, num_envs=num_envs,
+                    render_mode=render_mode)
 
     def _allowed_starts(self) -> np.ndarray:
         return np.arange(self.layout.num_states)

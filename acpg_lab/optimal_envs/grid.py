@@ -299,12 +299,8 @@ class IdealGridVectorEnv(_VectorBase):
                 raise ValueError(f"max_episode_steps must be >= {layout.distances.max()} (the longest "
                                  f"optimal path), got {max_episode_steps!r}")
             layout = dataclasses.replace(layout, max_steps=min(layout.max_steps, cap))
-        self.layout = layout
-        self._limit = layout.max_steps
-        self._setup(num_envs, render_mode)
-
-    def _sample(self, count: int) -> np.ndarray:
-        return self.np_random.choice(self.layout.num_states, size=count, p=self.layout.start_probs)
+        self._setup(layout, limit=layout.max_steps, draw_probs=layout.start_probs, num_envs=num_envs,
+                    render_mode=render_mode)
 
     def _allowed_starts(self) -> np.ndarray:
         return np.flatnonzero(np.arange(self.layout.num_states) != self.layout.goal)
