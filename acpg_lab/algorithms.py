@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["gae", "monte_carlo_returns", "reinforce_loss", "ppo_clip_loss", "value_loss", "entropy", "pfo_loss",
-           "masked_mean", "normalize_per_seed", "sample_actions", "clip_grad_norm_per_seed"]
+           "masked_mean", "normalize_per_seed", "uniforms", "sample_actions", "clip_grad_norm_per_seed"]
 
 
 # ----------------------------------------------------------------------------- advantage estimators, [T, S, E]
@@ -122,9 +122,17 @@ def normalize_per_seed(x: Tensor, mask: Tensor) -> Tensor:
     return (x - mean) / (std + 1e-8)
 
 
-def sample_actions(logits: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
-    """One categorical sample per row of ``logits [S, E, K]``, seed s drawing from ``generators[s]``."""
-    u = torch.stack([torch.rand(logits.shape[1], generator=g, device=logits.device) for g in generators])
+def uniforms(generators: Sequence[torch.Generator], *shape: int, device: torch.device | str = "cpu") -> Tensor:
+    """``[*shape[:1], S, *shape[1:]]`` uniform draws in [0, 1), seed s's slice drawn from ``generators[s]`` in one
+    call: ``uniforms(gens, T, E)[t]`` equals the t-th of T successive ``[S, E]`` draws (on the CPU, where torch
+    fills a tensor from its generator in order), so a rollout's action noise can be drawn up front."""
+    u = torch.stack([torch.rand(shape, generator=g, device=device) for g in generators])
+    return u.movedim(0, 1) if len(shape) > 1 else u
+
+
+def sample_actions(logits: Tensor, u: Tensor) -> Tensor:
+    """One categorical sample per row of ``logits [S, E, K]`` by inverting the CDF at the uniforms ``u [S, E]``
+    (from `uniforms`, so each seed's noise comes from its own generator)."""
     cdf = logits.softmax(-1).cumsum(-1)
     return (cdf < u.unsqueeze(-1)).sum(-1).clamp_max(logits.shape[-1] - 1)
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from acpg_lab import metrics
-from acpg_lab.algorithms import sample_actions
+from acpg_lab.algorithms import sample_actions, uniforms
 from acpg_lab.config import TrainConfig
 from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
 from acpg_lab.networks import ActorCritic
@@ -166,7 +166,8 @@ class Run:
         for _ in range(steps):
             visited.append(obs)
             logits = model.policy(obs).logits
-            obs = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens)).obs
+            noise = None if greedy else uniforms(gens, num_envs, device=device)
+            obs = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, noise)).obs
         envs.close()
         return torch.cat(visited, 1)
 
@@ -188,7 +189,8 @@ class Run:
         first = np.full((len(cfg.seeds), episodes), np.nan)  # return of each environment's first episode
         for _ in range(max_steps):
             logits = model.policy(obs).logits
-            step = envs.step(logits.argmax(-1) if greedy else sample_actions(logits, gens))
+            step = envs.step(logits.argmax(-1) if greedy
+                             else sample_actions(logits, uniforms(gens, episodes, device=device)))
             for s, ended in enumerate(step.ended):
                 where = np.flatnonzero(ended)
                 new = np.isnan(first[s, where])

@@ -41,6 +41,7 @@ from acpg_lab.algorithms import (
     ppo_clip_loss,
     reinforce_loss,
     sample_actions,
+    uniforms,
     value_loss,
 )
 from acpg_lab.config import TrainConfig
@@ -107,11 +108,12 @@ def collect_rollout(model: ActorCritic, envs: SeedEnvs, rollout: Rollout, genera
     obs, labels = r.next_obs, r.next_labels
     returns: list[list[np.ndarray]] = [[] for _ in cfg.seeds]
     lengths: list[list[np.ndarray]] = [[] for _ in cfg.seeds]
+    noise = uniforms(generators, cfg.rollout_steps, cfg.num_envs, device=obs.device)  # [T, S, E]
     for t in range(cfg.rollout_steps):
         out = model.policy(obs)
         if critic:
             r.values[t] = model.value(obs, out.features)
-        action = sample_actions(out.logits, generators)
+        action = sample_actions(out.logits, noise[t])
         r.obs[t], r.actions[t], r.logits[t] = obs, action, out.logits
         r.logp[t] = out.logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
         if r.keep_preacts:

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import acpg_lab as al
-from acpg_lab.algorithms import gae, monte_carlo_returns
+from acpg_lab.algorithms import gae, monte_carlo_returns, sample_actions, uniforms
 from acpg_lab.envs import SeedEnvs
+from acpg_lab.networks import tanh
 
 
 def _col(*xs):
@@ -42,6 +43,29 @@ def test_monte_carlo_returns_mask_unfinished_episodes():
     returns, complete = monte_carlo_returns(rewards, done, torch.zeros_like(done), 0.5)
     assert returns[:3].flatten().tolist() == pytest.approx([1.75, 1.5, 1.0])
     assert complete.flatten().tolist() == [1, 1, 1, 0, 0, 0]
+
+
+def test_tanh_matches_float64_tanh_and_its_gradient():
+    x = torch.linspace(-30, 30, 600_001)
+    assert (tanh(x).double() - torch.tanh(x.double())).abs().max() < 2.5e-7
+    assert tanh(torch.tensor([-1e4, 0.0, 1e4])).tolist() == [-1.0, 0.0, 1.0]
+    x64 = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(tanh, (x64,))
+    x32 = torch.randn(4, 3, requires_grad=True)
+    (g,) = torch.autograd.grad(tanh(x32).sum(), x32)
+    torch.testing.assert_close(g, 1 - torch.tanh(x32.detach()) ** 2, atol=1e-6, rtol=0)
+
+
+def test_uniforms_drawn_up_front_equal_successive_draws_and_sample_the_policy():
+    gens = [torch.Generator().manual_seed(s) for s in (3, 11)]
+    block = uniforms(gens, 7, 5)  # [T, S, E]
+    gens = [torch.Generator().manual_seed(s) for s in (3, 11)]
+    assert torch.equal(block, torch.stack([uniforms(gens, 5) for _ in range(7)]))
+    probs = torch.tensor([0.2, 0.5, 0.3])
+    logits = probs.log().expand(2, 20_000, 3)
+    actions = sample_actions(logits, uniforms([torch.Generator().manual_seed(s) for s in (0, 1)], 20_000))
+    freq = torch.stack([(actions == k).float().mean(1) for k in range(3)], 1)
+    torch.testing.assert_close(freq, probs.expand(2, 3), atol=0.015, rtol=0)
 
 
 def test_seed_envs_mark_next_step_reset_steps():
