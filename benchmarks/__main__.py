@@ -134,6 +134,28 @@ def matmul_peak_gflops(seconds: float = 1.0) -> float:
     return 2 * s * n * k * k * reps / (time.perf_counter() - start) / 1e9
 
 
+def matmul_at_update_shapes(seeds: int, batch: int, width: int = 64, seconds: float = 1.0) -> float:
+    """GFLOP/s of the matmuls alone at the update's own shapes: the forward ``[S, B, 64] x [S, 64, 64]`` and its two
+    backward products, as the update runs them for every hidden layer. This is the ceiling of target 5 at these
+    shapes: the roofline can be no higher than this rate over the peak."""
+    x, w = torch.randn(seeds, batch, width, device=DEVICE), torch.randn(seeds, width, width, device=DEVICE)
+    bias, grad = torch.randn(seeds, 1, width, device=DEVICE), torch.randn(seeds, batch, width, device=DEVICE)
+
+    def products() -> None:
+        torch.baddbmm(bias, x, w)
+        torch.bmm(grad, w.transpose(1, 2))
+        torch.bmm(x.transpose(1, 2), grad)
+
+    products()
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        products()
+        reps += 1
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+    return 3 * 2 * seeds * batch * width * width * reps / (time.perf_counter() - start) / 1e9
+
+
 def update_flops(obs_dim: int, num_actions: int, fields: dict, seeds: int, steps: int) -> float:
     """Floating-point operations of the update phase: forward and backward (3x the forward's matmuls) of actor and
     critic on every sample of every epoch."""
@@ -206,6 +228,9 @@ def main() -> None:
         say(f"4. scaling: CartPole rl-zoo, {seeds} seeds", f"{wall / seeds * 1e3:.0f} ms/seed per {scale_steps} "
             f"steps; update {in_update / wall:.0%} of the time", f"{achieved / peak:.1%}",
             f"5. update at {achieved:.1f} of {peak:.0f} GFLOP/s (goal >= 50%)")
+    at_shapes = matmul_at_update_shapes(16, RL_ZOO["minibatch_size"], seconds=0.2 if q else 1.0)
+    say("5. ceiling: the matmuls alone at the update's shapes", f"[16, 256, 64] x [16, 64, 64] fwd + bwd: "
+        f"{at_shapes:.1f} GFLOP/s", f"{at_shapes / peak:.1%}", "of the peak: no update can beat this")
     # 6. diagnostics overhead
     plain, _, _ = ours("CartPole-v1", RL_ZOO, 16, scale_steps)
     observed, _, _ = ours("CartPole-v1", RL_ZOO, 16, scale_steps, diagnostics_every=1)
