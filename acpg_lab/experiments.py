@@ -19,6 +19,7 @@ import pandas as pd
 
 from acpg_lab.config import TrainConfig
 from acpg_lab.run import Run
+from acpg_lab.stats import contrast_table, welch
 from acpg_lab.training import train
 
 __all__ = ["REFERENCE_SCORES", "run_cached", "condition_slug", "run_conditions", "plasticity_cached",
@@ -243,16 +244,24 @@ def lead_lag_table(runs: Mapping[str, Run], metrics: list[str], *, before: int =
 
 
 def compare_final(values: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Per metric: mean of ``values`` and of ``reference`` (both seeds x metrics), their difference and a Welch
-    95% interval for it (normal approximation over seeds, so narrow with few seeds; NaN with fewer than 2)."""
-    rows = []
+    """Per metric (the columns of both seeds x metrics frames): mean of ``values`` and of ``reference``, their
+    difference with a Welch t 95% interval (Welch-Satterthwaite df, `acpg_lab.stats.welch`), the two-sided p and
+    the Holm-adjusted p over the table's metrics (the table is one family). Fewer than 2 finite seeds on a side
+    give NaN for that metric."""
+    rows = {}
     for metric in values.columns:
-        x, y = values[metric].dropna().to_numpy(), reference[metric].dropna().to_numpy()
-        diff = x.mean() - y.mean() if len(x) and len(y) else np.nan
-        half = 1.96 * np.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y)) if min(len(x), len(y)) > 1 else np.nan
-        rows.append(dict(metric=metric, value=x.mean() if len(x) else np.nan, reference=y.mean() if len(y) else np.nan,
-                         difference=diff, ci_low=diff - half, ci_high=diff + half))
-    return pd.DataFrame(rows).set_index("metric")
+        x, y = values[metric].to_numpy(dtype=float), reference[metric].to_numpy(dtype=float)
+        if min(np.isfinite(x).sum(), np.isfinite(y).sum()) < 2:
+            rows[metric] = dict(value=np.nanmean(x) if np.isfinite(x).any() else np.nan,
+                                reference=np.nanmean(y) if np.isfinite(y).any() else np.nan, difference=np.nan,
+                                ci_low=np.nan, ci_high=np.nan, df=np.nan, p=np.nan)
+            continue
+        r = welch(x, y)
+        rows[metric] = dict(value=r["mean_x"], reference=r["mean_y"], difference=r["difference"],
+                            ci_low=r["ci_low"], ci_high=r["ci_high"], df=r["df"], p=r["p"])
+    table = contrast_table(rows)
+    table.index.name = "metric"
+    return table
 
 
 def normalized(env_id: str, returns: np.ndarray) -> np.ndarray:

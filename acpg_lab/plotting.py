@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import scipy.stats
 from matplotlib.axes import Axes
 
 __all__ = ["mean_ci", "bootstrap_ci", "plot_curves", "plot_plasticity", "plot_aggregate", "plot_frame", "plot_gram",
@@ -24,14 +25,15 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 
 
 def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and a 95% confidence band (normal approximation, t-free) over ``axis``, ignoring NaNs."""
+    """Mean and a 95% t interval of the mean (n - 1 degrees of freedom, n the finite values) over ``axis``,
+    ignoring NaNs; where fewer than 2 values are finite the band collapses onto the mean."""
     with warnings.catch_warnings():  # bins with one or no finite value: no band there (NaN), no warning
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(values, axis=axis)
         n = np.sum(np.isfinite(values), axis=axis)
         sem = np.nanstd(values, axis=axis, ddof=1) / np.sqrt(np.maximum(n, 1))
-    sem = np.where(n > 1, sem, 0.0)
-    return mean, mean - 1.96 * sem, mean + 1.96 * sem
+    half = np.where(n > 1, scipy.stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sem, 0.0)
+    return mean, mean - half, mean + half
 
 
 def bootstrap_ci(values: np.ndarray, axis: int = 0, *, level: float = 0.95, samples: int = 2000,

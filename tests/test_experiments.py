@@ -84,7 +84,8 @@ def test_final_metrics_and_compare_final():
     x = pd.DataFrame(dict(m=[3.0, 5.0, 4.0]))
     y = pd.DataFrame(dict(m=[1.0, 1.0, 1.0]))
     row = ex.compare_final(x, y).loc["m"]
-    assert row.difference == 3.0 and row.ci_low == pytest.approx(3 - 1.96 * np.sqrt(1 / 3)) and row.ci_high > 3
+    # y has no spread: Welch's df is x's n - 1 = 2, so the half-width is t(0.975, 2) * sqrt(1/3), not 1.96 * ...
+    assert row.difference == 3.0 and row.ci_low == pytest.approx(3 - 4.302653 * np.sqrt(1 / 3)) and row.ci_high > 3
 
 
 def test_return_change_after_sees_a_collapse_coming():
