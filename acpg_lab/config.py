@@ -18,11 +18,12 @@ from acpg_lab.checks import check_choice
 from acpg_lab.envs import is_atari, probe_spaces, resolve_env_id
 
 ALGOS = ("reinforce", "a2c", "ppo")
-HEADS = ("linear", "etf")
+HEADS = ("linear", "etf", "random")
 ACTIVATIONS = ("tanh", "relu")
 NETWORKS = ("auto", "mlp", "cnn", "nature")
 PFO_LAYERS = ("last", "all")
 LABEL_SOURCES = ("greedy", "expert", "optimal")
+ON_NONFINITE = ("stop", "freeze_seed")
 
 #: Generic defaults per algorithm (CleanRL's PPO; SB3's A2C with Adam; Monte-Carlo REINFORCE with a baseline). The
 #: rows ``epochs`` .. ``norm_adv`` are where the algorithms differ (see the table in `acpg_lab.algorithms`);
@@ -72,7 +73,8 @@ class TrainConfig:
     algo: str = "ppo"
     """"reinforce" (Monte-Carlo returns), "a2c" (n-step actor-critic) or "ppo" (clipped surrogate, GAE)."""
     head: str = "linear"
-    """Action-selection layer: "linear" (learnable) or "etf" (fixed simplex ETF, ACPG)."""
+    """Action-selection layer: "linear" (learnable), "etf" (fixed simplex ETF, ACPG) or "random" (fixed random unit
+    rows: the control that is fixed like the ETF but not equiangular)."""
     seeds: tuple[int, ...] = (0,)
     """Independent seeds, trained in one batch; a seed's history does not depend on the others."""
     total_steps: int = 100_000
@@ -142,7 +144,10 @@ class TrainConfig:
     head_scale: float | None = None
     """Fixed logit scale (inverse temperature) applied after the head (default 1)."""
     head_bias: bool | None = None
-    """Learnable per-action bias (default: True for linear, False for etf)."""
+    """Learnable per-action bias (default: True for linear, False for the fixed heads)."""
+    head_init_gain: float = 0.01
+    """Initial row norm of the linear head: 0.01 (CleanRL/SB3; starts near the uniform policy) or 1 (the fixed
+    heads' row norm, so early logits, and the backbone's early gradients, are as large as the ETF arm's)."""
 
     # ---------------------------------------------------------------- PFO
     pfo_coef: float = 0.0
@@ -153,6 +158,10 @@ class TrainConfig:
     # ---------------------------------------------------------------- what is recorded
     diagnostics_every: int = 0
     """Every so many updates, log representation, trust-region and action-collapse metrics (0 = never)."""
+    diagnostics_null: bool = False
+    """With diagnostics, also log the representation and action-collapse metrics of the untrained actor (the
+    initial weights, kept frozen) on the same states and labels, as ``null_<metric>`` columns: the null every
+    collapse statement is measured against. About doubles the diagnostics' cost."""
     trust_region_clip: float | None = None
     """The clip range epsilon the trust-region diagnostics measure ratios against: PPO's ``clip_coef`` by default,
     0.2 for A2C and REINFORCE (which clip nothing, so the statistics say how far PPO's range would be left)."""
@@ -164,6 +173,16 @@ class TrainConfig:
     """Keep the actor's weights before training and every so many updates (0 = never), for the plasticity probe."""
     snapshot_dir: str | None = None
     """Write snapshots there with torch.save instead of keeping them in memory."""
+
+    # ---------------------------------------------------------------- checkpointing and safety
+    checkpoint_every: int = 0
+    """Every so many updates, write the complete training state to the run directory (``train(cfg,
+    run_dir=...)``), so a killed run resumes exactly where it was (0 = never). Shorter loses less work to a crash
+    and costs more writes (about a millisecond per MB of state); it never changes what is trained."""
+    on_nonfinite: str = "stop"
+    """What a non-finite loss, gradient or parameter of one seed does: "stop" raises `NonFiniteError` naming the
+    seed, update and quantity (the model keeps its last good state); "freeze_seed" restores that seed's last good
+    state, keeps it fixed from then on (history column ``frozen``) and lets the other seeds finish."""
 
     # ---------------------------------------------------------------- resolution and validation
     def resolve(self) -> TrainConfig:
@@ -244,7 +263,8 @@ class TrainConfig:
             raise ValueError(f"pfo_coef > 0 needs algo='ppo' (PFO regularises PPO's epochs), got algo={self.algo!r}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {self.num_threads!r}")
-        for name in ("diagnostics_every", "snapshot_every"):
+        check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
+        for name in ("diagnostics_every", "snapshot_every", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer (0 = off), got {value!r}")
@@ -254,7 +274,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr", "head_scale"):
+        for name in ("lr", "head_scale", "head_init_gain"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")

@@ -26,7 +26,7 @@ def pfo_features(preacts: list[Tensor], layers: str) -> Tensor:
 @torch.no_grad()
 def diagnose(model: ActorCritic, *, cfg: TrainConfig, obs: Tensor, actions: Tensor, old_logp: Tensor,
              old_logits: Tensor, old_preacts: Tensor | None, labels: Tensor, valid: Tensor,
-             expert: nn.Module | None = None) -> dict[str, Tensor]:
+             expert: nn.Module | None = None, null_actor: nn.Module | None = None) -> dict[str, Tensor]:
     """Metrics of the current model on a rollout's states (``[S, N, ...]``), per seed ``[S]``.
 
     Args:
@@ -38,6 +38,8 @@ def diagnose(model: ActorCritic, *, cfg: TrainConfig, obs: Tensor, actions: Tens
         labels: the environment's optimal actions (used when ``cfg.label_source == "optimal"``).
         valid: 0 on reset steps (states the agent never acted in).
         expert: the labelling actor when ``cfg.label_source == "expert"`` (its seed 0 labels every state).
+        null_actor: the untrained actor (same seeds): its representation and action-collapse metrics on the same
+            states with the same labels are added as ``null_<metric>``, the null of every collapse statement.
 
     Returns representation statistics of the actor's (and critic's) last hidden layer, trust-region statistics of
     the update that produced the model against the rollout's behaviour policy (clip range
@@ -70,4 +72,11 @@ def diagnose(model: ActorCritic, *, cfg: TrainConfig, obs: Tensor, actions: Tens
         labels = expert(flat.expand(expert_seeds, *flat.shape[1:]))[0].argmax(-1).view(obs.shape[:2])
     labels = torch.where(valid > 0, labels, -1)
     row.update(metrics.action_collapse(out.features, labels, model.actor.head.weight, logits=out.logits))
+    if null_actor is not None:
+        null = null_actor.policy(obs)
+        for key, value in metrics.representation(null.features, null.preacts[-1], cfg.activation).items():
+            row[f"null_actor_{key}"] = value
+        for key, value in metrics.action_collapse(null.features, labels, null_actor.head.weight,
+                                                  logits=null.logits).items():
+            row[f"null_{key}"] = value
     return row

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["simplex_etf", "etf_error", "ETFHead", "LinearHead"]
+__all__ = ["simplex_etf", "etf_error", "ETFHead", "RandomHead", "LinearHead"]
 
 
 def _check_sizes(num_actions: int, feature_dim: int) -> None:
@@ -148,11 +148,35 @@ class ETFHead(_Head):
         self.register_buffer("weight", torch.stack(frames) if batched else frames[0])
 
 
+class RandomHead(_Head):
+    """The control arm for `ETFHead`: a fixed head whose rows are random unit vectors instead of a simplex ETF.
+
+    Everything else is as the ETF head's (rows of norm 1, a buffer no optimiser sees, the same ``normalize``,
+    ``scale`` and ``bias`` options), so an ETF-vs-random comparison isolates the equiangular geometry from
+    "the last layer is fixed" and from the initial logit scale. Rows are i.i.d. uniform on the unit sphere of
+    R^d, drawn from ``seeds`` (one frame per seed as in `ETFHead`; ``None`` draws from seed 0): their pairwise
+    cosines scatter around 0 with spread about 1/sqrt(d), while the ETF's are all -1/(K-1).
+    """
+
+    def __init__(self, feature_dim: int, num_actions: int, *, seeds: int | Sequence[int] | None = None,
+                 normalize: bool = False, scale: float = 1.0, bias: bool = False) -> None:
+        seed_list, batched = _seed_list(seeds)
+        super().__init__(feature_dim, num_actions, normalize, scale, bias, len(seed_list), batched)
+        rows = []
+        for s in seed_list:
+            gen = torch.Generator().manual_seed(0 if s is None else int(s))
+            w = torch.randn(num_actions, feature_dim, generator=gen, dtype=torch.float64)
+            rows.append((w / w.norm(dim=1, keepdim=True)).float())
+        self.register_buffer("weight", torch.stack(rows) if batched else rows[0])
+
+
 class LinearHead(_Head):
     """The learnable baseline: logits = scale * W h (+ b), W initialised orthogonally with gain ``init_gain``.
 
     Same interface and options as `ETFHead`; the defaults (no normalisation, scale 1, bias on, gain 0.01 as in
     CleanRL/SB3 policy heads, which starts the policy near uniform) are the usual learnable policy layer.
+    ``init_gain=1`` gives rows of norm 1 (orthogonal when K <= d), the initial logit scale of `ETFHead`: the
+    control that separates "the ETF is fixed" from "the ETF starts with 100x larger logits".
     """
 
     def __init__(self, feature_dim: int, num_actions: int, *, seeds: int | Sequence[int] | None = None,

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from acpg_lab.etf import ETFHead, LinearHead
+from acpg_lab.etf import ETFHead, LinearHead, RandomHead
 
 __all__ = ["tanh", "SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAtarCNN", "NatureCNN", "Actor", "ActorCritic",
            "PolicyOutput"]
@@ -223,8 +223,10 @@ class ActorCritic(nn.Module):
         hidden_sizes: widths of the hidden layers (after the convolution for "cnn"); the last is the feature
             dimension d the head sees.
         activation: "tanh" or "relu".
-        head: "linear" (learnable) or "etf" (fixed simplex ETF, ACPG).
+        head: "linear" (learnable), "etf" (fixed simplex ETF, ACPG) or "random" (fixed random unit rows, the
+            ETF's control arm: `RandomHead`).
         head_normalize, head_scale, head_bias: options of the head (see `ETFHead`).
+        head_init_gain: initial row norm of the linear head (0.01 by default; 1 matches the fixed heads').
         shared_trunk: critic reads the actor's features instead of having its own backbone (fewer parameters; the
             value loss then shapes the policy's representation too).
         init_offset: shifts every seed's initialisation stream; 0 is the training initialisation, another value
@@ -234,6 +236,7 @@ class ActorCritic(nn.Module):
     def __init__(self, obs_shape: Sequence[int], num_actions: int, seeds: Sequence[int], *, network: str = "mlp",
                  hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", head: str = "linear",
                  head_normalize: bool = False, head_scale: float = 1.0, head_bias: bool | None = None,
+                 head_init_gain: float = 0.01,
                  shared_trunk: bool = False, init_offset: int = 0) -> None:
         super().__init__()
         # One init stream per seed, a function of the seed alone (consumed in a fixed order below).
@@ -250,12 +253,13 @@ class ActorCritic(nn.Module):
         self.critic_backbone = None if shared_trunk else backbone()
         d = actor_backbone.feature_dim
         head_seeds = [int(s) * 7919 + 2 + 2 * init_offset for s in seeds]
-        if head == "etf":
-            actor_head: nn.Module = ETFHead(d, num_actions, seeds=head_seeds, normalize=head_normalize,
-                                            scale=head_scale, bias=bool(head_bias))
+        if head in ("etf", "random"):
+            fixed = ETFHead if head == "etf" else RandomHead
+            actor_head: nn.Module = fixed(d, num_actions, seeds=head_seeds, normalize=head_normalize,
+                                          scale=head_scale, bias=bool(head_bias))
         else:
             actor_head = LinearHead(d, num_actions, seeds=head_seeds, normalize=head_normalize, scale=head_scale,
-                                    bias=True if head_bias is None else head_bias)
+                                    bias=True if head_bias is None else head_bias, init_gain=head_init_gain)
         self.actor = Actor(actor_backbone, actor_head)
         self.critic_head = SeedLinear(d, 1, init_generators, gain=1.0)
         self.num_seeds, self.num_actions, self.feature_dim = len(seeds), num_actions, d

@@ -48,8 +48,8 @@ def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, in
         network = "nature" if is_atari(cfg.env_id) else "cnn" if len(obs_shape) == 3 else "mlp"
     return ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
                        activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
-                       head_scale=cfg.head_scale, head_bias=cfg.head_bias, shared_trunk=cfg.shared_trunk,
-                       init_offset=init_offset)
+                       head_scale=cfg.head_scale, head_bias=cfg.head_bias, head_init_gain=cfg.head_init_gain,
+                       shared_trunk=cfg.shared_trunk, init_offset=init_offset)
 
 
 def fresh_model(cfg: TrainConfig) -> ActorCritic:

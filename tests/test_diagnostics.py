@@ -121,3 +121,18 @@ def test_agent_learns_the_ideal_grid():
     run = _run(env_id="acpg_lab/IdealGrid-v0", seeds=(0, 1, 2), total_steps=30_000)
     agree, _ = _greedy_on_every_state(run, "acpg_lab/IdealGrid-v0")
     assert (agree >= 0.9).all(), agree
+
+
+def test_diagnostics_null_is_the_untrained_actor_on_the_same_states():
+    # with a vanishing learning rate the trained actor is the untrained one: the null must equal the metrics
+    still = _run(env_id="acpg_lab/ActionBandit-v0", label_source="optimal", diagnostics_every=2,
+                 diagnostics_null=True, lr=1e-12, total_steps=2048).history.dropna(subset=["nc1"])
+    for metric in ("nc1", "self_duality", "max_angle_weights", "ncc_mismatch", "actor_srank"):
+        np.testing.assert_allclose(still[f"null_{metric}"], still[metric], rtol=1e-4, atol=1e-6)
+    # with training, the null stays the untrained network's: it does not follow the trained head
+    trained = _run(env_id="acpg_lab/ActionBandit-v0", label_source="optimal", diagnostics_every=2,
+                   diagnostics_null=True, total_steps=8192).history.dropna(subset=["nc1"])
+    last = trained[trained["update"] == trained["update"].max()]
+    assert (last.self_duality < last.null_self_duality).all()
+    plain = _run(env_id="acpg_lab/ActionBandit-v0", label_source="optimal", diagnostics_every=2, total_steps=8192)
+    assert not any(c.startswith("null_") for c in plain.history.columns)

@@ -73,3 +73,22 @@ def test_etf_head_weights_bitwise_unchanged_by_training():
     assert al.etf_error(trained).max() < 1e-5
     # the backbone did train
     assert not torch.equal(run.model.actor.backbone.layers[0].weight, fresh.actor.backbone.layers[0].weight)
+
+
+def test_random_head_is_fixed_unit_rows_but_not_an_etf():
+    head = al.RandomHead(16, 4, seeds=(3, 5))
+    assert list(head.parameters()) == [] and head.weight.shape == (2, 4, 16)
+    torch.testing.assert_close(head.weight.norm(dim=-1), torch.ones(2, 4))
+    assert (al.etf_error(head.weight) > 0.3).all()  # random angles, not -1/(K-1)
+    assert torch.equal(head.weight[0], al.RandomHead(16, 4, seeds=3).weight)
+    assert not torch.equal(head.weight[0], head.weight[1])
+
+
+def test_head_control_arms_share_the_fixed_heads_row_norm():
+    lin = al.LinearHead(16, 4, seeds=(0, 1), init_gain=1.0)
+    torch.testing.assert_close(lin.weight.norm(dim=-1), torch.ones(2, 4))
+    assert al.LinearHead(16, 4, seeds=0).weight.norm(dim=-1).max() < 0.011
+    model = al.ActorCritic((4,), 3, (0, 1), head="random")
+    assert isinstance(model.actor.head, al.RandomHead) and model.actor.head.bias is None
+    with pytest.raises(ValueError, match="head must be one of"):
+        al.TrainConfig(env_id="CartPole-v1", head="nope").resolve()
