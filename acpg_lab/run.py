@@ -24,7 +24,7 @@ from acpg_lab.config import TrainConfig
 from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
 from acpg_lab.networks import ActorCritic
 
-__all__ = ["Run", "build_model", "derived_seeds", "resolve_device"]
+__all__ = ["Run", "build_model", "compact_obs", "derived_seeds", "resolve_device"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -52,6 +52,15 @@ def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, in
                        shared_trunk=cfg.shared_trunk, init_offset=init_offset)
 
 
+def compact_obs(obs: Tensor) -> Tensor:
+    """``obs`` on the CPU, as uint8 when every value is an integer in [0, 255] (image frames: 4x smaller on disk,
+    read back exactly with ``.float()``)."""
+    obs = obs.cpu()
+    if obs.numel() and obs.min() >= 0 and obs.max() <= 255 and torch.equal(obs, obs.round()):
+        return obs.to(torch.uint8)
+    return obs
+
+
 def fresh_model(cfg: TrainConfig) -> ActorCritic:
     """A freshly initialised model for a resolved config, its spaces read from a throw-away environment."""
     obs_space, act_space, _ = probe_spaces(cfg.env_id, cfg.env_kwargs)
@@ -71,6 +80,10 @@ class Run:
     """Actor weights by environment step (state dicts in memory, or paths of files written with torch.save)."""
     probe_obs: Tensor | None = None
     """The first rollout's observations ``[S, N, ...]`` (the initial policy's states), for the plasticity probe."""
+    resumed_from: int = 0
+    """The update this process resumed training at from a checkpoint (0: trained from the start)."""
+    nonfinite: list[dict] = field(default_factory=list)
+    """Seeds stopped or frozen by a non-finite loss, gradient or parameter: dicts of seed, update, quantity."""
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -83,7 +96,7 @@ class Run:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         meta = dict(config=self.config.to_dict(), wall_time=self.wall_time, interrupted=self.interrupted,
-                    version=version("acpg-lab"))
+                    version=version("acpg-lab"), nonfinite=self.nonfinite)
         self.history.to_csv(out / "history.csv", index=False)
         torch.save(self.model.state_dict(), out / "model.pt")
         if self.snapshots:
@@ -91,10 +104,7 @@ class Run:
             for step in self.snapshots:
                 torch.save(self.snapshot(step), out / "snapshots" / f"actor_step{step}.pt")
         if self.probe_obs is not None:
-            obs = self.probe_obs.cpu()
-            if obs.numel() and obs.min() >= 0 and obs.max() <= 255 and torch.equal(obs, obs.round()):
-                obs = obs.to(torch.uint8)  # image frames: 4x smaller on disk, read back exactly
-            torch.save(obs, out / "probe_obs.pt")
+            torch.save(compact_obs(self.probe_obs), out / "probe_obs.pt")
         (out / "config.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks a complete run
         return out
 
@@ -113,8 +123,8 @@ class Run:
         snapshots: dict[int, dict[str, Tensor] | Path] = {
             int(f.stem.removeprefix("actor_step")): f for f in (src / "snapshots").glob("actor_step*.pt")}
         probe = src / "probe_obs.pt"
-        return cls(config=cfg, history=pd.read_csv(src / "history.csv"), model=model,
-                   wall_time=meta["wall_time"], interrupted=meta["interrupted"],
+        return cls(config=cfg, history=pd.read_csv(src / "history.csv", float_precision="round_trip"), model=model,
+                   wall_time=meta["wall_time"], interrupted=meta["interrupted"], nonfinite=meta.get("nonfinite", []),
                    snapshots=dict(sorted(snapshots.items())),
                    probe_obs=torch.load(probe, weights_only=True).float() if probe.exists() else None)
 

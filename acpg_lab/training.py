@@ -18,6 +18,7 @@ and minibatch order, all derived from the seed alone (`derived_seeds`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
 from collections import defaultdict
@@ -45,13 +46,16 @@ from acpg_lab.algorithms import (
     uniforms,
     value_loss,
 )
+from acpg_lab.checkpoint import RunDirectory
 from acpg_lab.config import TrainConfig
 from acpg_lab.diagnostics import diagnose, pfo_features
 from acpg_lab.envs import SeedEnvs
 from acpg_lab.networks import ActorCritic
-from acpg_lab.run import Run, build_model, derived_seeds, resolve_device
+from acpg_lab.nonfinite import NonFiniteError, NonFiniteGuard
+from acpg_lab.run import Run, build_model, compact_obs, derived_seeds, resolve_device
 
-__all__ = ["train", "Rollout", "Batch", "collect_rollout", "advantages", "update", "loss_fn", "Instruments"]
+__all__ = ["train", "TrainState", "NonFiniteError", "Rollout", "Batch", "collect_rollout", "advantages", "update",
+           "loss_fn", "Instruments"]
 
 
 def uses_critic(cfg: TrainConfig) -> bool:
@@ -206,9 +210,10 @@ def loss_fn(model: ActorCritic, mb: Batch, cfg: TrainConfig) -> tuple[Tensor, di
 
 
 def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig,
-           generators: Sequence[torch.Generator]) -> dict[str, Tensor]:
+           generators: Sequence[torch.Generator], *, guard: NonFiniteGuard | None = None) -> dict[str, Tensor]:
     """``cfg.epochs`` passes over ``batch`` in minibatches of ``cfg.minibatch_size`` (each seed in its own random
-    order when ``cfg.shuffle``); returns the statistics averaged over the steps, per seed ``[S]``."""
+    order when ``cfg.shuffle``); returns the statistics averaged over the steps, per seed ``[S]``. ``guard`` sees
+    every step's per-seed loss and gradient norms (after `NonFiniteGuard.begin`)."""
     num_seeds, n = batch.obs.shape[:2]
     size, device = cfg.minibatch_size, batch.obs.device
     stats: dict[str, list[Tensor]] = defaultdict(list)
@@ -225,6 +230,8 @@ def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: Batch, c
             if uses_critic(cfg) and model.critic_backbone is not None:
                 step_stats["grad_norm_critic"] = clip_grad_norm_per_seed(model.critic_parameters(),
                                                                          cfg.max_grad_norm)
+            if guard is not None:
+                guard.check_step(loss, [v for k, v in step_stats.items() if k.startswith("grad_norm")])
             optimizer.step()
             for key, value in step_stats.items():
                 stats[key].append(value)
@@ -262,6 +269,17 @@ class Instruments:
             self._keep_snapshot((index + 1) * cfg.batch_size)
         return row
 
+    def state_dict(self) -> dict[str, Any]:
+        """Snapshots kept so far (state dicts, or paths of files) and the probe batch, for a checkpoint."""
+        return {"memory": {k: v for k, v in self.snapshots.items() if not isinstance(v, Path)},
+                "files": {k: str(v) for k, v in self.snapshots.items() if isinstance(v, Path)},
+                "probe_obs": None if self.probe_obs is None else compact_obs(self.probe_obs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        snapshots = {**state["memory"], **{k: Path(v) for k, v in state["files"].items()}}
+        self.snapshots = dict(sorted(snapshots.items()))
+        self.probe_obs = None if state["probe_obs"] is None else state["probe_obs"].float()
+
     def _keep_snapshot(self, step: int) -> None:
         state = {k: v.detach().cpu().clone() for k, v in self.model.actor.state_dict().items()}
         if self.cfg.snapshot_dir is None:
@@ -292,6 +310,16 @@ class History:
             if len(column) < self.rows:
                 column.append(nan)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The columns so far as ``[rows, S]`` float64 tensors (in logging order), for a checkpoint."""
+        return {"rows": self.rows, "names": list(self.columns),
+                "values": [torch.from_numpy(np.stack(v)) for v in self.columns.values()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = int(state["rows"])
+        self.columns = {name: list(values.numpy()) for name, values in zip(state["names"], state["values"],
+                                                                            strict=True)}
+
     def recent_return(self, updates: int = 10) -> str:
         """Mean training return of the episodes of the last ``updates`` updates, for the progress bar."""
         recent = np.concatenate(self.columns["episode_return"][-updates:])
@@ -315,23 +343,66 @@ def episode_stats(rollout: Rollout) -> dict[str, list[float]]:
 
 
 # ----------------------------------------------------------------------------- the loop
-def train(config: TrainConfig, *, progress: bool = True) -> Run:
+def train(config: TrainConfig, *, progress: bool = True, run_dir: str | Path | None = None,
+          resume: bool = False) -> Run:
     """Train ``config.seeds`` as one seed-batched model; return a `Run`.
 
+    ``run_dir``: the run's directory. It gets a checkpoint every ``config.checkpoint_every`` updates and the saved
+    run (`Run.save`) when training ends. ``resume=True`` continues from its checkpoint (bitwise as if never
+    stopped, on the CPU) or returns the finished run it holds; without it, a directory holding a checkpoint or a
+    run is an error. A checkpoint or run of another config is always an error.
+
     Bad input raises ValueError before any training environment is created. Ctrl-C (KeyboardInterrupt) stops
-    training and returns the run so far, with ``interrupted=True``.
+    training and returns the run so far, with ``interrupted=True``. A non-finite loss, gradient or parameter
+    raises `NonFiniteError` or freezes that seed (``config.on_nonfinite``).
     """
     cfg = config.resolve()
+    if cfg.checkpoint_every and run_dir is None:
+        raise ValueError(f"checkpoint_every={cfg.checkpoint_every} needs a run directory: train(cfg, run_dir=...)")
+    directory = RunDirectory(run_dir, cfg) if run_dir is not None else None
+    if directory is not None and (finished := directory.finished(resume=resume)) is not None:
+        return finished
     threads = torch.get_num_threads()
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     try:
-        return _train_resolved(cfg, progress)
+        return _train_resolved(cfg, progress, directory, resume)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_resolved(cfg: TrainConfig, progress: bool) -> Run:
+@dataclass
+class TrainState:
+    """Everything that changes while training: what a checkpoint stores (`acpg_lab.checkpoint`)."""
+
+    cfg: TrainConfig
+    model: ActorCritic
+    optimizer: torch.optim.Optimizer
+    generators: list[torch.Generator]
+    envs: SeedEnvs
+    rollout: Rollout
+    instruments: Instruments
+    history: History
+    guard: NonFiniteGuard
+    next_update: int = 0  #: updates done
+    resumed_from: int = 0  #: the update a checkpoint was resumed at (0: trained from the start)
+    start: float = 0.0  #: perf_counter of a fresh start, shifted back by the time trained before a resume
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def restart_clock(self, elapsed: float) -> None:
+        self.start = time.perf_counter() - elapsed
+
+    def run(self, interrupted: bool = False) -> Run:
+        return Run(config=self.cfg, history=self.history.frame(), model=self.model, wall_time=self.elapsed(),
+                   interrupted=interrupted, snapshots=self.instruments.snapshots,
+                   probe_obs=self.instruments.probe_obs, resumed_from=self.resumed_from,
+                   nonfinite=[dataclasses.asdict(e) for e in self.guard.events])
+
+
+def _setup(cfg: TrainConfig) -> TrainState:
+    """Environments, model, optimiser, generators and recorders, freshly made for a resolved config."""
     device = resolve_device(cfg.device)
     expert = Run.load(cfg.expert_run, device=str(device)).model.actor if cfg.label_source == "expert" else None
     seeds = [derived_seeds(s) for s in cfg.seeds]
@@ -345,29 +416,50 @@ def _train_resolved(cfg: TrainConfig, progress: bool) -> Run:
     optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
     generators = [torch.Generator(device=device).manual_seed(d["act"]) for d in seeds]
     rollout = Rollout.allocate(cfg, obs_shape, num_actions, device, *envs.reset())
-    instruments, history = Instruments(cfg, model, expert), History(cfg.seeds)
-    start, interrupted = time.perf_counter(), False
-    instruments.start()
-    bar = tqdm(range(cfg.num_updates), disable=not progress, desc=f"{cfg.algo}/{cfg.head} {cfg.env_id}",
-               unit="update")
+    return TrainState(cfg, model, optimizer, generators, envs, rollout, Instruments(cfg, model, expert),
+                      History(cfg.seeds), NonFiniteGuard(params, optimizer, cfg.seeds, cfg.on_nonfinite),
+                      start=time.perf_counter())
+
+
+def _train_resolved(cfg: TrainConfig, progress: bool, directory: RunDirectory | None, resume: bool) -> Run:
+    s = _setup(cfg)
+    model, optimizer, generators, envs, rollout = s.model, s.optimizer, s.generators, s.envs, s.rollout
+    interrupted, bar = False, None
     try:
+        if directory is not None:
+            directory.check_capturable(s)
+        if not (resume and directory is not None and directory.resume(s)):
+            s.instruments.start()
+        bar = tqdm(range(s.next_update, cfg.num_updates), disable=not progress, initial=s.next_update,
+                   total=cfg.num_updates, desc=f"{cfg.algo}/{cfg.head} {cfg.env_id}", unit="update")
         for index in bar:
             lr = cfg.lr * (1.0 - index / cfg.num_updates) if cfg.anneal_lr else cfg.lr
             for group in optimizer.param_groups:
                 group["lr"] = lr
             collect_rollout(model, envs, rollout, generators, cfg)
             batch = Batch.from_rollout(rollout, *advantages(rollout, cfg))
-            stats = update(model, optimizer, batch, cfg, generators)
-            stats |= instruments.after_update(index, rollout, batch)
-            history.log(update=index, step=(index + 1) * cfg.batch_size, time=time.perf_counter() - start, lr=lr,
-                        **episode_stats(rollout), valid_fraction=batch.mask.mean(1), **stats)
+            s.guard.begin()
+            stats = update(model, optimizer, batch, cfg, generators, guard=s.guard)
+            stats |= s.guard.end(index)
+            stats |= s.instruments.after_update(index, rollout, batch)
+            s.history.log(update=index, step=(index + 1) * cfg.batch_size, time=s.elapsed(), lr=lr,
+                          **episode_stats(rollout), valid_fraction=batch.mask.mean(1), **stats)
+            s.next_update = index + 1
+            if directory is not None:
+                directory.after_update(s)
             if progress:
-                bar.set_postfix(ret=history.recent_return())
+                bar.set_postfix(ret=s.history.recent_return())
     except KeyboardInterrupt:
         interrupted = True
-        warnings.warn(f"training interrupted after {history.rows} updates; returning the run so far", stacklevel=2)
+        warnings.warn(f"training interrupted after {s.history.rows} updates; returning the run so far", stacklevel=2)
+    except NonFiniteError as err:
+        err.run = s.run()
+        raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         envs.close()
-    return Run(config=cfg, history=history.frame(), model=model, wall_time=time.perf_counter() - start,
-               interrupted=interrupted, snapshots=instruments.snapshots, probe_obs=instruments.probe_obs)
+    run = s.run(interrupted)
+    if directory is not None and not interrupted:
+        directory.finish(run)
+    return run

@@ -56,6 +56,23 @@ class BatchedEnv:
         """``actions [S, E]`` -> observations (float32), rewards, terminated, truncated (bool), labels."""
         raise NotImplementedError
 
+    def get_state(self) -> dict[str, Any]:
+        """Everything an exact continuation needs, as numpy arrays and plain data (random streams included):
+        `set_state` on an environment of the same ids, sizes and seeds that has been `reset` takes it back."""
+        return {"steps": self.steps.copy(), "prev_done": self.prev_done.copy(), **self._get_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what `get_state` returned (arrays may also be CPU tensors); shapes must match."""
+        self.steps = _array(state["steps"], self.steps)
+        self.prev_done = _array(state["prev_done"], self.prev_done)
+        self._set_state(state)
+
+    def _get_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     def _count_steps(self, terminated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The time limit and autoreset bookkeeping shared by the environments here (gymnasium's ``TimeLimit``
         and NEXT_STEP): reward 0 and no flags on reset steps; returns (reset mask, terminated, truncated)."""
@@ -73,6 +90,14 @@ class BatchedEnv:
 
     def close(self) -> None:
         pass
+
+
+def _array(value: Any, like: np.ndarray) -> np.ndarray:
+    """``value`` (numpy array or CPU tensor) as a fresh numpy array of ``like``'s dtype and shape, or ValueError."""
+    out = np.array(value.numpy() if hasattr(value, "numpy") else value, dtype=like.dtype)  # a tensor's too
+    if out.shape != like.shape:
+        raise ValueError(f"environment state of shape {out.shape} does not fit this environment's {like.shape}")
+    return out
 
 
 #: classic-control ids -> the env_kwargs their batched version takes

@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium.utils import seeding
 from numpy import cos, pi, sin
 
-from acpg_lab.batched_envs import BatchedEnv
+from acpg_lab.batched_envs import BatchedEnv, _array
 
 
 def _sq(x: np.ndarray) -> np.ndarray:
@@ -87,6 +87,14 @@ class BatchedAcrobot(BatchedEnv):
             obs[reset] = self._reset_obs(reset)
             reward[reset] = 0.0
         return self._shape(obs), self._shape(reward), self._shape(terminated), self._shape(truncated), None
+
+    def _get_state(self) -> dict:
+        return {"state": self.state.copy(), "generators": [g.bit_generator.state for g in self.generators]}
+
+    def _set_state(self, state: dict) -> None:
+        self.state = _array(state["state"], self.state)
+        for gen, bit_state in zip(self.generators, state["generators"], strict=True):
+            gen.bit_generator.state = bit_state
 
     def _draw_resets(self, reset: np.ndarray) -> None:
         for i in np.flatnonzero(reset):

@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
-from acpg_lab.batched_envs import BatchedEnv
+from acpg_lab.batched_envs import BatchedEnv, _array
 from acpg_lab.batched_envs.streams import SeedStreams
 
 #: doubles drawn ahead per seed: enough for this many resets of a whole seed's environments
@@ -73,6 +73,13 @@ class BatchedCartPole(BatchedEnv):
             self._draw_resets(reset)
         reward[reset] = 0.0
         return self._observe(), self._shape(reward), self._shape(terminated), self._shape(truncated), None
+
+    def _get_state(self) -> dict:
+        return {"state": self.state.copy(), "streams": self.streams.get_state()}
+
+    def _set_state(self, state: dict) -> None:
+        self.state = _array(state["state"], self.state)
+        self.streams.set_state(state["streams"])
 
     def _draw_resets(self, reset: np.ndarray) -> None:
         """``state[:, reset] = uniform(low, high, size=(4, k_s))`` for each seed's ``k_s`` resetting envs."""

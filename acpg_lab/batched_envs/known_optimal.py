@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
-from acpg_lab.batched_envs import BatchedEnv
+from acpg_lab.batched_envs import BatchedEnv, _array
 from acpg_lab.batched_envs.streams import SeedStreams
 
 #: doubles drawn ahead per seed, in units of one draw for every environment of the seed
@@ -68,6 +68,13 @@ class BatchedKnownOptimal(BatchedEnv):
         self.states = states
         obs, labels = self._out()
         return obs, self._shape(reward), self._shape(terminated), self._shape(truncated), labels
+
+    def _get_state(self) -> dict:
+        return {"states": self.states.copy(), "streams": self.streams.get_state()}
+
+    def _set_state(self, state: dict) -> None:
+        self.states = _array(state["states"], self.states)
+        self.streams.set_state(state["streams"])
 
     def _block(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Indices of ``counts[s]`` consecutive draws from ``starts[s]``, seed after seed."""

@@ -11,6 +11,7 @@ stream is advanced only by its own draws.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,3 +44,17 @@ class SeedStreams:
             self.buffer[s, :len(unread)] = unread
             self.buffer[s, len(unread):] = gen.random(self.buffer.shape[1] - len(unread))
         self.cursor[:] = 0
+
+    def get_state(self) -> dict[str, Any]:
+        """The buffer, the cursors and every generator's bit-generator state (plain data)."""
+        return {"buffer": self.buffer.copy(), "cursor": self.cursor.copy(),
+                "generators": [gen.bit_generator.state for gen in self.generators]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        buffer, cursor = (np.array(x.numpy() if hasattr(x, "numpy") else x, dtype=dtype)
+                          for x, dtype in ((state["buffer"], np.float64), (state["cursor"], np.int64)))
+        if buffer.shape != self.buffer.shape or cursor.shape != self.cursor.shape:
+            raise ValueError(f"stream state of shape {buffer.shape} does not fit these streams' {self.buffer.shape}")
+        self.buffer, self.cursor = buffer, cursor
+        for gen, bit_state in zip(self.generators, state["generators"], strict=True):
+            gen.bit_generator.state = bit_state

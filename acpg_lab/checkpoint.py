@@ -1,0 +1,225 @@
+"""Checkpoint and resume inside a run: a run killed at any moment continues exactly where its last checkpoint was.
+
+`RunDirectory` is what ``train(cfg, run_dir=..., resume=...)`` does with its directory. Every
+``TrainConfig.checkpoint_every`` updates it writes ``checkpoint.pt``, the complete training state: the model,
+Adam's state, every seed's action-sampling generator, the environments (internal state, random streams and
+read-ahead buffers, episode accumulators), where the next rollout starts, the history so far, the snapshots and
+probe batch kept so far, the non-finite guard's frozen seeds, and the update index. A resumed run therefore trains
+on the very same numbers: on the CPU its history (but for the wall-clock ``time`` column) and final weights are
+bitwise those of a run never interrupted (``tests/test_checkpoint.py`` kills runs with SIGKILL, also during a
+write). When the run finishes, the directory holds the saved `Run` (`Run.save`) and the checkpoint is removed.
+
+The file is written atomically (a temporary file, fsync, rename, fsync of the directory), so it is always either
+the previous checkpoint or the new one; a failed write (a full disk) warns, keeps the previous one and training
+goes on. It is a small header (magic, format number, payload length, SHA-256) and a ``torch.save`` payload of
+tensors and plain data only, read back with ``torch.load(weights_only=True)``. A truncated or corrupted file, a
+checkpoint of another config or of another checkpoint format is refused with `CheckpointError` before anything
+is loaded into the training state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import struct
+import time
+import warnings
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from acpg_lab.config import TrainConfig
+from acpg_lab.run import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from acpg_lab.training import TrainState
+
+__all__ = ["CheckpointError", "RunDirectory", "CHECKPOINT_NAME", "FORMAT", "read_checkpoint", "write_atomic"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+#: the checkpoint layout's number: raised whenever what is stored (or how) changes, so older files are refused
+FORMAT = 1
+MAGIC = b"ACPGCKPT"
+_HEADER = struct.Struct("<8sIQ32s")  # magic, format, payload length, sha256 of the payload
+#: config fields that may differ between a checkpoint and the run resuming it (they do not change what is trained)
+RESUMABLE_CHANGES = frozenset({"checkpoint_every"})
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed (truncated, corrupted, another config or format): nothing was loaded."""
+
+
+# ----------------------------------------------------------------------------- the file
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is at every moment either its old content or ``data``."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut
+    finally:
+        os.close(directory)
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    return _HEADER.pack(MAGIC, FORMAT, len(body), hashlib.sha256(body).digest()) + body
+
+
+def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The payload of a checkpoint file, verified (magic, format, length, checksum) before it is unpickled with
+    ``weights_only=True``; `CheckpointError` says what is wrong."""
+    data = Path(path).read_bytes()
+    if len(data) < _HEADER.size:
+        raise CheckpointError(f"{path} is truncated ({len(data)} bytes, shorter than the header)")
+    magic, fmt, length, digest = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise CheckpointError(f"{path} is not an acpg_lab checkpoint")
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {fmt}; this acpg_lab ({version('acpg-lab')}) reads "
+                              f"format {FORMAT} only: finish it with the version that wrote it, or start afresh")
+    body = data[_HEADER.size:]
+    if len(body) != length:
+        raise CheckpointError(f"{path} is truncated ({len(body)} of {length} payload bytes)")
+    if hashlib.sha256(body).digest() != digest:
+        raise CheckpointError(f"{path} is corrupted (its checksum does not match)")
+    try:
+        return torch.load(io.BytesIO(body), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path} holds objects other than tensors and plain data: {err}") from None
+
+
+def _config_json(cfg: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(cfg.to_dict()))
+
+
+def config_differences(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Fields whose stored value differs from ``cfg``'s; fields the stored config lacks (added to TrainConfig
+    later) count as equal, as in `acpg_lab.experiments.run_cached`."""
+    current = _config_json(cfg)
+    return sorted(k for k in current.keys() & stored.keys() - RESUMABLE_CHANGES if stored[k] != current[k])
+
+
+# ----------------------------------------------------------------------------- the training state
+def capture(state: TrainState) -> dict[str, Any]:
+    """The complete training state as tensors and plain data."""
+    return dict(format=FORMAT, version=version("acpg-lab"), torch=str(torch.__version__),
+                config=_config_json(state.cfg), update=state.next_update, elapsed=state.elapsed(),
+                model=state.model.state_dict(), optimizer=state.optimizer.state_dict(),
+                generators=[g.get_state() for g in state.generators], envs=state.envs.get_state(),
+                next_obs=state.rollout.next_obs, next_labels=state.rollout.next_labels,
+                history=state.history.state_dict(), instruments=state.instruments.state_dict(),
+                guard=state.guard.state_dict())
+
+
+def restore(state: TrainState, payload: dict[str, Any], path: Path) -> None:
+    """Load ``payload`` into a freshly set-up ``state`` (same config), after checking it fits."""
+    required = {"config", "update", "elapsed", "model", "optimizer", "generators", "envs", "next_obs",
+                "next_labels", "history", "instruments", "guard"}
+    missing = required - payload.keys()
+    if missing:
+        raise CheckpointError(f"{path} lacks {sorted(missing)}: not a complete training state")
+    differ = config_differences(payload["config"], state.cfg)
+    if differ:
+        detail = ", ".join(f"{k}={payload['config'][k]!r} (now {_config_json(state.cfg)[k]!r})" for k in differ)
+        raise CheckpointError(f"{path} is a checkpoint of another config: {detail}; use another run directory")
+    update = payload["update"]
+    if not 0 < update <= state.cfg.num_updates or payload["history"]["rows"] != update:
+        raise CheckpointError(f"{path} is at update {update} with {payload['history']['rows']} history rows; "
+                              f"this config trains {state.cfg.num_updates} updates")
+    try:
+        state.model.load_state_dict(payload["model"])
+        state.optimizer.load_state_dict(payload["optimizer"])
+        for gen, gen_state in zip(state.generators, payload["generators"], strict=True):
+            gen.set_state(gen_state)
+        state.envs.set_state(payload["envs"])
+        device = state.rollout.next_obs.device
+        state.rollout.next_obs = payload["next_obs"].to(device)
+        labels = payload["next_labels"]
+        state.rollout.next_labels = None if labels is None else labels.to(device)
+        state.history.load_state_dict(payload["history"])
+        state.instruments.load_state_dict(payload["instruments"])
+        state.guard.load_state_dict(payload["guard"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} does not fit this run's state: {err}") from err
+    state.next_update, state.resumed_from = update, update
+    state.restart_clock(payload["elapsed"])
+
+
+# ----------------------------------------------------------------------------- the run directory
+class RunDirectory:
+    """A run's directory: its checkpoint while it trains, the saved `Run` when it is done."""
+
+    def __init__(self, path: str | Path, cfg: TrainConfig) -> None:
+        self.path, self.cfg = Path(path), cfg
+        self.checkpoint = self.path / CHECKPOINT_NAME
+        self.write_seconds: list[float] = []  #: time of each checkpoint write (encode + write + fsync)
+
+    def finished(self, *, resume: bool) -> Run | None:
+        """The finished run of this config the directory holds (when resuming), else None; ValueError if it holds
+        a run or a checkpoint that must not be overwritten."""
+        saved = self.path / "config.json"
+        if saved.exists():
+            differ = config_differences(json.loads(saved.read_text())["config"], self.cfg)
+            if differ:
+                raise ValueError(f"{self.path} holds a finished run of another config (differing: {differ}); "
+                                 "use another run directory")
+            if not resume:
+                raise ValueError(f"{self.path} holds a finished run of this config; pass resume=True to load it "
+                                 "or choose another run directory")
+            return Run.load(self.path, device=str(self.cfg.device if self.cfg.device != "auto" else "cpu"))
+        if self.checkpoint.exists() and not resume:
+            raise ValueError(f"{self.path} holds a checkpoint of an unfinished run; pass resume=True (acpg-lab "
+                             "train --resume) to continue it, or choose another run directory")
+        return None
+
+    def resume(self, state: TrainState) -> bool:
+        """Load the checkpoint, if there is one, into ``state``; whether there was. Temporary files of writers
+        that were killed are removed."""
+        for stale in self.path.glob(f".{CHECKPOINT_NAME}.tmp*"):
+            stale.unlink(missing_ok=True)
+        if not self.checkpoint.exists():
+            return False
+        payload = read_checkpoint(self.checkpoint, map_location=state.rollout.next_obs.device)
+        restore(state, payload, self.checkpoint)
+        return True
+
+    def check_capturable(self, state: TrainState) -> None:
+        """Before the first update: ValueError if the environments' state cannot be checkpointed."""
+        if self.cfg.checkpoint_every:
+            state.envs.get_state()
+
+    def after_update(self, state: TrainState) -> None:
+        """Write a checkpoint when one is due (not after the last update: the saved run follows)."""
+        every, done = self.cfg.checkpoint_every, state.next_update
+        if not every or done % every or done >= self.cfg.num_updates:
+            return
+        start = time.perf_counter()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            write_atomic(self.checkpoint, encode(capture(state)))
+        except OSError as err:
+            warnings.warn(f"checkpoint at update {done} not written ({err}); {self.checkpoint} still holds the "
+                          "previous one and training goes on", stacklevel=3)
+            return
+        self.write_seconds.append(time.perf_counter() - start)
+
+    def finish(self, run: Run) -> None:
+        """Save the finished run (``config.json`` last marks it complete), then drop the checkpoint."""
+        run.save(self.path)
+        self.checkpoint.unlink(missing_ok=True)
