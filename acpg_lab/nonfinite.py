@@ -24,6 +24,7 @@ __all__ = ["NonFiniteError", "NonFiniteEvent", "NonFiniteGuard"]
 
 #: in the order a bad step shows them: a non-finite loss makes the gradients non-finite too
 QUANTITIES = ("loss", "gradient", "parameter")
+_NEVER = 2**62
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,15 @@ class NonFiniteGuard:
         self.params, self.optimizer, self.seeds, self.mode = list(params), optimizer, tuple(seeds), mode
         self.frozen = torch.zeros(len(self.seeds), dtype=torch.bool)  #: on the CPU: seeds kept fixed
         self.events: list[NonFiniteEvent] = []
-        self._flags: Tensor | None = None
+        self._first: Tensor | None = None  # [3, S]: the first step of the update each quantity was non-finite
+        self._step = 0
         self._good: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
 
     def begin(self) -> None:
         """Before an update: remember the current (good) state and clear the per-step flags."""
         device = self.params[0].device
-        self._flags = torch.zeros(len(QUANTITIES), len(self.seeds), dtype=torch.bool, device=device)
+        self._first = torch.full((len(QUANTITIES), len(self.seeds)), _NEVER, dtype=torch.int64, device=device)
+        self._step = 0
         self._good = []
         for p in self.params:
             state = self.optimizer.state.get(p, {})
@@ -72,19 +75,25 @@ class NonFiniteGuard:
     def check_step(self, loss: Tensor, grad_norms: Sequence[Tensor]) -> None:
         """After a backward pass: flag the seeds whose loss ``[S]`` or gradient norms ``[S]`` are not finite
         (device-side, no host sync)."""
-        self._flags[0] |= ~torch.isfinite(loss.detach())
-        for norm in grad_norms:
-            self._flags[1] |= ~torch.isfinite(norm)
+        self._flag(0, ~torch.isfinite(loss.detach()))
+        if grad_norms:
+            self._flag(1, ~torch.isfinite(torch.stack(list(grad_norms))).all(0))
+        self._step += 1
+
+    def _flag(self, quantity: int, bad: Tensor) -> None:
+        first = self._first[quantity]
+        first.masked_fill_(bad & (first == _NEVER), self._step)
 
     def end(self, update: int) -> dict[str, Tensor]:
         """After an update: check the parameters, put bad and frozen seeds back, and raise or freeze. Returns the
         history columns to log (``frozen`` per seed in "freeze_seed" mode, else nothing)."""
-        for p in self.params:
-            self._flags[2] |= ~torch.isfinite(p.detach()).flatten(1).all(1)
-        flags = self._flags.cpu()  # the one host sync per update
-        bad = flags.any(0) & ~self.frozen
+        finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in self.params]).all(0)
+        self._flag(2, ~finite)
+        first = self._first.cpu()  # the one host sync per update
+        bad = (first < _NEVER).any(0) & ~self.frozen
         if bad.any():
-            new = [NonFiniteEvent(self.seeds[s], update, QUANTITIES[int(flags[:, s].int().argmax())])
+            # the quantity that went first (a tie goes to the loss, whose NaN makes the gradient NaN)
+            new = [NonFiniteEvent(self.seeds[s], update, QUANTITIES[int(first[:, s].argmin())])
                    for s in bad.nonzero().flatten().tolist()]
             self.events.extend(new)
             if self.mode == "stop":
