@@ -161,10 +161,11 @@ def action_collapse(
     """Neural-collapse statistics of features grouped by their (optimal) action, exactly as in metrics.md.
 
     Returns ``nc1``, ``equinorm_features``, ``equinorm_weights``, ``equiangular_features``,
-    ``equiangular_weights``, ``max_angle_features``, ``max_angle_weights``, ``self_duality`` and
-    ``ncc_mismatch``. Only the classes present in ``labels`` take part, in the weight statistics too (per seed
+    ``equiangular_weights``, ``max_angle_features``, ``max_angle_weights``, ``self_duality``,
+    ``ncc_mismatch`` and ``label_alignment`` (mean cosine between a centred feature and its label's head row:
+    ACPG's Theorem 1, 1 when aligned; the only statistic here where collapse is 1, not 0). Only the classes present in ``labels`` take part, in the weight statistics too (per seed
     in a batched call); with fewer than two present, or with non-finite features (a diverged run), every
-    value is NaN instead of an exception. All are 0 for a perfect collapse onto an ETF head.
+    value is NaN instead of an exception. All but ``label_alignment`` are 0 for a perfect collapse onto an ETF head.
 
     Args:
         features: ``[N, d]`` last-layer features, or ``[S, N, d]`` for S seeds (``dim() == 3`` means batched).
@@ -234,6 +235,13 @@ def action_collapse(
     policy_logits = proj[..., k:] if logits is None else lg
     mismatch = ((policy_logits.argmax(-1) != ncc).to(torch.float64) * labelled).sum(-1) / num_labelled
 
+    # Theorem 1 of ACPG: the cosine between each labelled feature (centred on the class-balanced global mean, as
+    # every statistic here) and the head row of its label.
+    rows = torch.gather(w, 1, y[..., None].expand(-1, -1, d))  # [S, N, d]
+    centred = h - mu_g[:, None]
+    cos = (centred * rows).sum(-1) / (centred.norm(dim=-1) * rows.norm(dim=-1)).clamp_min(1e-12)
+    alignment = (cos * labelled).sum(-1) / num_labelled
+
     values = {
         "nc1": nc1,
         "equinorm_features": _equinorm(q, pf, kp1),
@@ -244,6 +252,7 @@ def action_collapse(
         "max_angle_weights": max_angle_w,
         "self_duality": self_duality,
         "ncc_mismatch": mismatch,
+        "label_alignment": alignment,
     }
     enough = (kp >= 2) & finite
     nan = torch.full((), math.nan, dtype=torch.float64)

@@ -20,6 +20,7 @@ from acpg_lab.metrics import (
 
 AC_KEYS = ("nc1", "equinorm_features", "equinorm_weights", "equiangular_features", "equiangular_weights",
            "max_angle_features", "max_angle_weights", "self_duality", "ncc_mismatch")
+ALL_AC_KEYS = (*AC_KEYS, "label_alignment")  # label_alignment is 1, not 0, when collapsed
 REP_KEYS = ("effective_rank", "approx_rank", "srank", "feature_rank", "dead_neurons", "dead_fraction",
             "feature_norm", "preactivation_norm")
 TR_KEYS = ("ratio_above_mean", "ratio_below_mean", "ratio_max", "ratio_min", "frac_outside", "excess_ratio",
@@ -42,7 +43,7 @@ def ref_action_collapse(h, y, w, logits=None) -> dict[str, float]:
     classes = sorted(set(y.tolist()))
     k = len(classes)
     if k < 2:
-        return dict.fromkeys(AC_KEYS, math.nan)
+        return dict.fromkeys(ALL_AC_KEYS, math.nan)
     n, d = h.shape
     mus = np.stack([h[y == c].mean(0) for c in classes])
     m = mus - mus.mean(0)
@@ -72,7 +73,10 @@ def ref_action_collapse(h, y, w, logits=None) -> dict[str, float]:
         policy = np.argmax(logits[i] if logits is not None else w @ h[i])
         nearest = classes[int(np.argmin([np.linalg.norm(h[i] - mu) for mu in mus]))]
         mismatch += int(policy != nearest)
-    return {"nc1": nc1, "equinorm_features": equinorm(m), "equinorm_weights": equinorm(wt),
+    mu_g = mus.mean(0)
+    alignment = np.mean([(h[i] - mu_g) @ w[y[i]] / np.linalg.norm(h[i] - mu_g) / np.linalg.norm(w[y[i]])
+                         for i in range(n)])
+    return {"label_alignment": alignment, "nc1": nc1, "equinorm_features": equinorm(m), "equinorm_weights": equinorm(wt),
             "equiangular_features": eqa_f, "equiangular_weights": eqa_w, "max_angle_features": max_f,
             "max_angle_weights": max_w, "self_duality": sd, "ncc_mismatch": mismatch / n}
 
@@ -125,10 +129,11 @@ def test_perfect_collapse_on_etf_gives_zero_with_imbalanced_classes_and_offset()
     h = (2.5 * w64[y] + offset).float()
     for logits in (None, h @ w.T):
         out = action_collapse(h, y, w, logits=logits)
-        assert set(out) == set(AC_KEYS)
+        assert set(out) == set(ALL_AC_KEYS)
         for key in AC_KEYS:
             assert isinstance(out[key], float)
             assert abs(out[key]) < 1e-6, (key, out[key])
+        assert out["label_alignment"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_perfect_collapse_with_minimal_dimension_and_fixed_head():
@@ -136,7 +141,7 @@ def test_perfect_collapse_with_minimal_dimension_and_fixed_head():
     head = ETFHead(k - 1, k)  # d = K - 1
     y = torch.arange(k).repeat(7)
     out = action_collapse(0.3 * head.weight[y], y, head.weight)
-    assert max(abs(v) for v in out.values()) < 1e-6
+    assert max(abs(out[key]) for key in AC_KEYS) < 1e-6 and out["label_alignment"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -182,8 +187,8 @@ def test_action_collapse_batched_equals_per_seed():
             assert out[key].shape == (3,) and out[key].dtype == torch.float64
         for s in range(3):
             single = action_collapse(h[s], y[s], w[s], logits=None if lg is None else lg[s])
-            assert_dicts_close({key: out[key][s] for key in AC_KEYS}, single, rtol=1e-10, atol=1e-12)
-        assert all(math.isnan(float(out[key][2])) for key in AC_KEYS)
+            assert_dicts_close({key: out[key][s] for key in ALL_AC_KEYS}, single, rtol=1e-10, atol=1e-12)
+        assert all(math.isnan(float(out[key][2])) for key in ALL_AC_KEYS)
     shared = action_collapse(h, y, w[0])  # weights [K, d] shared by every seed
     assert torch.allclose(shared["nc1"], action_collapse(h, y, w[0].expand(3, -1, -1))["nc1"], equal_nan=True)
 

@@ -11,9 +11,21 @@ id                                       setting
 ``acpg_lab/ActionBandit-v0``             all three conditions hold (exactly uniform visitation)
 ``acpg_lab/ActionBandit-imbalanced-v0``  (2) broken: action k is optimal in about exp(-k) of the states
 ``acpg_lab/ActionBandit-zipf-v0``        (3) broken: states shown with Zipf frequencies inside each group
+``acpg_lab/ActionBandit-dense-v0``       all three hold, but the 32 states are shown as fixed random
+                                         16-D vectors instead of one-hot: see below
 ``acpg_lab/IdealGrid-v0``                sequential version of the ideal setting, with exploring starts
 ``acpg_lab/IdealGrid-fixedstart-v0``     (1) broken: one fixed start, so an agent sees only its own path
 ======================================== ==================================================================
+
+Why a dense variant: with one-hot observations every state enters the network along its own direction, so even
+an *untrained* network's features of N states are nearly orthogonal, and their within-class deviations fall
+almost entirely outside the (K-1)-dimensional span of the class means. The collapse statistics (``nc1``,
+equinorm, equiangularity) then read as "collapsed" before any training (``nc1`` about 0.008 on the one-hot
+bandit at initialisation). ``ActionBandit-dense-v0`` shows the 32 states as fixed Gaussian vectors in 16 dimensions
+(fewer than the 64 features, more states than features), so states share input directions and an untrained
+network's classes overlap: collapse has to be learned. Every collapse statement is measured against the
+untrained network on the same states (``TrainConfig.diagnostics_null``); the one-hot bandit stays as the
+documented contrast.
 
 Every environment returns ``info["optimal_action"]`` for the observation it has just returned (from
 ``reset`` and from every ``step``; an int for a single environment, an int64 array ``[num_envs]`` for a
@@ -63,6 +75,8 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     "acpg_lab/ActionBandit-v0": ("ActionBandit", {}),
     "acpg_lab/ActionBandit-imbalanced-v0": ("ActionBandit", {"imbalance": 1.0}),
     "acpg_lab/ActionBandit-zipf-v0": ("ActionBandit", {"visitation": "zipf", "zipf_exponent": 1.0}),
+    "acpg_lab/ActionBandit-dense-v0": ("ActionBandit", {"obs": "embedding", "embedding_dim": 16,
+                                                       "states_per_action": 8}),
     "acpg_lab/IdealGrid-v0": ("IdealGrid", {}),
     "acpg_lab/IdealGrid-fixedstart-v0": ("IdealGrid", {"start": "fixed"}),
 }
