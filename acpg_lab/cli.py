@@ -1,6 +1,8 @@
 """The ``acpg-lab`` command line.
 
     acpg-lab train --env CartPole-v1 --algo ppo --head etf --seeds 0 1 2 3 --steps 100000 --out runs/etf
+    acpg-lab train ... --out runs/etf --checkpoint-every 20 [--resume]   # crash-safe; --resume continues it
+    acpg-lab sweep sweep.toml --out runs/sweep [--address HOST:6379]     # a grid of runs on Ray (see acpg_lab.sweep)
     acpg-lab demo --out runs/demo     # PPO with a learnable and a fixed-ETF head on CartPole, plotted
     acpg-lab notebooks --profile ci --out runs/notebooks [--device cpu] [--only 00_simplex_etf]
     acpg-lab notebooks --profile default --out runs/sweep --only 04_acpg_meets_pfo --param seeds=[0,1,2,3,4,5,6,7]
@@ -43,15 +45,29 @@ def _parse_pairs(items: list[str], flag: str, fields: set[str] | None = None) ->
 def _train(args: argparse.Namespace) -> int:
     import acpg_lab as al
 
+    pairs = _parse_pairs(args.set, "--set", FIELDS)
+    if args.checkpoint_every is not None:
+        pairs["checkpoint_every"] = args.checkpoint_every
     cfg = TrainConfig(env_id=args.env, algo=args.algo, head=args.head, seeds=tuple(args.seeds),
-                      total_steps=args.steps, device=args.device, **_parse_pairs(args.set, "--set", FIELDS))
-    run = al.train(cfg, progress=not args.quiet)
-    out = run.save(args.out)
+                      total_steps=args.steps, device=args.device, **pairs)
+    run = al.train(cfg, progress=not args.quiet, run_dir=args.out, resume=args.resume)
+    out = Path(args.out)
+    if run.interrupted:
+        print(f"interrupted; rerun with --resume to continue from the last checkpoint in {out}", file=sys.stderr)
+        return 130
     ev = run.evaluate(episodes=args.eval_episodes)
     ev.to_csv(out / "evaluation.csv", index=False)
     print(f"trained {len(cfg.seeds)} seeds x {cfg.total_steps} steps in {run.wall_time:.1f} s -> {out}")
     print(ev.to_string(index=False))
-    return 130 if run.interrupted else 0
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from acpg_lab.sweep import run_sweep
+
+    result = run_sweep(args.spec, args.out, address=args.address, num_cpus=args.num_cpus, progress=not args.quiet)
+    print(f"{result.tasks} tasks ({result.trained} trained or resumed now, {result.steps} steps) -> {result.table}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -176,7 +192,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head", default="linear", choices=["linear", "etf"])
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any other TrainConfig field")
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="write a checkpoint to --out every N updates (TrainConfig.checkpoint_every)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (a finished run is only evaluated)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("sweep", help="run a TOML grid of conditions x seed groups on Ray (acpg_lab.sweep)",
+                       description="Train every unfinished task of the sweep SPEC on Ray and gather the histories "
+                                   "into OUT/sweep.parquet; rerunning continues (finished tasks are kept, running "
+                                   "ones resume from their checkpoints).")
+    p.add_argument("spec", help="the sweep's TOML file (sections [sweep], [base], [grid], [resources])")
+    p.add_argument("--out", required=True, help="the sweep's directory")
+    p.add_argument("--address", default=None,
+                   help="join the Ray cluster at HOST:PORT (started with `ray start --head`); default: a local Ray "
+                        "instance sized to this machine")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_sweep)
 
     p = sub.add_parser("demo", parents=[common], help="PPO with both heads on CartPole, plotted")
     p.set_defaults(func=_demo)

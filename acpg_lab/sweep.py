@@ -1,0 +1,284 @@
+"""Sweeps on Ray: a grid of conditions x seed groups, each a Ray task training one seed-batched run, gathered into
+one Parquet table.
+
+A sweep is a small TOML file, validated whole before anything starts::
+
+    [sweep]
+    seeds = [0, 1, 2, 3, 4, 5, 6, 7]   # every condition trains these seeds
+    seeds_per_task = 4                 # seeds batched in one task (one run): larger batches pay more per task
+    checkpoint_every = 10              # updates between checkpoints: a retried or resumed task loses less
+
+    [base]                             # TrainConfig fields shared by every condition
+    env_id = "CartPole-v1"
+    algo = "ppo"
+    total_steps = 100000
+
+    [grid]                             # TrainConfig fields to vary: every combination is a condition
+    head = ["linear", "etf"]
+    pfo_coef = [0.0, 1.0]
+
+    [resources]                        # per task
+    num_cpus = 1                       # Ray CPUs (the run uses TrainConfig.num_threads torch threads)
+    num_gpus = 0                       # a fraction such as 0.25 packs four tasks on one GPU
+    max_retries = 3                    # a task whose worker dies is retried, resuming from its checkpoint
+
+`run_sweep` (``acpg-lab sweep SPEC --out DIR [--address ADDR]``) trains every task not yet finished in
+``DIR/runs/<task>/`` (`acpg_lab.train` with ``run_dir`` and ``resume=True``), so a killed driver rerun with the
+same command never redoes a finished task and resumes running ones from their checkpoints. Each finished task
+writes ``history.parquet``; the sweep's table ``DIR/sweep.parquet`` (`load_sweep`) holds them all, with the
+condition's grid values as columns beside the per-seed, per-update history. Ray is the optional dependency group
+``sweep`` (``pip install -e '.[sweep]'``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from acpg_lab.checks import check_int
+from acpg_lab.config import TrainConfig
+
+__all__ = ["SweepSpec", "SweepTask", "SweepResult", "load_spec", "parse_spec", "run_sweep", "load_sweep"]
+
+_SECTIONS = {"sweep", "base", "grid", "resources"}
+_SWEEP_KEYS = {"seeds", "seeds_per_task", "checkpoint_every"}
+_RESOURCE_KEYS = {"num_cpus", "num_gpus", "max_retries"}
+_SWEEP_OWNED = {"seeds", "checkpoint_every"}  # TrainConfig fields the [sweep] section sets
+_FIELDS = set(TrainConfig.__dataclass_fields__) - _SWEEP_OWNED
+TABLE = "sweep.parquet"
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """One Ray task: one condition (its grid values) trained on one group of seeds as one run."""
+
+    condition: dict[str, Any]
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        """Its directory name: the grid values and the seeds, e.g. ``head=etf,pfo_coef=1.0__seeds=0-1``."""
+        values = ",".join(f"{k}={_text(v)}" for k, v in self.condition.items()) or "base"
+        name = f"{values}__seeds={'-'.join(map(str, self.config.seeds))}"
+        return "".join(c if c.isalnum() or c in "=,._-+" else "_" for c in name)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: build it with `parse_spec` or `load_spec`."""
+
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: tuple[int, ...]
+    seeds_per_task: int
+    checkpoint_every: int = 10
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_retries: int = 3
+    source: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def tasks(self) -> list[SweepTask]:
+        """Every (condition, seed group), conditions in grid order, each config resolved (validated)."""
+        keys, groups = list(self.grid), [self.seeds[i:i + self.seeds_per_task]
+                                        for i in range(0, len(self.seeds), self.seeds_per_task)]
+        tasks = []
+        for values in itertools.product(*self.grid.values()):
+            condition = dict(zip(keys, values, strict=True))
+            for seeds in groups:
+                cfg = TrainConfig(**{**self.base, **condition, "seeds": seeds,
+                                     "checkpoint_every": self.checkpoint_every})
+                try:
+                    cfg = cfg.resolve()
+                except ValueError as err:
+                    raise ValueError(f"condition {condition or '(base)'}: {err}") from None
+                tasks.append(SweepTask(condition, cfg))
+        return tasks
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+
+
+def _table(raw: dict[str, Any], section: str, allowed: set[str]) -> dict[str, Any]:
+    value = raw.get(section, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"[{section}] must be a table, got {value!r}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ValueError(f"[{section}] has unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+    return value
+
+
+def _field_value(name: str, value: Any) -> Any:
+    return tuple(value) if name == "hidden_sizes" and isinstance(value, list) else value
+
+
+def parse_spec(raw: dict[str, Any]) -> SweepSpec:
+    """Validate a parsed spec (a dict of the TOML's tables) and every configuration it expands to; ValueError
+    naming the section and field of the first problem, before anything is trained."""
+    unknown = sorted(set(raw) - _SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; a sweep spec has {sorted(_SECTIONS)}")
+    sweep = _table(raw, "sweep", _SWEEP_KEYS)
+    base = {k: _field_value(k, v) for k, v in _table(raw, "base", _FIELDS).items()}
+    grid = _table(raw, "grid", _FIELDS)
+    resources = _table(raw, "resources", _RESOURCE_KEYS)
+    seeds = sweep.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           and s >= 0 for s in seeds):
+        raise ValueError(f"sweep.seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"sweep.seeds lists {twice} more than once")
+    per_task = check_int("sweep.seeds_per_task", sweep.get("seeds_per_task", len(seeds)), 1)
+    every = check_int("sweep.checkpoint_every", sweep.get("checkpoint_every", 10), 0)
+    for name, values in grid.items():
+        if not isinstance(values, list):
+            raise ValueError(f"grid.{name} must be a list of values, got {values!r}")
+        if not values:
+            raise ValueError(f"grid.{name} is empty: the grid expands to no runs")
+        if name in base:
+            raise ValueError(f"{name} is set in [base] and varied in [grid]; keep it in one of them")
+    for name in ("num_cpus", "num_gpus"):
+        value = resources.get(name, 1 if name == "num_cpus" else 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or \
+                (name == "num_cpus" and value == 0):
+            raise ValueError(f"resources.{name} must be a {'positive' if name == 'num_cpus' else 'non-negative'} "
+                             f"number, got {value!r}")
+    spec = SweepSpec(base=base, grid={k: [_field_value(k, v) for v in vs] for k, vs in grid.items()},
+                     seeds=tuple(seeds), seeds_per_task=per_task, checkpoint_every=every,
+                     num_cpus=float(resources.get("num_cpus", 1)), num_gpus=float(resources.get("num_gpus", 0)),
+                     max_retries=check_int("resources.max_retries", resources.get("max_retries", 3), 0), source=raw)
+    spec.tasks()  # every condition resolves
+    return spec
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a TOML sweep spec (see the module docstring)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path} is not valid TOML: {err}") from None
+    except OSError as err:
+        raise ValueError(f"cannot read sweep spec {path}: {err}") from None
+    return parse_spec(raw)
+
+
+# ----------------------------------------------------------------------------- one task (runs in a Ray worker)
+def train_task(config: dict[str, Any], condition: dict[str, Any], run_dir: str) -> int:
+    """Train (or resume) one task's run in ``run_dir`` and write its ``history.parquet``; returns the environment
+    steps trained by this call (all seeds together: 0 if the run had already finished)."""
+    from acpg_lab.checkpoint import CHECKPOINT_NAME, read_checkpoint
+    from acpg_lab.training import train
+
+    cfg = TrainConfig(**{**config, "seeds": tuple(config["seeds"]), "hidden_sizes": tuple(config["hidden_sizes"])})
+    directory = Path(run_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    finished = (directory / "config.json").exists()
+    ckpt = directory / CHECKPOINT_NAME
+    start = read_checkpoint(ckpt)["update"] if ckpt.exists() and not finished else 0
+    with open(directory / "attempts.jsonl", "a") as f:  # who trains it, from where: one line per attempt
+        f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), time=time.time(),
+                                resumed_from=start, finished=finished)) + "\n")
+    run = train(cfg, progress=False, run_dir=directory, resume=True)
+    table = run.history.copy()
+    for i, (key, value) in enumerate(condition.items()):
+        table.insert(i, key, _text(value) if isinstance(value, list | tuple | dict) else value)
+    tmp = directory / ".history.parquet.tmp"
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, directory / "history.parquet")
+    return 0 if finished else (cfg.num_updates - run.resumed_from) * cfg.batch_size * len(cfg.seeds)
+
+
+# ----------------------------------------------------------------------------- the driver
+@dataclass(frozen=True)
+class SweepResult:
+    table: Path  #: the sweep's Parquet table
+    tasks: int  #: tasks in the sweep
+    trained: int  #: tasks this call trained or resumed (the others had finished before)
+    steps: int  #: environment steps this call trained, all seeds together
+
+
+def _connect(address: str | None, num_cpus: int | None) -> None:
+    import ray
+
+    if address not in (None, "auto"):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot reach a Ray cluster at --address {address!r} ({err}); start one with "
+                             "`ray start --head --port=6379` and pass its address HOST:6379") from None
+    if ray.is_initialized():  # a session the caller started (a notebook, the tests): use it
+        return
+    if address is None:
+        ray.init(num_cpus=num_cpus, logging_level="warning")  # a local instance sized to the machine
+    else:
+        ray.init(address=address, logging_level="warning")
+
+
+def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | None = None,
+              num_cpus: int | None = None, progress: bool = True) -> SweepResult:
+    """Run every unfinished task of ``spec`` on Ray and write ``out/sweep.parquet``.
+
+    ``address``: an existing Ray cluster (``HOST:PORT`` of ``ray start --head``, or ``"auto"``); unreachable, it
+    fails at once naming it. Without it, a local Ray instance with ``num_cpus`` CPUs (default: the machine's).
+    Rerunning with the same spec continues; ``out`` holding another sweep's spec is an error.
+    """
+    spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
+    out = Path(out)
+    tasks = spec.tasks()
+    out.mkdir(parents=True, exist_ok=True)
+    stored = out / "spec.json"
+    if stored.exists() and json.loads(stored.read_text()) != json.loads(json.dumps(spec.source)):
+        raise ValueError(f"{out} holds another sweep (its spec.json differs); use another --out directory")
+    stored.write_text(json.dumps(spec.source, indent=2))
+    pending = [t for t in tasks if not (out / "runs" / t.name / "history.parquet").exists()]
+    steps = 0
+    if pending:
+        try:
+            import ray
+        except ImportError as err:
+            raise ValueError("sweeps need Ray: pip install -e '.[sweep]'") from err
+        _connect(address, num_cpus)
+        remote = ray.remote(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries)(train_task)
+        refs = {remote.remote(t.config.to_dict(), t.condition, str(out / "runs" / t.name)): t for t in pending}
+        failed = []
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(tasks), initial=len(tasks) - len(pending), disable=not progress, unit="task",
+                  desc=f"sweep {out.name}") as bar:
+            while refs:
+                [done], _ = ray.wait(list(refs), num_returns=1)
+                task = refs.pop(done)
+                try:
+                    steps += ray.get(done)
+                except Exception as err:  # noqa: BLE001 - reported together below
+                    failed.append(f"{task.name}: {err}")
+                bar.update()
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(tasks)} sweep tasks failed (the others are kept; rerun to "
+                               "retry):\n" + "\n".join(failed))
+    table = pd.concat([pd.read_parquet(out / "runs" / t.name / "history.parquet") for t in tasks],
+                      ignore_index=True)
+    tmp = out / f".{TABLE}.tmp"
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, out / TABLE)
+    return SweepResult(out / TABLE, len(tasks), len(pending), steps)
+
+
+def load_sweep(out: str | Path) -> pd.DataFrame:
+    """A finished sweep's table: a row per (condition, seed, update), the grid values as columns."""
+    path = Path(out) / TABLE
+    if not path.exists():
+        raise ValueError(f"{path} does not exist: run the sweep first (acpg-lab sweep SPEC --out {out})")
+    return pd.read_parquet(path)

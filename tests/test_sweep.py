@@ -1,0 +1,119 @@
+"""Sweeps on Ray: spec validation, and a small sweep on a local 2-CPU Ray instance whose task is killed mid-run and
+still ends bitwise as the same runs trained in this process; a rerun trains nothing."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+import acpg_lab as al
+from acpg_lab.checkpoint import read_checkpoint
+from acpg_lab.sweep import load_sweep, parse_spec, run_sweep
+
+SPEC = {
+    "sweep": {"seeds": [0, 1, 2], "seeds_per_task": 2, "checkpoint_every": 2},
+    "base": {"env_id": "CartPole-v1", "algo": "ppo", "total_steps": 256 * 14, "device": "cpu"},
+    "grid": {"head": ["linear", "etf"]},
+    "resources": {"num_cpus": 1, "max_retries": 2},
+}
+
+
+def _spec(**changes):
+    raw = json.loads(json.dumps(SPEC))
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if value is None:
+            raw[section].pop(name)
+        else:
+            raw[section][name] = value
+    return raw
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(base__colour="red"), r"\[base\] has unknown field\(s\) \['colour'\]"),
+    (dict(sweep__seed_groups=2), r"\[sweep\] has unknown field\(s\) \['seed_groups'\]"),
+    (dict(grid__head=[]), r"grid.head is empty: the grid expands to no runs"),
+    (dict(grid__lr=0.1), r"grid.lr must be a list of values, got 0.1"),
+    (dict(sweep__seeds=[0, 1, 1]), r"sweep.seeds lists \[1\] more than once"),
+    (dict(sweep__seeds=None), r"sweep.seeds must be a non-empty list"),
+    (dict(sweep__seeds_per_task=0), r"sweep.seeds_per_task must be an integer >= 1"),
+    (dict(resources__num_gpus=-1), r"resources.num_gpus must be a non-negative number"),
+    (dict(resources__num_cpus=0), r"resources.num_cpus must be a positive number"),
+    (dict(grid__activation=["tanh", "sigmoid"]),
+     r"condition \{'head': 'linear', 'activation': 'sigmoid'\}: activation must be one of"),
+    (dict(base__head="etf"), r"head is set in \[base\] and varied in \[grid\]"),
+])
+def test_bad_specs_are_refused_naming_the_field(changes, message):
+    with pytest.raises(ValueError, match=message):
+        parse_spec(_spec(**changes))
+
+
+def test_unknown_section_and_unreachable_address_fail_fast(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown section\(s\) \['grids'\]"):
+        parse_spec({**SPEC, "grids": {}})
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"cannot reach a Ray cluster at --address '127.0.0.1:9'"):
+        run_sweep(parse_spec(SPEC), tmp_path / "sweep", address="127.0.0.1:9", progress=False)
+    assert time.monotonic() - start < 10
+
+
+def test_tasks_are_conditions_times_seed_groups():
+    tasks = parse_spec(SPEC).tasks()
+    assert [(t.condition["head"], t.config.seeds) for t in tasks] == [
+        ("linear", (0, 1)), ("linear", (2,)), ("etf", (0, 1)), ("etf", (2,))]
+    assert tasks[0].name == "head=linear__seeds=0-1" and tasks[0].config.checkpoint_every == 2
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+def _kill_when_checkpointed(task_dir, update, killed):
+    """SIGKILL the worker training ``task_dir`` once its checkpoint reaches ``update``."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if read_checkpoint(task_dir / "checkpoint.pt")["update"] >= update:
+                pid = json.loads((task_dir / "attempts.jsonl").read_text().splitlines()[-1])["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_sweep_with_a_killed_task_equals_the_runs_trained_here(ray_session, tmp_path):
+    spec, out = parse_spec(SPEC), tmp_path / "sweep"
+    victim = out / "runs" / "head=etf__seeds=0-1"
+    killed = []
+    killer = threading.Thread(target=_kill_when_checkpointed, args=(victim, 4, killed), daemon=True)
+    killer.start()
+    result = run_sweep(spec, out, progress=False)
+    killer.join(timeout=1)
+    assert len(killed) == 1, "the task finished before it could be killed"
+    attempts = [json.loads(line) for line in (victim / "attempts.jsonl").read_text().splitlines()]
+    assert len(attempts) == 2 and attempts[1]["resumed_from"] >= 4 and attempts[1]["pid"] != killed[0]
+    assert result.tasks == result.trained == 4
+
+    table = load_sweep(out)
+    for task in spec.tasks():
+        run = al.train(al.TrainConfig(**{**task.config.to_dict(), "checkpoint_every": 0}), progress=False)
+        rows = table[(table["head"] == task.condition["head"]) & table.seed.isin(task.config.seeds)]
+        pd.testing.assert_frame_equal(rows.drop(columns=["head", "time"]).reset_index(drop=True),
+                                      run.history.drop(columns="time"), check_exact=True)
+
+    again = run_sweep(spec, out, progress=False)  # a rerun (say, after the driver was killed) redoes nothing
+    assert (again.trained, again.steps) == (0, 0)
+    pd.testing.assert_frame_equal(load_sweep(out), table)
+    with pytest.raises(ValueError, match="holds another sweep"):
+        run_sweep(parse_spec(_spec(grid__head=["etf"])), out, progress=False)
