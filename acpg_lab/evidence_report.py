@@ -1,0 +1,190 @@
+"""Every table behind `REPRODUCTION.md`'s ACPG rows, recomputed from the pieces `acpg_lab.evidence` stored.
+
+``python -m acpg_lab.evidence report`` writes the tables to ``results/evidence/tables/``; with ``--check`` it
+recomputes them and fails if a stored table differs. The rules (``acpg_lab.stats``):
+
+- collapse is a *paired* contrast, seed by seed, between the trained actor and the same seed's untrained actor
+  on the same states and labels (``null_<metric>``, logged at the same update), at the last diagnosed update;
+- a broken condition against the balanced one, and one head arm against another, are *Welch* contrasts over
+  seeds (different runs);
+- each experiment's table is one family: Holm-adjusted p beside the raw p; verdicts use the adjusted one;
+- returns are evaluated greedily and by sampling (10 unseen episodes each); both are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acpg_lab.evidence import EXPERIMENTS, HEAD_ARMS, HEAD_TASKS, evidence_dir, load_condition
+from acpg_lab.experiments import aggregate, normalized, probability_of_improvement
+from acpg_lab.stats import VERDICT_RULE, contrast_table, paired, verdict, welch
+
+__all__ = ["COLLAPSE_METRICS", "collapse_final", "collapse_tables", "heads_per_seed", "heads_tables", "report"]
+
+#: metric -> the sign of (trained - untrained) that collapse predicts
+COLLAPSE_METRICS = {"nc1": -1, "equinorm_features": -1, "max_angle_features": -1, "max_angle_weights": -1,
+                    "self_duality": -1, "ncc_mismatch": -1, "label_alignment": 1}
+
+
+def collapse_final(history: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, the trained and untrained (``null_``) collapse metrics at the last diagnosed update."""
+    logged = history.dropna(subset=["nc1"])
+    last = logged[logged["update"] == logged.groupby("seed")["update"].transform("max")]
+    cols = [*COLLAPSE_METRICS, *(f"null_{m}" for m in COLLAPSE_METRICS)]
+    return last.set_index("seed")[cols].astype(float)
+
+
+def collapse_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
+    """``collapse_vs_null`` (trained vs untrained per condition and metric, with the verdict) and
+    ``collapse_between`` (each broken condition against its balanced one, on trained - untrained)."""
+    finals, returns, rows = {}, {}, {}
+    for name in EXPERIMENTS["collapse"]:
+        history, evaluation = load_condition("collapse", name, root=root)
+        finals[name], returns[name] = collapse_final(history), evaluation
+        for metric in COLLAPSE_METRICS:
+            f = finals[name]
+            rows[(name, metric)] = paired(f[metric], f[f"null_{metric}"]) | dict(
+                greedy=evaluation.greedy.mean(), sampled=evaluation.sampled.mean())
+    vs_null = _with_verdicts(contrast_table(rows), lambda key: COLLAPSE_METRICS[key[1]])
+    between = {}
+    for name in finals:
+        family, _, variant = name.partition("/")
+        if variant in ("imbalanced", "zipf"):
+            base = finals[f"{family}/balanced"]
+            for metric in COLLAPSE_METRICS:
+                broken = finals[name][metric] - finals[name][f"null_{metric}"]
+                between[(name, metric)] = welch(broken, base[metric] - base[f"null_{metric}"])
+    # breaking a condition weakens collapse: the trained-minus-null change moves back towards 0
+    between_table = _with_verdicts(contrast_table(between), lambda key: -COLLAPSE_METRICS[key[1]])
+    return {"collapse_vs_null": vs_null, "collapse_between": between_table}
+
+
+def _with_verdicts(table: pd.DataFrame, expected: Callable[[tuple], int]) -> pd.DataFrame:
+    if not len(table):
+        return table
+    table.index = pd.MultiIndex.from_tuples(table.index)
+    out = [verdict(row, expected_sign=expected(key), p_adjusted=row["p_holm"]) for key, row in table.iterrows()]
+    table["verdict"], table["rule"] = [v for v, _ in out], [r for _, r in out]
+    return table
+
+
+def heads_per_seed(root: Path | None = None) -> pd.DataFrame:
+    """One row per (task, arm, seed): area under the training curve (mean training return over all updates),
+    final training return (last 10% of updates), greedy and sampled evaluation, updates and steps until the
+    5-update mean training return first reaches the task's threshold (NaN if never; updates are the paper's
+    "epochs"), final policy entropy, and the final ``label_alignment`` with its untrained null."""
+    rows = []
+    for task, (_, threshold) in HEAD_TASKS.items():
+        for arm in HEAD_ARMS:
+            history, evaluation = load_condition("heads", f"{task}/{arm}", root=root)
+            for seed, h in history.groupby("seed"):
+                h = h.sort_values("update")
+                ret = h.dropna(subset=["episode_return"])
+                tail = ret[ret["update"] >= 0.9 * h["update"].max()]
+                smooth = ret.episode_return.rolling(5, min_periods=5).mean()
+                hit = ret[smooth >= threshold]
+                logged = h.dropna(subset=["label_alignment"])
+                rows.append(dict(task=task, arm=arm, seed=seed, area=ret.episode_return.mean(),
+                                 final_train=tail.episode_return.mean(), greedy=evaluation.greedy[seed],
+                                 sampled=evaluation.sampled[seed],
+                                 updates_to_threshold=float(hit["update"].iloc[0] + 1) if len(hit) else np.nan,
+                                 steps_to_threshold=float(hit["step"].iloc[0]) if len(hit) else np.nan,
+                                 final_entropy=h[h["update"] >= 0.9 * h["update"].max()].entropy.mean(),
+                                 label_alignment=logged.label_alignment.iloc[-1],
+                                 null_label_alignment=logged.null_label_alignment.iloc[-1],
+                                 plateau_change=tail.episode_return.mean()
+                                 - ret[(ret["update"] >= 0.8 * h["update"].max())
+                                       & (ret["update"] < 0.9 * h["update"].max())].episode_return.mean()))
+    return pd.DataFrame(rows)
+
+
+#: head-arm contrasts: (arm, against, what the contrast isolates)
+HEAD_CONTRASTS = (("etf", "linear", "the fixed ETF against the usual learnable head"),
+                  ("etf", "linear_scaled", "the ETF against a learnable head with the same initial logit scale"),
+                  ("etf", "random", "the ETF's geometry against a fixed random head"))
+HEAD_OUTCOMES = ("area", "final_train", "greedy", "sampled", "final_entropy")
+
+
+def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
+    """``heads_per_seed``, ``heads_contrasts`` (Welch, Holm over the whole table; the claimed sign is +1 for
+    returns, none for entropy: it is reported to tell "faster" from "less random") and ``heads_aggregate``
+    (rliable IQM of normalised greedy and sampled returns over the tasks, and P(ETF > linear))."""
+    per_seed = heads_per_seed(root)
+    rows = {}
+    for task in HEAD_TASKS:
+        t = per_seed[per_seed.task == task]
+        for arm, against, _ in HEAD_CONTRASTS:
+            for outcome in HEAD_OUTCOMES:
+                rows[(task, f"{arm} - {against}", outcome)] = welch(t[t.arm == arm][outcome],
+                                                                     t[t.arm == against][outcome])
+    contrasts = _with_verdicts(contrast_table(rows), lambda key: 1)
+    entropy = contrasts.index.get_level_values(2) == "final_entropy"
+    contrasts.loc[entropy, "verdict"] = "descriptive"  # no claimed direction
+    contrasts.loc[entropy, "rule"] = "reported beside returns, no claim"
+    agg = []
+    for mode in ("greedy", "sampled"):
+        scores = {}
+        for arm in HEAD_ARMS:
+            cols = []
+            for task, (shared, _) in HEAD_TASKS.items():
+                t = per_seed[(per_seed.task == task) & (per_seed.arm == arm)].sort_values("seed")
+                cols.append(normalized(shared["env_id"], t[mode].to_numpy()))
+            scores[arm] = np.stack(cols, 1)
+        table = aggregate(scores)
+        better = probability_of_improvement(scores["etf"], scores["linear"])
+        table["mode"], table["p_etf_over_linear"] = mode, better["probability"]
+        table["p_low"], table["p_high"] = better["low"], better["high"]
+        agg.append(table)
+    return {"heads_per_seed": per_seed, "heads_contrasts": contrasts, "heads_aggregate": pd.concat(agg)}
+
+
+def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
+    tables = {}
+    for experiment, build in (("collapse", collapse_tables), ("heads", heads_tables)):
+        try:
+            tables |= build(root)
+        except FileNotFoundError as missing:
+            print(f"{experiment}: not all pieces are stored yet ({missing})")
+    return tables
+
+
+def report(*, root: str | Path | None = None, check: bool = False) -> int:
+    """Recompute every table; write them (or, with ``check``, compare them with the stored ones: 1 if any
+    differs or is missing)."""
+    base = evidence_dir(root)
+    out_dir = base / "tables"
+    tables = _tables(Path(root) if root else None)
+    bad = 0
+    for name, table in tables.items():
+        path = out_dir / f"{name}.csv"
+        if check:
+            if not path.exists():
+                print(f"MISSING {path}")
+                bad += 1
+                continue
+            stored = pd.read_csv(path)
+            fresh = pd.read_csv(_csv_buffer(table))
+            same = stored.shape == fresh.shape and all(
+                np.allclose(stored[c], fresh[c], rtol=1e-9, atol=1e-12, equal_nan=True)
+                if pd.api.types.is_numeric_dtype(fresh[c]) else stored[c].equals(fresh[c]) for c in fresh)
+            print(f"{'same' if same else 'DIFFERS'} {path}")
+            bad += not same
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path)
+            print(f"wrote {path}")
+    print(f"verdict rule: {VERDICT_RULE}")
+    return int(bad > 0)
+
+
+def _csv_buffer(table: pd.DataFrame):
+    import io
+
+    buffer = io.StringIO()
+    table.to_csv(buffer)
+    buffer.seek(0)
+    return buffer

@@ -1,0 +1,78 @@
+"""The evidence pipeline: cached atomic pieces, compact histories, tables recomputed from what is stored."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from acpg_lab import evidence, evidence_report
+from acpg_lab.evidence import Condition
+
+TINY = dict(algo="ppo", label_source="optimal", diagnostics_every=2, diagnostics_null=True, total_steps=2048)
+
+
+@pytest.fixture
+def tiny_collapse(monkeypatch, tmp_path):
+    conditions = {name: Condition(dict(TINY, env_id=env_id), seeds=(0, 1, 2), group=2)
+                  for name, env_id in (("onehot/balanced", "acpg_lab/ActionBandit-v0"),
+                                       ("onehot/imbalanced", "acpg_lab/ActionBandit-imbalanced-v0"))}
+    monkeypatch.setitem(evidence.EXPERIMENTS, "collapse", conditions)
+    evidence.run_experiment("collapse", root=tmp_path)
+    return tmp_path
+
+
+def test_pieces_are_stored_once_and_load_back(tiny_collapse, capsys):
+    root = tiny_collapse
+    pieces = sorted(p.name for p in (root / "collapse" / "onehot" / "balanced").iterdir())
+    assert pieces == ["seeds_0-1", "seeds_2-2"]
+    stamp = (root / "collapse/onehot/balanced/seeds_0-1/history.parquet").stat().st_mtime_ns
+    evidence.run_experiment("collapse", root=root, only=["balanced"])
+    assert "stored" in capsys.readouterr().out
+    assert (root / "collapse/onehot/balanced/seeds_0-1/history.parquet").stat().st_mtime_ns == stamp
+    history, evaluation = evidence.load_condition("collapse", "onehot/balanced", root=root)
+    assert sorted(history.seed.unique()) == [0, 1, 2] and list(evaluation.index) == [0, 1, 2]
+    assert {"greedy", "sampled"} <= set(evaluation.columns)
+    assert history["nc1"].dtype == np.float32 and "null_nc1" in history
+    assert not list(root.rglob(".*tmp*"))  # no temporary files left behind
+    with pytest.raises(FileNotFoundError, match="run collapse"):
+        evidence.load_condition("collapse", "onehot/zipf", root=root)
+
+
+def test_bad_requests_fail_before_training(tmp_path):
+    with pytest.raises(ValueError, match="unknown experiment"):
+        evidence.run_experiment("nope", root=tmp_path)
+    with pytest.raises(ValueError, match="matches no condition"):
+        evidence.run_experiment("collapse", root=tmp_path, only=["nothing-like-this"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_long_histories_are_averaged_in_blocks():
+    updates = np.arange(2500)
+    h = pd.DataFrame(dict(seed=np.repeat([3, 5], 2500), update=np.tile(updates, 2), step=np.tile(updates * 40 + 40, 2),
+                          episodes=1, episode_return=np.tile(updates.astype(float), 2),
+                          nc1=np.tile(np.where(updates % 25 == 0, 1.0, np.nan), 2)))
+    c = evidence._compact(h)
+    assert len(c) == 2 * 834 and c.episodes.sum() == 5000 and c.step.max() == 2500 * 40
+    first = c.iloc[0]
+    assert (first["update"], first["episode_return"], first["episodes"]) == (2, 1.0, 3)
+    assert c["episode_return"].dtype == np.float32
+
+
+def test_collapse_tables_are_paired_contrasts_with_holm_and_verdicts(tiny_collapse):
+    tables = evidence_report.collapse_tables(tiny_collapse)
+    vs_null = tables["collapse_vs_null"]
+    assert len(vs_null) == 2 * len(evidence_report.COLLAPSE_METRICS)
+    assert (vs_null.p_holm >= vs_null.p).all() and (vs_null.df == 2).all()  # 3 seeds, paired
+    assert set(vs_null.verdict) <= {"reproduced", "contradicted", "not reproduced", "inconclusive (power)"}
+    between = tables["collapse_between"]
+    assert list(between.index.get_level_values(0).unique()) == ["onehot/imbalanced"]
+
+
+def test_report_writes_then_checks_tables(tiny_collapse, monkeypatch):
+    monkeypatch.setattr(evidence_report, "heads_tables", lambda root: {})
+    assert evidence_report.report(root=tiny_collapse) == 0
+    assert evidence_report.report(root=tiny_collapse, check=True) == 0
+    path = tiny_collapse / "tables" / "collapse_vs_null.csv"
+    table = pd.read_csv(path)
+    table.loc[0, "difference"] += 1e-3
+    table.to_csv(path, index=False)
+    assert evidence_report.report(root=tiny_collapse, check=True) == 1
