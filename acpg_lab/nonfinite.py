@@ -3,9 +3,9 @@ on them.
 
 Seeds are independent in the seed-batched model (per-seed losses summed, gradients and Adam state in per-seed
 slices), so one seed's NaN never reaches another's numbers, and a seed can be put back on its own. `NonFiniteGuard`
-keeps a copy of the parameters and Adam's moments at the start of each update (the last good state), collects per
-step, on the device and without a host sync, which seeds had a non-finite loss or gradient norm, checks the
-parameters once after the update, and reads the verdict with one host sync per update. A bad seed is put back to
+copies the parameters and Adam's moments aside at the start of each update (the last good state), keeps each step's
+per-seed loss and gradient norms (references only: no work in the hot loop), and after the update checks them and
+the parameters in a few batched operations and one host sync. A bad seed is put back to
 its last good state; then ``TrainConfig.on_nonfinite`` decides: "stop" raises `NonFiniteError` naming the seed,
 the update and the quantity, "freeze_seed" keeps that seed fixed from then on (its parameters and optimiser state
 are put back after every update) while the others finish.
@@ -57,39 +57,44 @@ class NonFiniteGuard:
         self.params, self.optimizer, self.seeds, self.mode = list(params), optimizer, tuple(seeds), mode
         self.frozen = torch.zeros(len(self.seeds), dtype=torch.bool)  #: on the CPU: seeds kept fixed
         self.events: list[NonFiniteEvent] = []
-        self._first: Tensor | None = None  # [3, S]: the first step of the update each quantity was non-finite
-        self._step = 0
-        self._good: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
+        self._losses: list[Tensor] = []  # this update's per-step losses [S] and gradient norms [S]
+        self._norms: list[Tensor] = []
+        self._good: list[list[Tensor | None]] = [[None, None, None] for _ in self.params]  # param, exp_avg, sq
 
     def begin(self) -> None:
-        """Before an update: remember the current (good) state and clear the per-step flags."""
-        device = self.params[0].device
-        self._first = torch.full((len(QUANTITIES), len(self.seeds)), _NEVER, dtype=torch.int64, device=device)
-        self._step = 0
-        self._good = []
-        for p in self.params:
+        """Before an update: copy the current (good) parameters and Adam moments aside (a moment Adam has not
+        created yet is recorded as None: zero)."""
+        self._losses, self._norms = [], []
+        for p, good in zip(self.params, self._good, strict=True):
             state = self.optimizer.state.get(p, {})
-            moments = [state[k].detach().clone() if k in state else None for k in ("exp_avg", "exp_avg_sq")]
-            self._good.append((p.detach().clone(), *moments))
+            for j, tensor in enumerate((p, state.get("exp_avg"), state.get("exp_avg_sq"))):
+                if tensor is None:
+                    good[j] = None
+                    continue
+                if good[j] is None:
+                    good[j] = torch.empty_like(tensor)
+                good[j].copy_(tensor.detach())
 
     def check_step(self, loss: Tensor, grad_norms: Sequence[Tensor]) -> None:
-        """After a backward pass: flag the seeds whose loss ``[S]`` or gradient norms ``[S]`` are not finite
-        (device-side, no host sync)."""
-        self._flag(0, ~torch.isfinite(loss.detach()))
-        if grad_norms:
-            self._flag(1, ~torch.isfinite(torch.stack(list(grad_norms))).all(0))
-        self._step += 1
-
-    def _flag(self, quantity: int, bad: Tensor) -> None:
-        first = self._first[quantity]
-        first.masked_fill_(bad & (first == _NEVER), self._step)
+        """After a backward pass: keep the step's per-seed loss ``[S]`` and gradient norms ``[S]`` for `end` (no
+        computation, no host sync here)."""
+        self._losses.append(loss.detach())
+        self._norms.extend(grad_norms)
 
     def end(self, update: int) -> dict[str, Tensor]:
-        """After an update: check the parameters, put bad and frozen seeds back, and raise or freeze. Returns the
-        history columns to log (``frozen`` per seed in "freeze_seed" mode, else nothing)."""
-        finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in self.params]).all(0)
-        self._flag(2, ~finite)
-        first = self._first.cpu()  # the one host sync per update
+        """After an update: find the seeds whose loss, gradient norm or parameters were not finite, put them (and
+        frozen seeds) back, and raise or freeze. Returns the history columns to log (``frozen`` per seed in
+        "freeze_seed" mode, else nothing)."""
+        steps = len(self._losses)
+        bad_params = ~torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in self.params]).all(0)
+        bad_steps = [~torch.isfinite(torch.stack(self._losses))]  # [steps, S]
+        if self._norms:
+            bad_steps.append(~torch.isfinite(torch.stack(self._norms)).view(steps, -1, len(self.seeds)).all(1))
+        first = [torch.where(b.any(0), b.int().argmax(0), _NEVER) for b in bad_steps]  # first bad step per seed
+        if len(first) == 1:
+            first.append(torch.full_like(first[0], _NEVER))
+        first.append(torch.where(bad_params, steps, _NEVER))  # after the last step
+        first = torch.stack(first).cpu()  # [3, S]: the one host sync per update
         bad = (first < _NEVER).any(0) & ~self.frozen
         if bad.any():
             # the quantity that went first (a tie goes to the loss, whose NaN makes the gradient NaN)
