@@ -120,7 +120,7 @@ def no_data(ax: Axes, message: str = "no data") -> Axes:
 
 def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_return", *, x: str = "step",
                 bins: int | None = 50, ax: Axes | None = None, title: str | None = None, ylabel: str | None = None,
-                log: bool = False, legend: bool | dict = True) -> Axes:
+                log: bool = False, legend: bool | dict = True, null: bool = False) -> Axes:
     """One line per history (mean over seeds) with a 95% percentile-bootstrap band (`bootstrap_ci`, which stays
     within the range of the values); values are averaged into ``bins`` x-bins per seed, or taken at their own x
     values with ``bins=None`` (for values every seed logs at the same x, e.g. snapshots).
@@ -129,6 +129,9 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
     without diagnostics) are skipped, and a panel with no value at all says so instead of showing empty axes.
     ``log=True`` draws a log axis, the band's lower edge floored at a tenth of the mean so that it stays drawable.
     The default title is `metric_label` with the code name under it; ``legend`` may be a dict of legend options.
+    ``null=True`` adds, for histories that have a ``null_<metric>`` column (``TrainConfig.diagnostics_null``), the
+    untrained network's value on the same states as a dashed line of the same colour: the null to read the
+    metric against.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
@@ -154,6 +157,11 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
         ax.plot(centres, mean, color=colour, label=f"{label} (n={len(table)})",
                 marker="o" if len(centres) == 1 else None)  # a lone point needs a marker to be seen
         ax.fill_between(centres, lo, hi, color=colour, alpha=0.25, linewidth=0)
+        if null and f"null_{metric}" in hist:
+            values = (hist if bins is None else binned).pivot_table(
+                index="seed", columns=x if bins is None else "_bin", values=f"null_{metric}", aggfunc="mean")
+            ax.plot(centres, values.reindex(columns=table.columns).mean(0).to_numpy(), color=colour,
+                    linestyle="--", linewidth=1.2, label=f"{label}: untrained (null)")
         drawn += 1
     if title is None:
         titled(ax, metric_label(metric), metric)

@@ -24,6 +24,15 @@ def test_plot_curves_at_own_x_values_and_binned():
         plot_curves({"a": _history()}, "nope")
 
 
+def test_plot_curves_draws_the_untrained_null_dashed():
+    h = _history().assign(null_kl=[5.0, 5.0, 5.0, 7.0, 7.0, 7.0])
+    ax = plot_curves({"a": h}, "kl", bins=None, null=True)
+    trained, null = ax.lines
+    assert null.get_linestyle() == "--" and null.get_ydata().tolist() == [6.0, 6.0, 6.0]
+    assert len(plot_curves({"a": _history()}, "kl", bins=None, null=True).lines) == 1  # no null column: no line
+    assert plot_curves({"a": h}, "kl", bins=2, null=True).lines[1].get_ydata().tolist() == [6.0, 6.0]
+
+
 def test_mean_ci_and_plot_aggregate():
     mean, lo, hi = mean_ci(np.array([[1.0, np.nan], [3.0, 2.0]]))
     assert mean.tolist() == [2.0, 2.0] and lo[1] == hi[1] == 2.0 and lo[0] < 2.0 < hi[0]
