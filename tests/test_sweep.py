@@ -4,6 +4,8 @@ still ends bitwise as the same runs trained in this process; a rerun trains noth
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -71,9 +73,24 @@ def test_tasks_are_conditions_times_seed_groups():
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    if not ray.is_initialized():  # a test before may have let run_sweep start it
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
     yield ray
     ray.shutdown()
+
+
+def _toml(raw):
+    """The spec as TOML (every value here is an int, a string or a list of them)."""
+    return "".join(f"[{section}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()) + "\n"
+                   for section, table in raw.items())
+
+
+def _same_as_trained_here(table, spec):
+    for task in spec.tasks():
+        run = al.train(al.TrainConfig(**{**task.config.to_dict(), "checkpoint_every": 0}), progress=False)
+        rows = table[(table["head"] == task.condition["head"]) & table.seed.isin(task.config.seeds)]
+        pd.testing.assert_frame_equal(rows.drop(columns=["head", "time"]).reset_index(drop=True),
+                                      run.history.drop(columns="time"), check_exact=True)
 
 
 def _kill_when_checkpointed(task_dir, update, killed):
@@ -106,14 +123,61 @@ def test_sweep_with_a_killed_task_equals_the_runs_trained_here(ray_session, tmp_
     assert result.tasks == result.trained == 4
 
     table = load_sweep(out)
-    for task in spec.tasks():
-        run = al.train(al.TrainConfig(**{**task.config.to_dict(), "checkpoint_every": 0}), progress=False)
-        rows = table[(table["head"] == task.condition["head"]) & table.seed.isin(task.config.seeds)]
-        pd.testing.assert_frame_equal(rows.drop(columns=["head", "time"]).reset_index(drop=True),
-                                      run.history.drop(columns="time"), check_exact=True)
+    _same_as_trained_here(table, spec)
 
     again = run_sweep(spec, out, progress=False)  # a rerun (say, after the driver was killed) redoes nothing
     assert (again.trained, again.steps) == (0, 0)
     pd.testing.assert_frame_equal(load_sweep(out), table)
     with pytest.raises(ValueError, match="holds another sweep"):
         run_sweep(parse_spec(_spec(grid__head=["etf"])), out, progress=False)
+
+
+def _attempts(task_dir):
+    path = task_dir / "attempts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.slow
+def test_killed_driver_rerun_redoes_nothing_finished_and_resumes_the_rest(tmp_path):
+    pytest.importorskip("ray")
+    (tmp_path / "spec.toml").write_text(_toml(SPEC))
+    out, spec = tmp_path / "sweep", parse_spec(SPEC)
+    runs = [out / "runs" / t.name for t in spec.tasks()]
+    driver = subprocess.Popen([sys.executable, "-m", "acpg_lab.cli", "sweep", str(tmp_path / "spec.toml"), "--out",
+                               str(out), "--num-cpus", "2", "--quiet"], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, seen = time.monotonic() + 240, False
+    try:  # kill the driver, its Ray instance and workers once a task is done and another is mid-way
+        while time.monotonic() < deadline and driver.poll() is None:
+            done = [r for r in runs if (r / "history.parquet").exists()]
+            if done and any(r not in done and (r / "checkpoint.pt").exists() for r in runs):
+                seen = True
+                break
+            time.sleep(0.01)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        for r in runs:  # workers may sit outside the driver's process group: a machine crash takes them too
+            for attempt in _attempts(r):
+                try:
+                    os.kill(attempt["pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        driver.wait()
+    assert seen, f"no moment with a finished and a running task: {driver.stderr.read().decode()}"
+    time.sleep(0.5)
+    done = [r for r in runs if (r / "history.parquet").exists()]
+    checkpointed = {r: read_checkpoint(r / "checkpoint.pt")["update"] for r in runs
+                    if r not in done and (r / "checkpoint.pt").exists()}
+    assert done and checkpointed
+    attempts_before = {r: len(_attempts(r)) for r in runs}
+    result = run_sweep(spec, out, num_cpus=2, progress=False)  # the same sweep again, from this process
+    assert result.trained == len(runs) - len(done)
+    for r in done:  # finished before the kill: not trained again
+        assert len(_attempts(r)) == attempts_before[r] == 1
+    for r, update in checkpointed.items():  # running at the kill: resumed from (at least) that checkpoint
+        assert _attempts(r)[-1]["resumed_from"] >= update
+    cfg = spec.tasks()[0].config
+    per_update = {r: cfg.batch_size * len(t.config.seeds) for r, t in zip(runs, spec.tasks(), strict=True)}
+    resumed = {r: _attempts(r)[-1]["resumed_from"] for r in runs if r not in done}
+    assert result.steps == sum((cfg.num_updates - u) * per_update[r] for r, u in resumed.items())
+    _same_as_trained_here(load_sweep(out), spec)
