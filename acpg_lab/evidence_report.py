@@ -30,6 +30,10 @@ COLLAPSE_METRICS = {"nc1": -1, "equinorm_features": -1, "max_angle_features": -1
                     "self_duality": -1, "ncc_mismatch": -1, "label_alignment": 1}
 
 
+#: statistics compared between conditions as log(trained / null): positive, and their nulls differ in scale
+RATIO_METRICS = ("nc1", "equinorm_features", "max_angle_features", "max_angle_weights", "self_duality")
+
+
 def collapse_final(history: pd.DataFrame) -> pd.DataFrame:
     """Per seed, the trained and untrained (``null_``) collapse metrics at the last diagnosed update."""
     logged = history.dropna(subset=["nc1"])
@@ -40,34 +44,69 @@ def collapse_final(history: pd.DataFrame) -> pd.DataFrame:
 
 def collapse_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     """``collapse_vs_null`` (trained vs untrained per condition and metric, with the verdict) and
-    ``collapse_between`` (each broken condition against its balanced one, on trained - untrained)."""
-    finals, returns, rows = {}, {}, {}
-    for name in EXPERIMENTS["collapse"]:
+    ``collapse_between`` (each broken condition against its balanced one, Welch over seeds, on two measures: the
+    trained value itself, and how far training moved it from the untrained null, as ``log(trained / null)``
+    for the positive scale-like statistics (`RATIO_METRICS`), ``trained - null`` for ``ncc_mismatch`` (which
+    reaches 0) and ``label_alignment`` (a cosine). The second is the one that says what
+    training did: a broken condition can start from a different null (Zipf visitation weights the statistics)).
+    Statistics of a fixed head's rows (``max_angle_weights`` under the ETF head: exactly 0 before and after)
+    are left out: there is nothing to test."""
+    finals, rows = {}, {}
+    for name, cond in EXPERIMENTS["collapse"].items():
         history, evaluation = load_condition("collapse", name, root=root)
-        finals[name], returns[name] = collapse_final(history), evaluation
+        finals[name] = collapse_final(history)
+        fixed = cond.config.get("head", "linear") != "linear"
         for metric in COLLAPSE_METRICS:
+            if fixed and metric == "max_angle_weights":
+                continue
             f = finals[name]
             rows[(name, metric)] = paired(f[metric], f[f"null_{metric}"]) | dict(
                 greedy=evaluation.greedy.mean(), sampled=evaluation.sampled.mean())
-    vs_null = _with_verdicts(contrast_table(rows), lambda key: COLLAPSE_METRICS[key[1]])
+    vs_null = _with_verdicts(contrast_table(rows), lambda key: (
+        COLLAPSE_METRICS[key[0][1]], _smallest_effect(key[0][1], "trained - null", key[1]["mean_y"])))
     between = {}
     for name in finals:
         family, _, variant = name.partition("/")
-        if variant in ("imbalanced", "zipf"):
-            base = finals[f"{family}/balanced"]
-            for metric in COLLAPSE_METRICS:
-                broken = finals[name][metric] - finals[name][f"null_{metric}"]
-                between[(name, metric)] = welch(broken, base[metric] - base[f"null_{metric}"])
-    # breaking a condition weakens collapse: the trained-minus-null change moves back towards 0
-    between_table = _with_verdicts(contrast_table(between), lambda key: -COLLAPSE_METRICS[key[1]])
+        if variant not in ("imbalanced", "zipf"):
+            continue
+        base = finals[f"{family}/balanced"]
+        for metric in COLLAPSE_METRICS:
+            between[(name, metric, "trained")] = welch(finals[name][metric], base[metric])
+            moved = "log(trained / null)" if metric in RATIO_METRICS else "trained - null"
+            between[(name, metric, moved)] = welch(_moved(finals[name], metric), _moved(base, metric))
+    # breaking a condition weakens collapse: the statistic ends, and moves, less far in collapse's direction
+    between_table = _with_verdicts(contrast_table(between), lambda key: (
+        -COLLAPSE_METRICS[key[0][1]], _smallest_effect(key[0][1], key[0][2], key[1]["mean_y"])))
     return {"collapse_vs_null": vs_null, "collapse_between": between_table}
 
 
-def _with_verdicts(table: pd.DataFrame, expected: Callable[[tuple], int]) -> pd.DataFrame:
+def _smallest_effect(metric: str, measure: str, reference: float) -> float:
+    """The smallest difference that would count as the claimed effect (below it a tight interval around 0 reads
+    "not reproduced"): a factor 1.25 on log scales, a quarter of the reference's scale for the scale-like
+    statistics, 0.05 for the fractions and cosines (``ncc_mismatch``, ``label_alignment``)."""
+    if measure.startswith("log"):
+        return float(np.log(1.25))
+    if metric in RATIO_METRICS:
+        return max(0.25 * abs(reference), 1e-3)
+    return 0.05
+
+
+def _moved(final: pd.DataFrame, metric: str) -> pd.Series:
+    if metric in RATIO_METRICS:
+        return np.log(final[metric] / final[f"null_{metric}"])
+    return final[metric] - final[f"null_{metric}"]
+
+
+def _with_verdicts(table: pd.DataFrame, expected: Callable[[tuple], tuple[int, float | None]]) -> pd.DataFrame:
+    """Add verdict and rule columns; ``expected`` maps ``(index tuple, row)`` to (the claimed sign, the smallest
+    effect of interest or None)."""
     if not len(table):
         return table
     table.index = pd.MultiIndex.from_tuples(table.index)
-    out = [verdict(row, expected_sign=expected(key), p_adjusted=row["p_holm"]) for key, row in table.iterrows()]
+    out = []
+    for key, row in table.iterrows():
+        sign, smallest = expected((key, row))
+        out.append(verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest))
     table["verdict"], table["rule"] = [v for v, _ in out], [r for _, r in out]
     return table
 
@@ -121,7 +160,7 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
             for outcome in HEAD_OUTCOMES:
                 rows[(task, f"{arm} - {against}", outcome)] = welch(t[t.arm == arm][outcome],
                                                                      t[t.arm == against][outcome])
-    contrasts = _with_verdicts(contrast_table(rows), lambda key: 1)
+    contrasts = _with_verdicts(contrast_table(rows), lambda key: (1, None))
     entropy = contrasts.index.get_level_values(2) == "final_entropy"
     contrasts.loc[entropy, "verdict"] = "descriptive"  # no claimed direction
     contrasts.loc[entropy, "rule"] = "reported beside returns, no claim"
