@@ -265,3 +265,27 @@ def test_atomic_write_leaves_old_content_when_interrupted(tmp_path, monkeypatch)
     with pytest.raises(OSError):
         checkpoint.write_atomic(path, b"new")
     assert path.read_bytes() == b"old" and list(tmp_path.iterdir()) == [path]
+
+
+def test_cli_train_checkpoints_and_resumes(tmp_path, monkeypatch, capsys):
+    from acpg_lab.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--env", "CartPole-v1", "--seeds", "0", "--steps", "1024", "--out", str(out), "--quiet",
+            "--device", "cpu", "--checkpoint-every", "1", "--eval-episodes", "2"]
+    original = checkpoint.RunDirectory.after_update
+
+    def crash_after_two(self, state):
+        original(self, state)
+        if state.next_update == 2:
+            raise _Stop
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint.RunDirectory, "after_update", crash_after_two)
+        with pytest.raises(_Stop):
+            main(args)
+    assert main(args) == 2 and "pass resume=True (acpg-lab train --resume)" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
+    assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "model.pt", "evaluation.csv"}
+    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=1024, device="cpu")
+    _assert_same_run(al.Run.load(out), al.train(cfg, progress=False))

@@ -181,3 +181,14 @@ def test_killed_driver_rerun_redoes_nothing_finished_and_resumes_the_rest(tmp_pa
     resumed = {r: _attempts(r)[-1]["resumed_from"] for r in runs if r not in done}
     assert result.steps == sum((cfg.num_updates - u) * per_update[r] for r, u in resumed.items())
     _same_as_trained_here(load_sweep(out), spec)
+
+
+def test_the_readme_spec_is_valid():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    import tomllib
+
+    spec = parse_spec(tomllib.loads(block))
+    assert len(spec.tasks()) == 2 * 2 * 2 and spec.seeds_per_task == 4
