@@ -34,7 +34,7 @@ from acpg_lab.config import TrainConfig
 from acpg_lab.profiles import repository_root
 from acpg_lab.training import train
 
-__all__ = ["Condition", "EXPERIMENTS", "evidence_dir", "run_experiment", "load_condition", "piece_dir"]
+__all__ = ["Condition", "EXPERIMENTS", "evidence_dir", "run_experiment", "load_condition", "piece_dir", "stored_table"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +190,22 @@ def load_condition(experiment: str, condition: str, *, root: str | Path | None =
     history = pd.concat([pd.read_parquet(p / "history.parquet") for p in pieces], ignore_index=True)
     evaluation = pd.concat([pd.read_csv(p / "evaluation.csv", index_col="seed") for p in pieces])
     return history, evaluation
+
+
+#: index columns of each stored table
+TABLE_INDEX = {"collapse_vs_null": ["condition", "metric"], "collapse_between": ["condition", "metric", "measure"],
+               "heads_per_seed": ["task", "arm", "seed"], "heads_contrasts": ["task", "contrast", "outcome"],
+               "heads_aggregate": ["arm"]}
+
+
+def stored_table(name: str, *, root: str | Path | None = None) -> pd.DataFrame:
+    """A table `python -m acpg_lab.evidence report` wrote (``results/evidence/tables/<name>.csv``), indexed."""
+    if name not in TABLE_INDEX:
+        raise ValueError(f"unknown table {name!r}; known: {sorted(TABLE_INDEX)}")
+    path = evidence_dir(root) / "tables" / f"{name}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is not stored yet: run `python -m acpg_lab.evidence report`")
+    return pd.read_csv(path, index_col=TABLE_INDEX[name])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

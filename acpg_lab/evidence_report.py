@@ -30,6 +30,13 @@ COLLAPSE_METRICS = {"nc1": -1, "equinorm_features": -1, "max_angle_features": -1
                     "self_duality": -1, "ncc_mismatch": -1, "label_alignment": 1}
 
 
+#: condition -> (the condition it is compared with, +1 if the paper expects it to collapse more, -1 if less):
+#: a broken condition collapses less than the balanced one; with the fixed ETF head the features align with it
+#: (Theorem 1) at least as well as a learnable head's with its own rows
+COMPARISONS = {"onehot/imbalanced": ("onehot/balanced", -1), "onehot/zipf": ("onehot/balanced", -1),
+               "dense/imbalanced": ("dense/balanced", -1), "dense/zipf": ("dense/balanced", -1),
+               "dense/balanced_etf": ("dense/balanced", 1)}
+
 #: statistics compared between conditions as log(trained / null): positive, and their nulls differ in scale
 RATIO_METRICS = ("nc1", "equinorm_features", "max_angle_features", "max_angle_weights", "self_duality")
 
@@ -44,7 +51,8 @@ def collapse_final(history: pd.DataFrame) -> pd.DataFrame:
 
 def collapse_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     """``collapse_vs_null`` (trained vs untrained per condition and metric, with the verdict) and
-    ``collapse_between`` (each broken condition against its balanced one, Welch over seeds, on two measures: the
+    ``collapse_between`` (each broken condition against its balanced one, and the ETF head against the learnable
+    one, `COMPARISONS`; Welch over seeds, on two measures: the
     trained value itself, and how far training moved it from the untrained null, as ``log(trained / null)``
     for the positive scale-like statistics (`RATIO_METRICS`), ``trained - null`` for ``ncc_mismatch`` (which
     reaches 0) and ``label_alignment`` (a cosine). The second is the one that says what
@@ -63,20 +71,23 @@ def collapse_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
             rows[(name, metric)] = paired(f[metric], f[f"null_{metric}"]) | dict(
                 greedy=evaluation.greedy.mean(), sampled=evaluation.sampled.mean())
     vs_null = _with_verdicts(contrast_table(rows), lambda key: (
-        COLLAPSE_METRICS[key[0][1]], _smallest_effect(key[0][1], "trained - null", key[1]["mean_y"])))
-    between = {}
-    for name in finals:
-        family, _, variant = name.partition("/")
-        if variant not in ("imbalanced", "zipf"):
+        COLLAPSE_METRICS[key[0][1]], _smallest_effect(key[0][1], "trained - null", key[1]["mean_y"])),
+        names=["condition", "metric"])
+    between, claimed = {}, {}
+    for name, (base_name, direction) in COMPARISONS.items():
+        if name not in finals or base_name not in finals:
             continue
-        base = finals[f"{family}/balanced"]
+        base = finals[base_name]
         for metric in COLLAPSE_METRICS:
+            if metric == "max_angle_weights" and EXPERIMENTS["collapse"][name].config.get("head") == "etf":
+                continue  # the ETF's rows are exact by construction
             between[(name, metric, "trained")] = welch(finals[name][metric], base[metric])
             moved = "log(trained / null)" if metric in RATIO_METRICS else "trained - null"
             between[(name, metric, moved)] = welch(_moved(finals[name], metric), _moved(base, metric))
-    # breaking a condition weakens collapse: the statistic ends, and moves, less far in collapse's direction
+            claimed[name] = direction
     between_table = _with_verdicts(contrast_table(between), lambda key: (
-        -COLLAPSE_METRICS[key[0][1]], _smallest_effect(key[0][1], key[0][2], key[1]["mean_y"])))
+        claimed[key[0][0]] * COLLAPSE_METRICS[key[0][1]], _smallest_effect(key[0][1], key[0][2], key[1]["mean_y"])),
+        names=["condition", "metric", "measure"])
     return {"collapse_vs_null": vs_null, "collapse_between": between_table}
 
 
@@ -97,12 +108,13 @@ def _moved(final: pd.DataFrame, metric: str) -> pd.Series:
     return final[metric] - final[f"null_{metric}"]
 
 
-def _with_verdicts(table: pd.DataFrame, expected: Callable[[tuple], tuple[int, float | None]]) -> pd.DataFrame:
+def _with_verdicts(table: pd.DataFrame, expected: Callable[[tuple], tuple[int, float | None]], *,
+                   names: list[str]) -> pd.DataFrame:
     """Add verdict and rule columns; ``expected`` maps ``(index tuple, row)`` to (the claimed sign, the smallest
     effect of interest or None)."""
     if not len(table):
         return table
-    table.index = pd.MultiIndex.from_tuples(table.index)
+    table.index = pd.MultiIndex.from_tuples(table.index, names=names)
     out = []
     for key, row in table.iterrows():
         sign, smallest = expected((key, row))
@@ -160,7 +172,7 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
             for outcome in HEAD_OUTCOMES:
                 rows[(task, f"{arm} - {against}", outcome)] = welch(t[t.arm == arm][outcome],
                                                                      t[t.arm == against][outcome])
-    contrasts = _with_verdicts(contrast_table(rows), lambda key: (1, None))
+    contrasts = _with_verdicts(contrast_table(rows), lambda key: (1, None), names=["task", "contrast", "outcome"])
     entropy = contrasts.index.get_level_values(2) == "final_entropy"
     contrasts.loc[entropy, "verdict"] = "descriptive"  # no claimed direction
     contrasts.loc[entropy, "rule"] = "reported beside returns, no claim"
@@ -174,11 +186,13 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
                 cols.append(normalized(shared["env_id"], t[mode].to_numpy()))
             scores[arm] = np.stack(cols, 1)
         table = aggregate(scores)
+        table.index.name = "arm"
         better = probability_of_improvement(scores["etf"], scores["linear"])
         table["mode"], table["p_etf_over_linear"] = mode, better["probability"]
         table["p_low"], table["p_high"] = better["low"], better["high"]
         agg.append(table)
-    return {"heads_per_seed": per_seed, "heads_contrasts": contrasts, "heads_aggregate": pd.concat(agg)}
+    return {"heads_per_seed": per_seed.set_index(["task", "arm", "seed"]), "heads_contrasts": contrasts,
+            "heads_aggregate": pd.concat(agg)}
 
 
 def _tables(root: Path | None) -> dict[str, pd.DataFrame]:

@@ -73,6 +73,7 @@ METRIC_LABELS = {
     "max_angle_weights": "head rows' distance from simplex-ETF angles",
     "self_duality": "misalignment of head rows and action means",
     "ncc_mismatch": "policy disagrees with nearest action mean (fraction)",
+    "label_alignment": "feature alignment with its action's head row (cos)",
     "actor_approx_rank": "feature rank, 99% PCA",
     "actor_srank": "feature rank, srank",
     "actor_effective_rank": "effective feature rank",
