@@ -13,6 +13,7 @@ recomputes them and fails if a stored table differs. The rules (``acpg_lab.stats
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pandas as pd
 
 from acpg_lab.evidence import EXPERIMENTS, HEAD_ARMS, HEAD_TASKS, evidence_dir, load_condition
 from acpg_lab.experiments import aggregate, normalized, probability_of_improvement
+from acpg_lab.profiles import repository_root
 from acpg_lab.stats import VERDICT_RULE, contrast_table, paired, verdict, welch
 
 __all__ = ["COLLAPSE_METRICS", "collapse_final", "collapse_tables", "heads_per_seed", "heads_tables", "report"]
@@ -205,6 +207,31 @@ def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
     return tables
 
 
+#: constants of the verdict rule that the rows quote (alpha, the factor on log scales)
+RULE_CONSTANTS = (0.05, 1.25)
+
+
+def unmatched_numbers(markdown: str, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Decimal numbers in the rows between ``<!-- evidence:acpg -->`` and ``<!-- /evidence:acpg -->`` that no
+    table cell gives at the printed precision (rows marked "to be rerun" quote older results and are skipped)."""
+    if "<!-- evidence:acpg -->" not in markdown:
+        return ["the markers <!-- evidence:acpg --> ... <!-- /evidence:acpg --> are missing"]
+    section = markdown.split("<!-- evidence:acpg -->", 1)[1].split("<!-- /evidence:acpg -->", 1)[0]
+    values = np.concatenate([t.reset_index().select_dtypes("number").to_numpy(float).ravel() for t in tables.values()]
+                            + [np.array(RULE_CONSTANTS)])
+    values = values[np.isfinite(values)]
+    missing = []
+    for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith("| claim") or "to be rerun" in line:
+            continue
+        for text in re.findall(r"[−-]?\d+\.\d+", line):
+            x = float(text.replace("−", "-"))
+            digits = len(text.split(".")[1])
+            if not np.any(np.abs(np.round(values, digits) - x) < 0.5 * 10.0**-digits):
+                missing.append(text)
+    return missing
+
+
 def report(*, root: str | Path | None = None, check: bool = False) -> int:
     """Recompute every table; write them (or, with ``check``, compare them with the stored ones: 1 if any
     differs or is missing)."""
@@ -230,6 +257,10 @@ def report(*, root: str | Path | None = None, check: bool = False) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
             table.to_csv(path)
             print(f"wrote {path}")
+    if check and root is None and tables:
+        missing = unmatched_numbers((repository_root() / "REPRODUCTION.md").read_text(), tables)
+        print(f"REPRODUCTION.md: {'every number found in the tables' if not missing else f'NOT FOUND: {missing}'}")
+        bad += bool(missing)
     print(f"verdict rule: {VERDICT_RULE}")
     return int(bad > 0)
 

@@ -76,3 +76,14 @@ def test_report_writes_then_checks_tables(tiny_collapse, monkeypatch):
     table.loc[0, "difference"] += 1e-3
     table.to_csv(path, index=False)
     assert evidence_report.report(root=tiny_collapse, check=True) == 1
+
+
+def test_reproduction_numbers_must_come_from_the_tables():
+    tables = {"t": pd.DataFrame(dict(a=[0.01234, -1.5]), index=pd.Index(["x", "y"], name="k"))}
+    rows = ("<!-- evidence:acpg -->\n| claim | setting | measurement | verdict | nb |\n"
+            "| c | s | 0.0123 and −1.50, p < 0.05 | ok | 01 |\n<!-- /evidence:acpg -->")
+    assert evidence_report.unmatched_numbers(rows, tables) == []
+    assert evidence_report.unmatched_numbers(rows.replace("0.0123", "0.0124"), tables) == ["0.0124"]
+    assert evidence_report.unmatched_numbers(rows.replace("| c |", "| c **to be rerun** |")
+                                             .replace("0.0123", "9.99"), tables) == []
+    assert "markers" in evidence_report.unmatched_numbers("no section", tables)[0]
