@@ -87,3 +87,8 @@ def test_reproduction_numbers_must_come_from_the_tables():
     assert evidence_report.unmatched_numbers(rows.replace("| c |", "| c **to be rerun** |")
                                              .replace("0.0123", "9.99"), tables) == []
     assert "markers" in evidence_report.unmatched_numbers("no section", tables)[0]
+
+
+def test_the_stored_evidence_recomputes_and_backs_every_number_of_reproduction_md():
+    """The committed tables equal what the committed histories give, and REPRODUCTION.md quotes only them."""
+    assert evidence_report.report(check=True) == 0
