@@ -195,7 +195,8 @@ class RunDirectory:
             stale.unlink(missing_ok=True)
         if not self.checkpoint.exists():
             return False
-        payload = read_checkpoint(self.checkpoint, map_location=state.rollout.next_obs.device)
+        payload = read_checkpoint(self.checkpoint)  # on the CPU: generator states must stay there; the model's
+        # and Adam's tensors are copied onto their device by load_state_dict
         restore(state, payload, self.checkpoint)
         return True
 

@@ -44,9 +44,12 @@ class NonFiniteError(FloatingPointError):
     """Training stopped on a non-finite loss, gradient or parameter. ``events`` say which seeds, update and
     quantity; ``run`` (set by `acpg_lab.train`) is the run so far, its model at the last good state."""
 
-    def __init__(self, events: Sequence[NonFiniteEvent], *, detail: str = "") -> None:
-        self.events, self.run = list(events), None
+    def __init__(self, events: Sequence[NonFiniteEvent], detail: str = "") -> None:
+        self.events, self.detail, self.run = list(events), detail, None
         super().__init__("training stopped: " + "; ".join(map(str, events)) + detail)
+
+    def __reduce__(self) -> tuple:  # pickled (to a sweep's driver, say) without the run
+        return type(self), (self.events, self.detail)
 
 
 class NonFiniteGuard:

@@ -26,8 +26,8 @@ A sweep is a small TOML file, validated whole before anything starts::
 ``DIR/runs/<task>/`` (`acpg_lab.train` with ``run_dir`` and ``resume=True``), so a killed driver rerun with the
 same command never redoes a finished task and resumes running ones from their checkpoints. Each finished task
 writes ``history.parquet``; the sweep's table ``DIR/sweep.parquet`` (`load_sweep`) holds them all, with the
-condition's grid values as columns beside the per-seed, per-update history. Ray is the optional dependency group
-``sweep`` (``pip install -e '.[sweep]'``).
+condition's grid values as columns (`condition_column`) beside the per-seed, per-update history. Ray is the
+optional dependency group ``sweep`` (``pip install -e '.[sweep]'``).
 """
 
 from __future__ import annotations
@@ -102,6 +102,12 @@ class SweepSpec:
                     raise ValueError(f"condition {condition or '(base)'}: {err}") from None
                 tasks.append(SweepTask(condition, cfg))
         return tasks
+
+
+def condition_column(name: str) -> str:
+    """The sweep table's column of grid field ``name``: the field's name, but ``config_lr`` for ``lr`` (the
+    history's ``lr`` is each update's learning rate, annealed or not)."""
+    return "config_lr" if name == "lr" else name
 
 
 def _text(value: Any) -> str:
@@ -192,7 +198,7 @@ def train_task(config: dict[str, Any], condition: dict[str, Any], run_dir: str) 
     run = train(cfg, progress=False, run_dir=directory, resume=True)
     table = run.history.copy()
     for i, (key, value) in enumerate(condition.items()):
-        table.insert(i, key, _text(value) if isinstance(value, list | tuple | dict) else value)
+        table.insert(i, condition_column(key), _text(value) if isinstance(value, list | tuple | dict) else value)
     tmp = directory / ".history.parquet.tmp"
     table.to_parquet(tmp, index=False)
     os.replace(tmp, directory / "history.parquet")
@@ -238,10 +244,12 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
     out = Path(out)
     tasks = spec.tasks()
     out.mkdir(parents=True, exist_ok=True)
-    stored = out / "spec.json"
-    if stored.exists() and json.loads(stored.read_text()) != json.loads(json.dumps(spec.source)):
-        raise ValueError(f"{out} holds another sweep (its spec.json differs); use another --out directory")
-    stored.write_text(json.dumps(spec.source, indent=2))
+    stored, what = out / "spec.json", json.loads(json.dumps({k: v for k, v in spec.source.items()
+                                                            if k != "resources"}))  # resources may change
+    if stored.exists() and json.loads(stored.read_text()) != what:
+        raise ValueError(f"{out} holds another sweep (its spec.json differs in [sweep], [base] or [grid]); use "
+                         "another --out directory")
+    stored.write_text(json.dumps(what, indent=2))
     pending = [t for t in tasks if not (out / "runs" / t.name / "history.parquet").exists()]
     steps = 0
     if pending:
@@ -263,7 +271,8 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
                 try:
                     steps += ray.get(done)
                 except Exception as err:  # noqa: BLE001 - reported together below
-                    failed.append(f"{task.name}: {err}")
+                    cause = getattr(err, "cause", None) or err  # a RayTaskError wraps the task's own exception
+                    failed.append(f"{task.name}: {type(cause).__name__}: {cause}")
                 bar.update()
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(tasks)} sweep tasks failed (the others are kept; rerun to "

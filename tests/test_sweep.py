@@ -192,3 +192,17 @@ def test_the_readme_spec_is_valid():
 
     spec = parse_spec(tomllib.loads(block))
     assert len(spec.tasks()) == 2 * 2 * 2 and spec.seeds_per_task == 4
+
+
+def test_a_failing_task_is_reported_and_the_others_kept(ray_session, tmp_path):
+    raw = {"sweep": {"seeds": [0], "checkpoint_every": 0},
+           "base": {"env_id": "CartPole-v1", "total_steps": 256 * 3, "device": "cpu", "max_grad_norm": 0.0},
+           "grid": {"lr": [1e-3, 1e30]}}  # the second explodes: NonFiniteError in its task
+    failure = r"(?s)1 of 2 sweep tasks failed.*lr=1e\+30__seeds=0: NonFiniteError: .*seed 0: non-finite loss"
+    with pytest.raises(RuntimeError, match=failure):
+        run_sweep(parse_spec(raw), tmp_path / "sweep", progress=False)
+    assert (tmp_path / "sweep" / "runs" / "lr=0.001__seeds=0" / "history.parquet").exists()
+    assert not (tmp_path / "sweep" / "sweep.parquet").exists()
+    raw["resources"] = {"num_cpus": 2}  # resources may change between reruns; the spec's content may not
+    with pytest.raises(RuntimeError, match="1 of 2 sweep tasks failed"):
+        run_sweep(parse_spec(raw), tmp_path / "sweep", progress=False)
