@@ -175,7 +175,11 @@ class RunDirectory:
         a run or a checkpoint that must not be overwritten."""
         saved = self.path / "config.json"
         if saved.exists():
-            differ = config_differences(json.loads(saved.read_text())["config"], self.cfg)
+            meta = json.loads(saved.read_text())
+            differ = config_differences(meta["config"], self.cfg)
+            if meta.get("interrupted") and not differ:
+                raise ValueError(f"{self.path} holds a run saved after an interrupt (Ctrl-C), which cannot be "
+                                 "continued exactly; use another run directory")
             if differ:
                 raise ValueError(f"{self.path} holds a finished run of another config (differing: {differ}); "
                                  "use another run directory")

@@ -115,7 +115,7 @@ def test_resume_with_gymnasium_environments(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- SIGKILL at any moment
-KILL_CFG = dict(env_id="CartPole-v1", seeds=(0, 3), total_steps=256 * 24, device="cpu", pfo_coef=0.5,
+KILL_CFG = dict(env_id="CartPole-v1", seeds=(0, 3), total_steps=256 * 16, device="cpu", pfo_coef=0.5,
                 diagnostics_every=3, snapshot_every=4, checkpoint_every=1)
 
 _CHILD = r"""
@@ -168,8 +168,8 @@ def test_sigkill_at_any_moment_then_resume_is_bitwise_uninterrupted(tmp_path):
         assert proc.wait(timeout=120) == -signal.SIGKILL, proc.stderr.read().decode()
         at_kill.append(read_checkpoint(run_dir / "checkpoint.pt")["update"])
     assert at_kill == [2, 3]  # each kept the checkpoint before the interrupted write
-    # SIGKILL from outside: during start-up, then at odd moments after checkpoints 7, 12 and 17 of 24
-    for target, extra in ((None, 0.3), (7, 0.0), (12, 0.05), (17, 0.13)):
+    # SIGKILL from outside: during start-up, then at odd moments after checkpoints 7 and 11 of 16
+    for target, extra in ((None, 0.3), (7, 0.0), (11, 0.07)):
         proc = _child(run_dir)
         if target is not None:
             _wait_for_update(run_dir, target, proc)
@@ -178,7 +178,7 @@ def test_sigkill_at_any_moment_then_resume_is_bitwise_uninterrupted(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         at_kill.append(read_checkpoint(run_dir / "checkpoint.pt")["update"])
-    assert at_kill[2] == 3 and at_kill[3] >= 7 and at_kill[5] >= 17
+    assert at_kill[2] == 3 and at_kill[3] >= 7 and at_kill[4] >= 11
     proc = _child(run_dir)
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
     assert not (run_dir / "checkpoint.pt").exists() and not list(run_dir.glob(".checkpoint.pt.tmp*"))
@@ -231,6 +231,10 @@ def test_run_directory_rules(stopped_run, tmp_path):
         al.train(cfg, progress=False, run_dir=run_dir)
     with pytest.raises(ValueError, match=r"finished run of another config \(differing: \['seeds'\]\)"):
         al.train(al.TrainConfig(**{**cfg.to_dict(), "seeds": (1,)}), progress=False, run_dir=run_dir, resume=True)
+    done.interrupted = True  # what `acpg-lab train` used to save after Ctrl-C
+    done.save(tmp_path / "interrupted")
+    with pytest.raises(ValueError, match="run saved after an interrupt"):
+        al.train(cfg, progress=False, run_dir=tmp_path / "interrupted", resume=True)
 
 
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

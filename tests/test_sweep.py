@@ -85,8 +85,10 @@ def _toml(raw):
                    for section, table in raw.items())
 
 
-def _same_as_trained_here(table, spec):
+def _same_as_trained_here(table, spec, names=None):
     for task in spec.tasks():
+        if names is not None and task.name not in names:
+            continue
         run = al.train(al.TrainConfig(**{**task.config.to_dict(), "checkpoint_every": 0}), progress=False)
         rows = table[(table["head"] == task.condition["head"]) & table.seed.isin(task.config.seeds)]
         pd.testing.assert_frame_equal(rows.drop(columns=["head", "time"]).reset_index(drop=True),
@@ -180,7 +182,7 @@ def test_killed_driver_rerun_redoes_nothing_finished_and_resumes_the_rest(tmp_pa
     per_update = {r: cfg.batch_size * len(t.config.seeds) for r, t in zip(runs, spec.tasks(), strict=True)}
     resumed = {r: _attempts(r)[-1]["resumed_from"] for r in runs if r not in done}
     assert result.steps == sum((cfg.num_updates - u) * per_update[r] for r, u in resumed.items())
-    _same_as_trained_here(load_sweep(out), spec)
+    _same_as_trained_here(load_sweep(out), spec, names={r.name for r in checkpointed})
 
 
 def test_the_readme_spec_is_valid():
