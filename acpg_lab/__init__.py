@@ -17,6 +17,6 @@ from acpg_lab.run import Run
 from acpg_lab.training import train
 
 __version__ = version("acpg-lab")
-__all__ = ["Actor", "ActorCritic", "ETFHead", "LinearHead", "RandomHead", "Run", "TrainConfig", "action_collapse", "etf_error",
-           "metrics", "optimal_envs", "plasticity_probe", "profiles", "representation", "simplex_etf", "train",
-           "trust_region", "__version__"]
+__all__ = ["Actor", "ActorCritic", "ETFHead", "LinearHead", "RandomHead", "Run", "TrainConfig", "action_collapse",
+           "etf_error", "metrics", "optimal_envs", "plasticity_probe", "profiles", "representation", "simplex_etf",
+           "train", "trust_region", "__version__"]

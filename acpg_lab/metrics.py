@@ -163,9 +163,10 @@ def action_collapse(
     Returns ``nc1``, ``equinorm_features``, ``equinorm_weights``, ``equiangular_features``,
     ``equiangular_weights``, ``max_angle_features``, ``max_angle_weights``, ``self_duality``,
     ``ncc_mismatch`` and ``label_alignment`` (mean cosine between a centred feature and its label's head row:
-    ACPG's Theorem 1, 1 when aligned; the only statistic here where collapse is 1, not 0). Only the classes present in ``labels`` take part, in the weight statistics too (per seed
-    in a batched call); with fewer than two present, or with non-finite features (a diverged run), every
-    value is NaN instead of an exception. All but ``label_alignment`` are 0 for a perfect collapse onto an ETF head.
+    ACPG's Theorem 1, 1 when aligned; the only statistic here where collapse is 1, not 0). Only the classes
+    present in ``labels`` take part, in the weight statistics too (per seed in a batched call); with fewer than
+    two present, or with non-finite features (a diverged run), every value is NaN instead of an exception. All
+    but ``label_alignment`` are 0 for a perfect collapse onto an ETF head.
 
     Args:
         features: ``[N, d]`` last-layer features, or ``[S, N, d]`` for S seeds (``dim() == 3`` means batched).

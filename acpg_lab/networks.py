@@ -20,8 +20,8 @@ from torch.nn import functional as F
 
 from acpg_lab.etf import ETFHead, LinearHead, RandomHead
 
-__all__ = ["tanh", "SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAtarCNN", "NatureCNN", "Actor", "ActorCritic",
-           "PolicyOutput"]
+__all__ = ["tanh", "SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAtarCNN", "NatureCNN", "Actor",
+           "ActorCritic", "PolicyOutput"]
 
 
 class _Tanh(torch.autograd.Function):

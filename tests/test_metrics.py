@@ -76,7 +76,8 @@ def ref_action_collapse(h, y, w, logits=None) -> dict[str, float]:
     mu_g = mus.mean(0)
     alignment = np.mean([(h[i] - mu_g) @ w[y[i]] / np.linalg.norm(h[i] - mu_g) / np.linalg.norm(w[y[i]])
                          for i in range(n)])
-    return {"label_alignment": alignment, "nc1": nc1, "equinorm_features": equinorm(m), "equinorm_weights": equinorm(wt),
+    return {"label_alignment": alignment, "nc1": nc1, "equinorm_features": equinorm(m),
+            "equinorm_weights": equinorm(wt),
             "equiangular_features": eqa_f, "equiangular_weights": eqa_w, "max_angle_features": max_f,
             "max_angle_weights": max_w, "self_duality": sd, "ncc_mismatch": mismatch / n}
 
