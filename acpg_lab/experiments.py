@@ -1,4 +1,5 @@
-"""Running comparisons: cached runs (finished work is never lost), steps to a threshold, rliable aggregates.
+"""Running comparisons: cached runs (finished work is never lost), steps to a threshold, the lead-lag table,
+rliable aggregates.
 
 `run_cached` trains a config unless a run with the very same resolved config is already saved in its directory,
 so a sweep interrupted after 9 of 12 runs resumes at the 10th. `aggregate` computes IQM (interquartile mean) with
@@ -19,12 +20,12 @@ import pandas as pd
 
 from acpg_lab.config import TrainConfig
 from acpg_lab.run import Run
-from acpg_lab.stats import contrast_table, welch
+from acpg_lab.stats import contrast_table, holm, welch
 from acpg_lab.training import train
 
 __all__ = ["REFERENCE_SCORES", "run_cached", "condition_slug", "run_conditions", "plasticity_cached",
            "show_stored_results", "steps_to_threshold", "learning_summary", "final_metrics", "final_summary",
-           "per_condition_table", "return_change_after", "lead_lag_table", "compare_final", "normalized", "aggregate",
+           "per_condition_table", "lead_lag_table", "compare_final", "normalized", "aggregate",
            "probability_of_improvement"]
 
 #: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
@@ -198,49 +199,58 @@ def per_condition_table(final: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
-def return_change_after(history: pd.DataFrame, metrics: list[str], *, before: int = 10,
-                        after: int = 20) -> pd.DataFrame:
-    """For every update with diagnostics: the ``metrics`` logged there and ``return_change``, the mean training
-    return over the ``after`` following updates minus that over the ``before`` updates up to it (per seed, episode
-    returns carried forward over updates where no episode ended).
+def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, max_lag: int = 5, drop_fraction: float = 0.3,
+                   window: int = 10, min_duration: int = 10, floor: float = 0.0, draws: int = 999,
+                   seed: int = 0) -> pd.DataFrame:
+    """The order of events per run (condition) and metric, seed by seed (`acpg_lab.leadlag`), one row each:
 
-    Read it as a lead-lag test: if a statistic is a precursor of performance collapse, its values before large
-    negative changes differ from its values elsewhere. Longer windows see slower collapses but blur their timing.
+    - ``seeds``, ``events`` and ``seeds_with_events``: `collapse_events` of the training return (a fall of more
+      than ``drop_fraction`` of the seed's best-so-far above ``floor`` within ``window`` updates, lasting
+      ``min_duration`` updates);
+    - ``missing``: the share of diagnosed updates where the metric is undefined (``ratio_below_mean`` when no ratio
+      fell below 1 - eps), skipped pair by pair, never silently;
+    - ``before_events``: `event_triggered_average` of the per-seed z-scored metric over the ``max_lag`` diagnoses
+      before each event start (0: the seed's own mean), with its p against circularly shifted event times;
+    - ``leads_return`` / ``follows_return``: the within-seed correlation of the metric at t with the return
+      (averaged over each diagnostics interval) at t + 1 .. t + ``max_lag`` diagnoses / at t - ``max_lag`` ..
+      t - 1, averaged over seeds, with p from the circular-shift null combined over seeds (`lead_lag_test`);
+    - ``*_p_holm``: every p of the table adjusted together (Holm; the table is the family).
+
+    Lags count diagnosed updates (``diagnostics_every`` updates each); p-values are two-sided and no finer than
+    1 / (``draws`` + 1). Seeds are the units: no update is pooled across seeds.
     """
-    if before < 1 or after < 1:
-        raise ValueError(f"before and after must be >= 1 update, got before={before!r}, after={after!r}")
-    out = []
-    for _, h in history.sort_values(["seed", "update"]).groupby("seed"):
-        ret = h.episode_return.ffill()
-        past = ret.rolling(before + 1, min_periods=1).mean()
-        future = ret[::-1].rolling(after, min_periods=after).mean()[::-1].shift(-1)
-        rows = h.assign(return_change=future - past, return_before=past).dropna(subset=[metrics[0], "return_change"])
-        out.append(rows[["seed", "update", "step", *metrics, "return_before", "return_change"]])
-    return pd.concat(out, ignore_index=True)
+    from acpg_lab.leadlag import collapse_events, diagnosed_series, event_triggered_average, lead_lag_test
 
-
-def lead_lag_table(runs: Mapping[str, Run], metrics: list[str], *, before: int = 10, after: int = 20,
-                   fall_fraction: float = 0.3) -> pd.DataFrame:
-    """Per run (rows): how many diagnosed updates were followed by a **fall** (a `return_change_after` worse than
-    ``fall_fraction`` of the run's best training return), and for each metric its median at those updates, its
-    median elsewhere, and a Mann-Whitney p-value for the difference. Updates are autocorrelated, so the p-value
-    describes the separation; it is not a test over independent samples."""
-    from scipy.stats import mannwhitneyu
-
-    if not 0 < fall_fraction < 1:
-        raise ValueError(f"fall_fraction must lie in (0, 1), got {fall_fraction!r}")
-    rows = []
+    max_lag = int(max_lag)
+    if max_lag < 1:
+        raise ValueError(f"max_lag must be an integer >= 1 (diagnosed updates), got {max_lag!r}")
+    rows = {}
     for name, run in runs.items():
-        t = return_change_after(run.history, metrics, before=before, after=after)
-        fall = t.return_change < -fall_fraction * run.history.episode_return.max()
-        row: dict[str, object] = dict(condition=name, updates=len(t), followed_by_a_fall=int(fall.sum()))
+        history = run.history
+        missing = [m for m in metrics if m not in history]
+        if missing:
+            raise ValueError(f"metrics {missing} are not columns of {name!r}'s history (diagnostics_every > 0?)")
+        events = collapse_events(history, drop_fraction=drop_fraction, window=window, min_duration=min_duration,
+                                 floor=floor)
+        series = diagnosed_series(history, [*metrics, "episode_return"])
         for metric in metrics:
-            at_fall, elsewhere = t.loc[fall, metric].dropna(), t.loc[~fall, metric].dropna()
-            row[f"{metric}: before falls"] = at_fall.median()
-            row[f"{metric}: elsewhere"] = elsewhere.median()
-            row[f"{metric}: p"] = mannwhitneyu(at_fall, elsewhere).pvalue if len(at_fall) and len(elsewhere) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("condition")
+            pairs = {s: (g[metric].to_numpy(), g["episode_return"].to_numpy()) for s, g in series.groupby("seed")}
+            eta = event_triggered_average(series, events, metric, lags=range(-max_lag, max_lag + 1),
+                                          stat_lags=range(-max_lag, 0), draws=draws, seed=seed)
+            lead = lead_lag_test(pairs, lags=range(1, max_lag + 1), draws=draws, seed=seed)
+            follow = lead_lag_test(pairs, lags=range(-max_lag, 0), draws=draws, seed=seed)
+            rows[(name, metric)] = dict(
+                seeds=history.seed.nunique(), events=len(events), seeds_with_events=events.seed.nunique(),
+                missing=float(series[metric].isna().mean()), before_events=eta.statistic, before_events_p=eta.p,
+                leads_return=lead.statistic, leads_return_p=lead.p, follows_return=follow.statistic,
+                follows_return_p=follow.p)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.names = ["condition", "metric"]
+    columns = ["before_events_p", "leads_return_p", "follows_return_p"]
+    adjusted = holm(table[columns].to_numpy().reshape(-1)).reshape(len(table), len(columns))
+    for i, col in enumerate(columns):
+        table[col.replace("_p", "_p_holm")] = adjusted[:, i]
+    return table
 
 
 def compare_final(values: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:

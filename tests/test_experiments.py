@@ -88,18 +88,6 @@ def test_final_metrics_and_compare_final():
     assert row.difference == 3.0 and row.ci_low == pytest.approx(3 - 4.302653 * np.sqrt(1 / 3)) and row.ci_high > 3
 
 
-def test_return_change_after_sees_a_collapse_coming():
-    # seed 0 collapses after update 10; the statistic drops at update 10 only
-    returns = [500.0] * 11 + [10.0] * 10
-    h = pd.DataFrame(dict(seed=0, update=range(21), step=range(0, 2100, 100), episode_return=returns,
-                          stat=[0.8 if u != 10 else 0.3 for u in range(21)]))
-    got = ex.return_change_after(h, ["stat"], before=2, after=3).set_index("update")
-    assert got.loc[10, "return_change"] == -490.0 and got.loc[2, "return_change"] == 0.0
-    assert 18 not in got.index  # fewer than `after` updates follow it
-    with pytest.raises(ValueError, match="before and after"):
-        ex.return_change_after(h, ["stat"], before=0)
-
-
 def test_plasticity_cached_computes_once(tmp_path):
     class FakeRun:
         calls = 0
@@ -115,16 +103,30 @@ def test_plasticity_cached_computes_once(tmp_path):
     pd.testing.assert_frame_equal(first, again)
 
 
-def test_lead_lag_table_separates_the_statistic_before_a_fall():
+def test_lead_lag_table_finds_a_precursor_seed_by_seed():
     class FakeRun:
         pass
 
-    returns = [500.0] * 31 + [10.0] * 30
+    rng = np.random.default_rng(0)
+    frames = []
+    for seed, fall in enumerate((150, 220, 300)):  # every seed collapses once, at its own update
+        updates = np.arange(400)
+        returns = np.where(updates < fall, 500.0, 20.0) + rng.normal(0, 10, 400)
+        diagnosed = updates % 2 == 0
+        stat = rng.normal(0.7, 0.02, 400) - np.where((updates >= fall - 8) & (updates < fall), 0.2, 0.0)
+        frames.append(pd.DataFrame(dict(seed=seed, update=updates, step=updates * 256, episode_return=returns,
+                                        stat=np.where(diagnosed, stat, np.nan),
+                                        noise=np.where(diagnosed, rng.normal(size=400), np.nan),
+                                        policy_entropy=np.where(diagnosed, 0.5, np.nan))))
     run = FakeRun()
-    run.history = pd.DataFrame(dict(seed=0, update=range(61), step=range(0, 6100, 100), episode_return=returns,
-                                    stat=[0.3 if 25 <= u <= 30 else 0.8 for u in range(61)]))
-    table = ex.lead_lag_table({"a": run}, ["stat"], before=2, after=3, fall_fraction=0.3)
-    row = table.loc["a"]
-    assert row["followed_by_a_fall"] >= 1 and row["stat: before falls"] == 0.3 and row["stat: elsewhere"] == 0.8
-    with pytest.raises(ValueError, match="fall_fraction"):
-        ex.lead_lag_table({"a": run}, ["stat"], fall_fraction=1.5)
+    run.history = pd.concat(frames, ignore_index=True)
+    table = ex.lead_lag_table({"a": run}, ["stat", "noise"], max_lag=4, draws=499)
+    stat, noise = table.loc[("a", "stat")], table.loc[("a", "noise")]
+    assert stat.events == 3 and stat.seeds_with_events == 3 and stat.seeds == 3 and stat.missing == 0
+    assert stat.before_events < -1 and stat.before_events_p < 0.01 and stat.before_events_p_holm < 0.05
+    assert noise.before_events_p > 0.05 and noise.before_events_p_holm >= noise.before_events_p
+    assert {"leads_return", "follows_return_p", "follows_return_p_holm"} <= set(table.columns)
+    with pytest.raises(ValueError, match="max_lag"):
+        ex.lead_lag_table({"a": run}, ["stat"], max_lag=0)
+    with pytest.raises(ValueError, match="nope"):
+        ex.lead_lag_table({"a": run}, ["nope"])
