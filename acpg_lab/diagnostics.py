@@ -26,7 +26,8 @@ def pfo_features(preacts: list[Tensor], layers: str) -> Tensor:
 @torch.no_grad()
 def diagnose(model: ActorCritic, *, cfg: TrainConfig, obs: Tensor, actions: Tensor, old_logp: Tensor,
              old_logits: Tensor, old_preacts: Tensor | None, labels: Tensor, valid: Tensor,
-             expert: nn.Module | None = None, null_actor: nn.Module | None = None) -> dict[str, Tensor]:
+             expert: nn.Module | None = None, null_actor: nn.Module | None = None,
+             advantages: Tensor | None = None, train_mask: Tensor | None = None) -> dict[str, Tensor]:
     """Metrics of the current model on a rollout's states (``[S, N, ...]``), per seed ``[S]``.
 
     Args:
@@ -40,6 +41,10 @@ def diagnose(model: ActorCritic, *, cfg: TrainConfig, obs: Tensor, actions: Tens
         expert: the labelling actor when ``cfg.label_source == "expert"`` (its seed 0 labels every state).
         null_actor: the untrained actor (same seeds): its representation and action-collapse metrics on the same
             states with the same labels are added as ``null_<metric>``, the null of every collapse statement.
+        advantages, train_mask: the update's advantages and the mask of the steps it trained on (``[S, N]``);
+            given, the ratio statistics are also split by the sign of the advantage the loss saw (``_adv_pos``,
+            ``_adv_neg``: with ``cfg.norm_adv``, the sign after centring on the seed's mean over the trained
+            steps, which the per-minibatch normalisation approximates), over the trained steps only.
 
     Returns representation statistics of the actor's (and critic's) last hidden layer, trust-region statistics of
     the update that produced the model against the rollout's behaviour policy (clip range
@@ -58,7 +63,15 @@ def diagnose(model: ActorCritic, *, cfg: TrainConfig, obs: Tensor, actions: Tens
         h, pre = model.critic_backbone(obs)
         for key, value in metrics.representation(h, pre[-1], cfg.activation).items():
             row[f"critic_{key}"] = value
-    row.update(metrics.trust_region(new_logp, old_logp, cfg.trust_region_clip, out.logits, old_logits))
+    signed = None
+    if advantages is not None:
+        mask = torch.ones_like(advantages) if train_mask is None else train_mask.to(advantages.dtype)
+        signed = advantages
+        if cfg.norm_adv:  # the loss's sign: after centring (scaling keeps it)
+            signed = advantages - (advantages * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp_min(1)
+        signed = torch.where(mask > 0, signed, torch.full((), float("nan"), dtype=signed.dtype, device=signed.device))
+    row.update(metrics.trust_region(new_logp, old_logp, cfg.trust_region_clip, out.logits, old_logits,
+                                    advantages=signed))
     row["policy_entropy"] = -(logp_all.exp() * logp_all).sum(-1).mean(-1)
     if old_preacts is not None:
         row["preact_change"] = (pfo_features(out.preacts, cfg.pfo_layers) - old_preacts).pow(2).mean((-1, -2))

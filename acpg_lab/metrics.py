@@ -350,12 +350,16 @@ def trust_region(
     clip: float,
     new_logits: Tensor | None = None,
     old_logits: Tensor | None = None,
+    *,
+    advantages: Tensor | None = None,
 ) -> dict[str, float] | dict[str, Tensor]:
     """How far the probability ratios of an update escaped the clip range (metrics.md, "Trust region").
 
     Returns ``ratio_above_mean`` (mean of r over r > 1+ε, NaN if none), ``ratio_below_mean`` (over r < 1−ε),
     ``ratio_max``, ``ratio_min``, ``frac_outside``, ``excess_ratio`` (above / below mean) and ``kl_old_new``
-    (mean over states of the exact KL(π_old ‖ π_new); NaN unless both logits are given).
+    (mean over states of the exact KL(π_old ‖ π_new); NaN unless both logits are given). Given ``advantages``,
+    also ``ratio_above_mean``, ``ratio_below_mean`` and ``frac_outside`` over the samples with a positive
+    advantage (suffix ``_adv_pos``) and with a negative one (``_adv_neg``), NaN where a group is empty.
 
     Args:
         new_logp: ``[B]`` (or ``[S, B]``) log π_new(a_i | s_i) of the rollout's own actions after the update.
@@ -363,6 +367,11 @@ def trust_region(
         clip: the clip range ε > 0 of the update.
         new_logits: ``[B, A]`` (or ``[S, B, A]``) logits of π_new on the rollout's states, for ``kl_old_new``.
         old_logits: the same for π_old.
+        advantages: the advantages the update used, shaped like ``new_logp``; samples whose advantage is 0 or
+            NaN (steps that did not train) fall in neither group. The clipped objective only stops a ratio from
+            moving the way its advantage pushes it (up for A > 0, down for A < 0): a ratio outside the range on
+            the other side, or far past the clip on its own side, escaped the trust region through the shared
+            network, not through its own gradient.
     """
     _check_float("new_logp", new_logp)
     _check_float("old_logp", old_logp)
@@ -417,6 +426,18 @@ def trust_region(
         "excess_ratio": above_mean / below_mean,
         "kl_old_new": kl,
     }
+    if advantages is not None:
+        _check_float("advantages", advantages)
+        if advantages.shape != new_logp.shape:
+            raise ValueError(f"advantages must have the shape of new_logp {tuple(new_logp.shape)}, "
+                             f"got {tuple(advantages.shape)}")
+        adv = advantages.to(device=new64.device, dtype=torch.float64)
+        adv = adv if batched else adv[None]
+        for suffix, group in (("adv_pos", adv > 0), ("adv_neg", adv < 0)):  # NaN is in neither
+            up, down = above & group, below & group
+            values[f"ratio_above_mean_{suffix}"] = torch.where(up, ratio, 0.0).sum(-1) / up.sum(-1)
+            values[f"ratio_below_mean_{suffix}"] = torch.where(down, ratio, 0.0).sum(-1) / down.sum(-1)
+            values[f"frac_outside_{suffix}"] = (up | down).sum(-1) / group.sum(-1).to(torch.float64)  # 0/0: NaN
     return _as_out(values, batched)
 
 

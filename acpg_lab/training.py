@@ -267,7 +267,8 @@ class Instruments:
             row = diagnose(self.model, cfg=cfg, obs=batch.obs, actions=batch.actions, old_logp=batch.logp,
                            old_logits=rollout.flat(rollout.logits), old_preacts=batch.preacts,
                            labels=rollout.flat(rollout.labels), valid=rollout.flat(rollout.valid),
-                           expert=self.expert, null_actor=self.null_actor)
+                           expert=self.expert, null_actor=self.null_actor,
+                           advantages=batch.advantages, train_mask=batch.mask)
         if cfg.snapshot_every and (index + 1) % cfg.snapshot_every == 0:
             self._keep_snapshot((index + 1) * cfg.batch_size)
         return row

@@ -40,6 +40,18 @@ def test_diagnostics_cadence_and_values():
     assert np.allclose(logged.policy_entropy, logged.entropy, atol=0.05)  # after vs during the update
 
 
+def test_ratio_statistics_split_by_the_sign_of_the_advantage():
+    h = _run(diagnostics_every=2, epochs=10).history.dropna(subset=["policy_entropy"])
+    for sign in ("pos", "neg"):
+        frac = h[f"frac_outside_adv_{sign}"]
+        assert frac.notna().all() and frac.between(0, 1).all()
+        below, above = h[f"ratio_below_mean_adv_{sign}"].dropna(), h[f"ratio_above_mean_adv_{sign}"].dropna()
+        assert (below < 0.8).all() and (above > 1.2).all() and len(below) + len(above) > 0
+    # every group's escapes are escapes of the whole batch: the extremes bound them
+    assert (h.ratio_below_mean_adv_neg.dropna() >= h.ratio_min[h.ratio_below_mean_adv_neg.notna()]).all()
+    assert (h.ratio_above_mean_adv_pos.dropna() <= h.ratio_max[h.ratio_above_mean_adv_pos.notna()]).all()
+
+
 def test_diagnostics_keep_seeds_independent():
     alone = _run(seeds=(1,), diagnostics_every=2).history.drop(columns="time")
     batched = _run(seeds=(0, 1, 2, 3), diagnostics_every=2).history.drop(columns="time")

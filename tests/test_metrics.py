@@ -324,6 +324,27 @@ def test_trust_region_kl_and_batching():
         trust_region(new_logp, old_logp, 0.1, new_logits=new_logits)
 
 
+def test_trust_region_split_by_the_sign_of_the_advantage():
+    ratios = torch.tensor([[1.5, 1.3, 0.7, 1.0, 0.5, 1.4, 0.6, 0.9], [1.0] * 8], dtype=torch.float64)
+    adv = torch.tensor([[1.0, 2.0, 0.5, 1.0, -1.0, -0.1, -3.0, math.nan], [1.0] * 8], dtype=torch.float64)
+    old = torch.zeros(2, 8, dtype=torch.float64)
+    out = trust_region(old + ratios.log(), old, 0.2, advantages=adv)
+    # seed 0, A > 0: ratios 1.5, 1.3, 0.7, 1.0 (one escaped downwards, against its advantage); A < 0: 0.5, 1.4, 0.6;
+    # the NaN-advantage sample (a step that did not train) is in neither group
+    want = {"ratio_above_mean_adv_pos": 1.4, "ratio_below_mean_adv_pos": 0.7, "frac_outside_adv_pos": 3 / 4,
+            "ratio_above_mean_adv_neg": 1.4, "ratio_below_mean_adv_neg": 0.55, "frac_outside_adv_neg": 1.0}
+    assert_dicts_close({k: out[k][0] for k in want}, want, rtol=1e-12)
+    assert out["frac_outside_adv_pos"][1] == 0 and math.isnan(out["frac_outside_adv_neg"][1])  # no A < 0 sample
+    assert math.isnan(out["ratio_below_mean_adv_pos"][1])
+    plain = trust_region(old + ratios.log(), old, 0.2)
+    assert not any(k.endswith(("_adv_pos", "_adv_neg")) for k in plain)
+    assert all(torch.equal(out[k], plain[k]) or (out[k].isnan() == plain[k].isnan()).all() for k in plain)
+    single = trust_region(old[0] + ratios[0].log(), old[0], 0.2, advantages=adv[0])
+    assert single["frac_outside_adv_pos"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="advantages"):
+        trust_region(old + ratios.log(), old, 0.2, advantages=adv[:, :3])
+
+
 # ------------------------------------------------------------------------------------- plasticity probe
 class TinyActor(nn.Module):
     def __init__(self) -> None:
