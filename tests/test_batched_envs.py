@@ -92,6 +92,8 @@ CASES = {  # id: (env_id, policy, steps, number of seeds, env_kwargs, need termi
     "bandit-imbalanced": ("acpg_lab/ActionBandit-imbalanced-v0", _random, 200, 3, dict(horizon=1), False, True),
     "grid": ("acpg_lab/IdealGrid-v0", _random, 400, 9, None, True, True),
     "grid-fixedstart": ("acpg_lab/IdealGrid-fixedstart-v0", _random, 300, 3, dict(size=3), True, True),
+    "shifting-bandit": ("acpg_lab/ShiftingBandit-v0", _random, 300, 4, dict(shift_every=37, max_episode_steps=9),
+                        False, True),
 }
 
 
@@ -104,7 +106,8 @@ def test_batched_path_equals_gymnasium_bitwise(case):
     assert truncated > 0 or not need_trunc
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "acpg_lab/ActionBandit-v0", "acpg_lab/IdealGrid-v0"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "acpg_lab/ActionBandit-v0", "acpg_lab/IdealGrid-v0",
+                                    "acpg_lab/ShiftingBandit-v0"])
 def test_batched_seed_alone_equals_seed_in_batch(env_id):
     seeds, steps = [5, 6, 2**32 - 1], 700
     batch = make_batched_env(env_id, 4, seeds)

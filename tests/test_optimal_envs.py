@@ -19,7 +19,7 @@ from acpg_lab.optimal_envs import (
     register_envs,
 )
 
-BANDIT_IDS = [i for i, (name, _) in ENV_IDS.items() if name == "ActionBandit"]
+BANDIT_IDS = [i for i, (name, _) in ENV_IDS.items() if name in ("ActionBandit", "ShiftingBandit")]
 GRID_IDS = [i for i, (name, _) in ENV_IDS.items() if name == "IdealGrid"]
 
 

@@ -6,6 +6,10 @@ with ``choice(num_states, size=n, p=probs)``: ``E`` at reset, ``E`` per step for
 and ``k`` per step for the ``k`` environments that reset (NEXT_STEP). The layout (tables of observations,
 optimal actions, transitions) is the vector env's own, built from the same ``env_kwargs``; `SeedStreams` serves
 every seed's draws in one gather. Labels are ``info["optimal_action"]`` of the returned observations.
+
+A non-stationary bandit (``ShiftingBandit``: its vector env has a ``schedule``) takes its optimal actions from
+the schedule at the environments' clock, which ticks once per `step` as its vector env's does; every seed steps
+at every call, so one clock serves them all, and it is part of the state.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class BatchedKnownOptimal(BatchedEnv):
         self.cdf /= self.cdf[-1]  # what numpy's Generator.choice searches
         self.states = np.zeros(self.num_seeds * num_envs, dtype=np.int64)
         self.streams: SeedStreams | None = None
+        self.schedule = getattr(env, "schedule", None)  # a ShiftSchedule, or None: the labels never change
+        self.clock = 0  #: step calls since reset (the shifting bandit's labels depend on it)
 
     def reset(self) -> tuple[np.ndarray, np.ndarray]:
         generators = [seeding.np_random(seed)[0] for seed in self.env_seeds]
@@ -42,6 +48,7 @@ class BatchedKnownOptimal(BatchedEnv):
         self.states = self._choice(u)
         self.steps[:] = 0
         self.prev_done[:] = False
+        self.clock = 0
         return self._out()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -51,7 +58,7 @@ class BatchedKnownOptimal(BatchedEnv):
         # per seed, this step's draws in gymnasium's order: the bandit's E next states, then the k resets
         u, starts = self.streams.take(k + self.num_envs if self.bandit else k)
         if self.bandit:
-            reward = (actions == layout.optimal_actions[self.states]).astype(np.float32)
+            reward = (actions == self._labels()[self.states]).astype(np.float32)
             states = self._choice(u[self._block(starts, np.full(self.num_seeds, self.num_envs))])
             terminated = np.zeros_like(resetting)
             starts = starts + self.num_envs
@@ -61,6 +68,7 @@ class BatchedKnownOptimal(BatchedEnv):
             states[active] = layout.transitions[self.states[active], actions[active]]
             reward = np.full(states.shape, -layout.step_cost, dtype=np.float32)
             terminated = states == layout.goal
+        self.clock += 1
         reset, terminated, truncated = self._count_steps(terminated)
         if reset.any():
             states[reset] = self._choice(u[self._block(starts, k)])
@@ -70,11 +78,15 @@ class BatchedKnownOptimal(BatchedEnv):
         return obs, self._shape(reward), self._shape(terminated), self._shape(truncated), labels
 
     def _get_state(self) -> dict:
-        return {"states": self.states.copy(), "streams": self.streams.get_state()}
+        return {"states": self.states.copy(), "streams": self.streams.get_state(), "clock": self.clock}
 
     def _set_state(self, state: dict) -> None:
         self.states = _array(state["states"], self.states)
         self.streams.set_state(state["streams"])
+        self.clock = int(state.get("clock", 0))  # checkpoints written before the clock existed: stationary ids
+
+    def _labels(self) -> np.ndarray:
+        return self.layout.optimal_actions if self.schedule is None else self.schedule.optimal_actions(self.clock)
 
     def _block(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Indices of ``counts[s]`` consecutive draws from ``starts[s]``, seed after seed."""
@@ -85,8 +97,7 @@ class BatchedKnownOptimal(BatchedEnv):
         return self.cdf.searchsorted(u, side="right").astype(np.int64)
 
     def _out(self) -> tuple[np.ndarray, np.ndarray]:
-        return (self._shape(self.layout.observations[self.states]),
-                self._shape(self.layout.optimal_actions[self.states]))
+        return (self._shape(self.layout.observations[self.states]), self._shape(self._labels()[self.states]))
 
 
 def make(env_id: str, num_envs: int, env_seeds: Sequence[int], env_kwargs: dict[str, Any]) -> BatchedKnownOptimal:

@@ -15,6 +15,8 @@ id                                       setting
                                          16-D vectors instead of one-hot: see below
 ``acpg_lab/IdealGrid-v0``                sequential version of the ideal setting, with exploring starts
 ``acpg_lab/IdealGrid-fixedstart-v0``     (1) broken: one fixed start, so an agent sees only its own path
+``acpg_lab/ShiftingBandit-v0``           non-stationary: 256 states in 32-D whose optimal actions are re-drawn
+                                         every 2048 steps of the environment's clock (plasticity stress)
 ======================================== ==================================================================
 
 Why a dense variant: with one-hot observations every state enters the network along its own direction, so even
@@ -44,7 +46,12 @@ their keyword arguments to the constructors. Episode lengths are the environment
 optimum lives in ``env.unwrapped.layout`` (`BanditLayout`, `GridLayout`): the optimal action and the
 observation of every state, the visitation distribution, the optimal return.
 
-Files: ``_base.py`` (checks and the vector-env bookkeeping both share), ``bandit.py``, ``grid.py``.
+``ShiftingBandit`` (``nonstationary.py``) keeps every condition within a phase but changes the optimum over time:
+the labels are a function of the environment's own step count (see that module), so each training seed's
+environments shift on their own clock and the batched path reproduces them; ``layout`` is the current phase's.
+
+Files: ``_base.py`` (checks and the vector-env bookkeeping both share), ``bandit.py``, ``grid.py``,
+``nonstationary.py``.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ import gymnasium as gym
 
 from acpg_lab.optimal_envs.bandit import ActionBandit, ActionBanditVectorEnv, BanditLayout, bandit_layout
 from acpg_lab.optimal_envs.grid import ACTION_NAMES, GridLayout, IdealGrid, IdealGridVectorEnv, grid_layout
+from acpg_lab.optimal_envs.nonstationary import ShiftingBandit, ShiftingBanditVectorEnv, ShiftSchedule
 
 __all__ = [
     "ENV_IDS",
@@ -67,6 +75,9 @@ __all__ = [
     "ActionBanditVectorEnv",
     "IdealGrid",
     "IdealGridVectorEnv",
+    "ShiftingBandit",
+    "ShiftingBanditVectorEnv",
+    "ShiftSchedule",
     "register_envs",
 ]
 
@@ -79,6 +90,7 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
                                                        "states_per_action": 8}),
     "acpg_lab/IdealGrid-v0": ("IdealGrid", {}),
     "acpg_lab/IdealGrid-fixedstart-v0": ("IdealGrid", {"start": "fixed"}),
+    "acpg_lab/ShiftingBandit-v0": ("ShiftingBandit", {}),
 }
 
 
