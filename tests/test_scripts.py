@@ -19,6 +19,8 @@ TINY = {
     "cartpole_diagnostics.py": ["--steps", "2048", "--seeds", "1", "--every", "2", "--out", "{tmp}/diag"],
     "collapse_search.py": ["--only", "cartpole_default", "--total-steps", "2048", "--log", "{tmp}/log.csv",
                            "--runs", "{tmp}/runs"],
+    "rank_collapse_search.py": ["--only", "relu_e10", "--total-steps", "2048", "--seeds", "2", "--log",
+                                "{tmp}/log.csv", "--runs", "{tmp}/runs"],
 }
 
 
