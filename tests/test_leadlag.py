@@ -181,3 +181,20 @@ def test_event_triggered_average_finds_a_precursor_against_shifted_events():
     assert none.events == 0 and np.isnan(none.p)
     with pytest.raises(ValueError, match="stat_lags"):
         event_triggered_average(series, events, "stat", lags=range(-2, 1), stat_lags=[-3])
+
+
+def test_event_triggered_null_keeps_its_level_on_autocorrelated_statistics():
+    """Events placed independently of an autocorrelated statistic: the shifted-events null rejects at about its
+    level (an AR(1) statistic makes the pre-event mean vary a lot from one set of events to another)."""
+    rng = np.random.default_rng(5)
+    rejections = []
+    for _ in range(100):
+        frames, events = [], []
+        for seed in range(3):
+            frames.append(pd.DataFrame(dict(seed=seed, update=np.arange(150), stat=_ar1(rng, 150))))
+            events += [dict(seed=seed, start=int(s)) for s in rng.choice(np.arange(10, 150), 3, replace=False)]
+        out = event_triggered_average(pd.concat(frames), pd.DataFrame(events), "stat", draws=199,
+                                      seed=int(rng.integers(1 << 30)))
+        rejections.append(out.p < 0.05)
+    print(f"false-positive rate at 5%: {np.mean(rejections):.3f}")
+    assert np.mean(rejections) <= 0.11
