@@ -199,9 +199,9 @@ def per_condition_table(final: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
-def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, max_lag: int = 5, drop_fraction: float = 0.3,
-                   window: int = 10, min_duration: int = 10, floor: float = 0.0, draws: int = 999,
-                   seed: int = 0) -> pd.DataFrame:
+def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, target: str = "episode_return",
+                   max_lag: int = 5, drop_fraction: float = 0.3, window: int = 10, min_duration: int = 10,
+                   floor: float = 0.0, draws: int = 999, seed: int = 0) -> pd.DataFrame:
     """The order of events per run (condition) and metric, seed by seed (`acpg_lab.leadlag`), one row each:
 
     - ``seeds``, ``events`` and ``seeds_with_events``: `collapse_events` of the training return (a fall of more
@@ -211,9 +211,11 @@ def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, max_lag: 
       fell below 1 - eps), skipped pair by pair, never silently;
     - ``before_events``: `event_triggered_average` of the per-seed z-scored metric over the ``max_lag`` diagnoses
       before each event start (0: the seed's own mean), with its p against circularly shifted event times;
-    - ``leads_return`` / ``follows_return``: the within-seed correlation of the metric at t with the return
-      (averaged over each diagnostics interval) at t + 1 .. t + ``max_lag`` diagnoses / at t - ``max_lag`` ..
-      t - 1, averaged over seeds, with p from the circular-shift null combined over seeds (`lead_lag_test`);
+    - ``leads`` / ``follows``: the within-seed correlation of the metric at t with ``target`` at t + 1 .. t +
+      ``max_lag`` diagnoses / at t - ``max_lag`` .. t - 1, averaged over seeds, with p from the circular-shift
+      null combined over seeds (`lead_lag_test`). The target is the training return (averaged over each
+      diagnostics interval) by default, or another diagnostic (a representation statistic against a
+      trust-region one, say: read at the diagnosed updates);
     - ``*_p_holm``: every p of the table adjusted together (Holm; the table is the family).
 
     Lags count diagnosed updates (``diagnostics_every`` updates each); p-values are two-sided and no finer than
@@ -227,14 +229,14 @@ def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, max_lag: 
     rows = {}
     for name, run in runs.items():
         history = run.history
-        missing = [m for m in metrics if m not in history]
+        missing = [m for m in [*metrics, target] if m not in history]
         if missing:
             raise ValueError(f"metrics {missing} are not columns of {name!r}'s history (diagnostics_every > 0?)")
         events = collapse_events(history, drop_fraction=drop_fraction, window=window, min_duration=min_duration,
                                  floor=floor)
-        series = diagnosed_series(history, [*metrics, "episode_return"])
+        series = diagnosed_series(history, list(dict.fromkeys([*metrics, target])))
         for metric in metrics:
-            pairs = {s: (g[metric].to_numpy(), g["episode_return"].to_numpy()) for s, g in series.groupby("seed")}
+            pairs = {s: (g[metric].to_numpy(), g[target].to_numpy()) for s, g in series.groupby("seed")}
             eta = event_triggered_average(series, events, metric, lags=range(-max_lag, max_lag + 1),
                                           stat_lags=range(-max_lag, 0), draws=draws, seed=seed)
             lead = lead_lag_test(pairs, lags=range(1, max_lag + 1), draws=draws, seed=seed)
@@ -242,14 +244,13 @@ def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, max_lag: 
             rows[(name, metric)] = dict(
                 seeds=history.seed.nunique(), events=len(events), seeds_with_events=events.seed.nunique(),
                 missing=float(series[metric].isna().mean()), before_events=eta.statistic, before_events_p=eta.p,
-                leads_return=lead.statistic, leads_return_p=lead.p, follows_return=follow.statistic,
-                follows_return_p=follow.p)
+                target=target, leads=lead.statistic, leads_p=lead.p, follows=follow.statistic, follows_p=follow.p)
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.names = ["condition", "metric"]
-    columns = ["before_events_p", "leads_return_p", "follows_return_p"]
-    adjusted = holm(table[columns].to_numpy().reshape(-1)).reshape(len(table), len(columns))
+    columns = ["before_events_p", "leads_p", "follows_p"]
+    adjusted = holm(table[columns].to_numpy(dtype=float).reshape(-1)).reshape(len(table), len(columns))
     for i, col in enumerate(columns):
-        table[col.replace("_p", "_p_holm")] = adjusted[:, i]
+        table[f"{col}_holm"] = adjusted[:, i]
     return table
 
 

@@ -7,7 +7,7 @@ drive the result. Here every statistic is computed inside one seed, its null kee
 (the series is shifted against the other, not shuffled point by point), and seeds are combined as the units.
 
 - `collapse_events`: the training return falls by more than ``drop_fraction`` of the seed's best-so-far return
-  within ``window`` updates and stays below for ``min_duration`` updates; events are counted per seed.
+  within ``window`` updates and stays below for ``min_duration`` updates; `event_counts` counts them per seed.
 - `diagnosed_series`: a history on the grid of diagnosed updates (diagnostics are logged every few updates;
   per-update columns such as the return are averaged over each interval between diagnoses).
 - `cross_correlation`: Pearson correlation of ``x[t]`` with ``y[t + lag]`` (positive lag: x leads), over the pairs
@@ -35,7 +35,7 @@ import pandas as pd
 
 from acpg_lab.checks import check_choice, check_int, check_number
 
-__all__ = ["collapse_events", "diagnosed_series", "cross_correlation", "lead_lag_test", "LeadLagResult",
+__all__ = ["collapse_events", "event_counts", "diagnosed_series", "cross_correlation", "lead_lag_test", "LeadLagResult",
            "event_triggered_average", "EventTriggered"]
 
 ALTERNATIVES = ("two-sided", "greater", "less")
@@ -100,6 +100,15 @@ def collapse_events(history: pd.DataFrame, *, drop_fraction: float = 0.3, window
             t = end
     columns = ["seed", "start", "start_step", "end", "level", "threshold", "best", "low"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def event_counts(history: pd.DataFrame, events: pd.DataFrame) -> pd.Series:
+    """Events per seed of ``history`` (`collapse_events` of it), seeds without any included as 0: the per-seed
+    unit of an event-rate comparison between conditions."""
+    _check_columns(history, ["seed"])
+    _check_columns(events, ["seed"])
+    seeds = np.sort(history["seed"].unique())
+    return events.groupby("seed").size().reindex(seeds, fill_value=0).rename("events").rename_axis("seed")
 
 
 # ---------------------------------------------------------------------------------------- series

@@ -125,7 +125,10 @@ def test_lead_lag_table_finds_a_precursor_seed_by_seed():
     assert stat.events == 3 and stat.seeds_with_events == 3 and stat.seeds == 3 and stat.missing == 0
     assert stat.before_events < -1 and stat.before_events_p < 0.01 and stat.before_events_p_holm < 0.05
     assert noise.before_events_p > 0.05 and noise.before_events_p_holm >= noise.before_events_p
-    assert {"leads_return", "follows_return_p", "follows_return_p_holm"} <= set(table.columns)
+    assert {"leads", "follows_p", "follows_p_holm"} <= set(table.columns) and stat.target == "episode_return"
+    # against another diagnostic (read at the diagnosed updates): independent noise does not lead it
+    vs = ex.lead_lag_table({"a": run}, ["noise"], target="stat", max_lag=2, draws=99).loc[("a", "noise")]
+    assert vs.target == "stat" and vs.leads_p > 0.01
     with pytest.raises(ValueError, match="max_lag"):
         ex.lead_lag_table({"a": run}, ["stat"], max_lag=0)
     with pytest.raises(ValueError, match="nope"):

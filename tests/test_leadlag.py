@@ -8,6 +8,7 @@ from acpg_lab.leadlag import (
     collapse_events,
     cross_correlation,
     diagnosed_series,
+    event_counts,
     event_triggered_average,
     lead_lag_test,
 )
@@ -49,6 +50,8 @@ def test_collapse_events_are_counted_once_with_start_end_and_levels():
     # a shallower criterion no longer counts seed 2's fall; a shorter duration counts seed 1's dip
     assert 2 not in set(collapse_events(_history({2: seed2}), drop_fraction=0.4).seed)
     assert collapse_events(_history({1: seed1}), min_duration=3).start.tolist() == [50]
+    history = _history({0: seed0, 1: seed1, 2: seed2})
+    assert event_counts(history, events).to_dict() == {0: 2, 1: 0, 2: 1}
 
 
 def test_collapse_events_measure_the_fall_from_the_floor_and_ignore_slow_declines_outside_the_window():
