@@ -210,9 +210,11 @@ def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, target: s
     - ``missing``: the share of diagnosed updates where the metric is undefined (``ratio_below_mean`` when no ratio
       fell below 1 - eps), skipped pair by pair, never silently;
     - ``before_events``: `event_triggered_average` of the per-seed z-scored metric over the ``max_lag`` diagnoses
-      before each event start (0: the seed's own mean), with its p against circularly shifted event times;
-    - ``leads`` / ``follows``: the within-seed correlation of the metric at t with ``target`` at t + 1 .. t +
-      ``max_lag`` diagnoses / at t - ``max_lag`` .. t - 1, averaged over seeds, with p from the circular-shift
+      before each event start minus over the ``max_lag`` diagnoses before those (a change just before the
+      events, which a training trend alone does not make), with its p against circularly shifted event times;
+    - ``leads`` / ``follows``: the within-seed correlation of the metric's change at t with ``target``'s change at
+      t + 1 .. t + ``max_lag`` diagnoses / at t - ``max_lag`` .. t - 1 (changes between consecutive diagnoses:
+      levels correlate through the training trend alone), averaged over seeds, with p from the circular-shift
       null combined over seeds (`lead_lag_test`). The target is the training return (averaged over each
       diagnostics interval) by default, or another diagnostic (a representation statistic against a
       trust-region one, say: read at the diagnosed updates);
@@ -237,8 +239,9 @@ def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, target: s
         series = diagnosed_series(history, list(dict.fromkeys([*metrics, target])))
         for metric in metrics:
             pairs = {s: (g[metric].to_numpy(), g[target].to_numpy()) for s, g in series.groupby("seed")}
-            eta = event_triggered_average(series, events, metric, lags=range(-max_lag, max_lag + 1),
-                                          stat_lags=range(-max_lag, 0), draws=draws, seed=seed)
+            eta = event_triggered_average(series, events, metric, lags=range(-2 * max_lag, max_lag + 1),
+                                          stat_lags=range(-max_lag, 0), baseline_lags=range(-2 * max_lag, -max_lag),
+                                          draws=draws, seed=seed)
             lead = lead_lag_test(pairs, lags=range(1, max_lag + 1), draws=draws, seed=seed)
             follow = lead_lag_test(pairs, lags=range(-max_lag, 0), draws=draws, seed=seed)
             rows[(name, metric)] = dict(

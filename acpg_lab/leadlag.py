@@ -13,10 +13,12 @@ drive the result. Here every statistic is computed inside one seed, its null kee
 - `cross_correlation`: Pearson correlation of ``x[t]`` with ``y[t + lag]`` (positive lag: x leads), over the pairs
   where both are finite, so a statistic that is undefined at some updates (``ratio_below_mean`` when no ratio fell
   below 1 - eps) loses those pairs only, and the number of pairs is reported.
-- `lead_lag_test`: a lag-window statistic per seed against a circular-shift (or block-permutation) null of that
+- `lead_lag_test`: a lag-window statistic per seed (on the series' changes by default: training trends make
+  levels correlate whatever the order of events) against a circular-shift (or block-permutation) null of that
   seed, and the sum over seeds against the sum under independent shifts per seed.
-- `event_triggered_average`: the mean of a (per-seed standardised) statistic around event starts, against the
-  same statistic with each seed's event times shifted circularly.
+- `event_triggered_average`: the mean of a (per-seed standardised) statistic around event starts, optionally
+  minus its mean in an earlier baseline window, against the same statistic with each seed's event times
+  shifted circularly.
 
 Combining seeds: the combined statistic is the sum of the per-seed statistics, and its null draws one shift per
 seed independently. This is a permutation test of the mean over seeds under H0 "within every seed the two series
@@ -179,16 +181,17 @@ def _shifted(y: np.ndarray, *, null: str, min_shift: int, block: int, draws: int
     return np.stack([y[np.concatenate([blocks[j] for j in rng.permutation(len(blocks))])] for _ in range(draws)])
 
 
-def _p_value(observed: float | np.ndarray, null: np.ndarray, alternative: str) -> float | np.ndarray:
-    """(1 + #null at least as extreme) / (1 + #null); two-sided compares absolute values."""
-    null = null[np.isfinite(null)] if null.ndim == 1 else null
+def _p_value(observed: float, null: np.ndarray, alternative: str) -> float:
+    """(1 + #null at least as extreme) / (1 + #null); two-sided: twice the smaller one-sided p (capped at 1), which
+    stays valid when the null is not centred on 0 (shifted copies of two trending series correlate on average)."""
+    null = null[np.isfinite(null)]
+    greater = (1 + (null >= observed).sum()) / (1 + len(null))
+    less = (1 + (null <= observed).sum()) / (1 + len(null))
     if alternative == "greater":
-        hits = (null >= observed).sum(0)
-    elif alternative == "less":
-        hits = (null <= observed).sum(0)
-    else:
-        hits = (np.abs(null) >= np.abs(observed)).sum(0)
-    return (1 + hits) / (1 + null.shape[0])
+        return float(greater)
+    if alternative == "less":
+        return float(less)
+    return float(min(1.0, 2 * min(greater, less)))
 
 
 def _combine(per_seed_null: list[np.ndarray], draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -207,14 +210,21 @@ class LeadLagResult:
 
 
 def lead_lag_test(series: Mapping[object, tuple[np.ndarray, np.ndarray]], *, lags: Sequence[int],
-                  against: Sequence[int] = (), null: str = "circular", min_shift: int | None = None,
-                  block: int = 10, draws: int = 999, alternative: str = "two-sided", seed: int = 0) -> LeadLagResult:
+                  against: Sequence[int] = (), difference: bool = True, null: str = "circular",
+                  min_shift: int | None = None, block: int = 10, draws: int = 999, alternative: str = "two-sided",
+                  seed: int = 0) -> LeadLagResult:
     """Does x lead y? Per seed, the statistic is the mean of `cross_correlation` over ``lags`` minus its mean over
     ``against`` (empty: minus nothing). ``lags=range(1, k + 1)`` asks whether x at t goes with y up to k samples
     later; adding ``against=range(-k, 0)`` asks whether it does so more than y goes with x later (a direction).
 
     Args:
         series: seed -> (x, y), one seed's two series on one grid (`diagnosed_series` columns).
+        difference: correlate the changes from one sample to the next, not the levels. Training trends (both
+            series move as the agent learns) correlate levels whatever the order of events, and shifting a
+            trending or strongly autocorrelated series circularly misstates the null (measured in the tests,
+            independent AR(1) pairs, phi 0.9, 120 samples, 3 seeds: 16% false positives at 5% on levels, 83%
+            with a linear trend in each series, 7% on changes either way). Levels answer "high with high";
+            changes answer "moves before".
         null: "circular": y shifted circularly by every offset from ``min_shift`` to n - ``min_shift`` (exact
             per-seed null, keeps all of y's autocorrelation except across the wrap); "block": y's consecutive
             blocks of ``block`` samples in ``draws`` random orders (keeps autocorrelation within blocks only).
@@ -224,7 +234,7 @@ def lead_lag_test(series: Mapping[object, tuple[np.ndarray, np.ndarray]], *, lag
         block: block length of the "block" null: longer keeps more autocorrelation, fewer distinct orders.
         draws: random draws of the combined null (and of the block null per seed); p-values are no finer than
             1 / (draws + 1).
-        alternative: "greater" (x leads y positively), "less", or "two-sided" (absolute values).
+        alternative: "greater" (x leads y positively), "less", or "two-sided" (twice the smaller one-sided p).
         seed: of the random draws.
 
     A seed whose series is too short for its null (n < 2 ``min_shift`` + 1) or whose statistic is undefined is
@@ -239,6 +249,8 @@ def lead_lag_test(series: Mapping[object, tuple[np.ndarray, np.ndarray]], *, lag
     if not series:
         raise ValueError("series is empty: give at least one seed's (x, y)")
     pairs = {s: _as_pair(*xy) for s, xy in series.items()}
+    if difference:
+        pairs = {s: (np.diff(x), np.diff(y)) for s, (x, y) in pairs.items()}  # NaN next to a missing value
     rng = np.random.default_rng(seed)
     width = max(map(abs, [*lags, *against]))
     rows, nulls = [], []
@@ -286,21 +298,27 @@ class EventTriggered:
 
 def event_triggered_average(series: pd.DataFrame, events: pd.DataFrame, column: str, *,
                             lags: Sequence[int] = range(-5, 6), stat_lags: Sequence[int] = range(-5, 0),
-                            standardize: bool = True, min_shift: int | None = None, draws: int = 999,
-                            alternative: str = "two-sided", seed: int = 0) -> EventTriggered:
+                            baseline_lags: Sequence[int] = (), standardize: bool = True,
+                            min_shift: int | None = None, draws: int = 999, alternative: str = "two-sided",
+                            seed: int = 0) -> EventTriggered:
     """``column`` of `diagnosed_series` around the starts of `collapse_events`, against shifted event times.
 
     Each event is placed at the last diagnosed update at or before its start (lag 0; lag -1 is the diagnosis
     before). Per seed the statistic is z-scored over the seed's series (``standardize``: seeds of different
-    scales then weigh alike, and 0 is the seed's own mean); the statistic is the mean of its values at
-    ``stat_lags`` (default: the 5 diagnoses before the start) over all events, out-of-range and NaN values
-    skipped. Null: all events of a seed shifted together (their spacing kept) circularly by an offset from
-    ``min_shift`` to n - ``min_shift`` (default: the larger of 2 x the largest |lag| + 1 and n // 10), one offset
-    per seed drawn independently, ``draws`` times. The curve's band is the 2.5-97.5% range of the null mean at each lag.
+    scales then weigh alike, and 0 is the seed's own mean); the answer is its mean at ``stat_lags`` (default: the
+    5 diagnoses before the start) over all events, out-of-range and NaN values skipped, minus, given
+    ``baseline_lags`` (e.g. ``range(-15, -5)``), its mean at those lags: a change just before the events, which
+    a slow training trend shared by the events and the statistic does not produce (events come late in training,
+    so without a baseline any statistic that trends reads as a "precursor"). Null: all events of a seed shifted
+    together (their spacing kept) circularly by an offset from ``min_shift`` to n - ``min_shift`` (default: the
+    larger of the largest |lag| + 1 and n // 10), one offset per seed drawn independently, ``draws`` times.
+    The curve's band is the 2.5-97.5% range of the null mean at each lag.
     """
     lags, stat_lags = _check_lags("lags", lags), _check_lags("stat_lags", stat_lags)
-    if not set(stat_lags) <= set(lags):
-        raise ValueError(f"stat_lags {list(stat_lags)} must be among lags {list(lags)}")
+    baseline_lags = _check_lags("baseline_lags", baseline_lags, empty=True)
+    for name, chosen in (("stat_lags", stat_lags), ("baseline_lags", baseline_lags)):
+        if not set(chosen) <= set(lags):
+            raise ValueError(f"{name} {chosen} must be among lags {lags}")
     check_choice("alternative", alternative, ALTERNATIVES)
     draws = check_int("draws", draws, 1)
     width = max(map(abs, lags))
@@ -309,7 +327,7 @@ def event_triggered_average(series: pd.DataFrame, events: pd.DataFrame, column: 
     _check_columns(series, ["seed", "update", column])
     _check_columns(events, ["seed", "start"])
     rng = np.random.default_rng(seed)
-    pick = np.searchsorted(lags, stat_lags)
+    pick, base = np.searchsorted(lags, stat_lags), np.searchsorted(lags, baseline_lags)
     sums, counts, n_events, seeds = [], [], 0, 0
     observed_sum, observed_count = np.zeros(len(lags)), np.zeros(len(lags))
     for s, rows in series.sort_values(["seed", "update"]).groupby("seed", sort=True):
@@ -322,7 +340,7 @@ def event_triggered_average(series: pd.DataFrame, events: pd.DataFrame, column: 
         n = len(x)
         at = np.searchsorted(rows["update"].to_numpy(), starts, side="right") - 1
         at = at[at >= 0]
-        shift = min_shift if min_shift is not None else max(2 * width + 1, n // 10)
+        shift = min_shift if min_shift is not None else max(width + 1, n // 10)
         if not len(at) or n < 2 * shift + 1:
             continue
         offsets = np.concatenate([[0], np.arange(shift, n - shift + 1)])
@@ -346,6 +364,9 @@ def event_triggered_average(series: pd.DataFrame, events: pd.DataFrame, column: 
         null_curves = null_sum / null_count
         statistic = observed_sum[pick].sum() / observed_count[pick].sum()
         null_stat = null_sum[:, pick].sum(1) / null_count[:, pick].sum(1)
+        if len(base):
+            statistic = statistic - observed_sum[base].sum() / observed_count[base].sum()
+            null_stat = null_stat - null_sum[:, base].sum(1) / null_count[:, base].sum(1)
     table = pd.DataFrame(dict(lag=lags, mean=curve, null_mean=np.nanmean(null_curves, 0),
                               null_low=np.nanpercentile(null_curves, 2.5, 0),
                               null_high=np.nanpercentile(null_curves, 97.5, 0)))
