@@ -129,6 +129,10 @@ def test_lead_lag_table_finds_a_precursor_seed_by_seed():
     # against another diagnostic (read at the diagnosed updates): independent noise does not lead it
     vs = ex.lead_lag_table({"a": run}, ["noise"], target="stat", max_lag=2, draws=99).loc[("a", "noise")]
     assert vs.target == "stat" and vs.leads_p > 0.01
+    short = FakeRun()
+    short.history = run.history[run.history["update"] < 16]  # a smoke-test run: too short for any null
+    tiny = ex.lead_lag_table({"a": short}, ["stat"], max_lag=5).loc[("a", "stat")]
+    assert tiny.events == 0 and np.isnan(tiny.before_events_p) and np.isnan(tiny.leads_p)
     with pytest.raises(ValueError, match="max_lag"):
         ex.lead_lag_table({"a": run}, ["stat"], max_lag=0)
     with pytest.raises(ValueError, match="nope"):
