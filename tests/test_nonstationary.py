@@ -127,3 +127,10 @@ def test_training_on_the_shifting_bandit_is_the_same_with_batched_envs(monkeypat
         histories.append(al.train(cfg, progress=False).history.drop(columns="time"))
     pd.testing.assert_frame_equal(*histories, check_exact=True)
     assert histories[0].nc1.notna().any()
+
+
+def test_gymnasium_api_checks_pass():
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(gym.make(ENV_ID, shift_every=3).unwrapped)
+    assert gym.spec(ENV_ID).vector_entry_point.endswith(":ShiftingBanditVectorEnv")
