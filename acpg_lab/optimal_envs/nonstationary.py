@@ -14,6 +14,9 @@ phase p > 0 is a random permutation of those labels drawn from ``(layout_seed, p
 every instance with the same parameters shifts to the same labelling, and about 1/K of the states keep their
 action at each shift. ``info["optimal_action"]`` of an observation is its label under the phase in which the
 next action on it is rewarded. ``env.unwrapped.layout`` is the current phase's `BanditLayout`.
+
+An evaluation in fresh environments (``Run.evaluate``) starts their clocks at 0, so it scores the policy on phase
+0's labelling, not the one it trained on last: judge learning here by the training return per phase.
 """
 
 from __future__ import annotations
