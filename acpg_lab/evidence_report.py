@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from acpg_lab.evidence import EXPERIMENTS, HEAD_ARMS, HEAD_TASKS, evidence_dir, load_condition
-from acpg_lab.experiments import aggregate, normalized, probability_of_improvement
+from acpg_lab.experiments import REFERENCE_SCORES, aggregate, normalized, probability_of_improvement
 from acpg_lab.profiles import repository_root
-from acpg_lab.stats import VERDICT_RULE, contrast_table, paired, verdict, welch
+from acpg_lab.stats import VERDICT_RULE, contrast_table, holm, paired, verdict, welch
 
 __all__ = ["COLLAPSE_METRICS", "collapse_final", "collapse_tables", "heads_per_seed", "heads_tables", "report"]
 
@@ -159,25 +159,65 @@ def heads_per_seed(root: Path | None = None) -> pd.DataFrame:
 HEAD_CONTRASTS = (("etf", "linear", "the fixed ETF against the usual learnable head"),
                   ("etf", "linear_scaled", "the ETF against a learnable head with the same initial logit scale"),
                   ("etf", "random", "the ETF's geometry against a fixed random head"))
-HEAD_OUTCOMES = ("area", "final_train", "greedy", "sampled", "final_entropy")
+#: outcome -> the sign the paper claims for ETF minus the other arm (0: reported, no claim)
+HEAD_OUTCOMES = {"area": 1, "final_train": 1, "greedy": 1, "sampled": 1, "updates_to_threshold": -1,
+                 "final_entropy": 0}
+
+
+def still_rising(per_seed: pd.DataFrame) -> pd.Series:
+    """Per (task, arm): whether the training return was still rising at the end of the budget (the mean over
+    the last 10% of updates above the previous 10%, paired t over seeds, one-sided p < 0.05): such an arm has not
+    converged, and a contrast involving it is "inconclusive (budget)"."""
+    out = {}
+    for (task, arm), t in per_seed.groupby(["task", "arm"]):
+        change = t.plateau_change.to_numpy(dtype=float)
+        r = paired(change, np.zeros_like(change)) if np.isfinite(change).sum() >= 2 else None
+        out[(task, arm)] = bool(r is not None and r["difference"] > 0 and r["p"] / 2 < 0.05)
+    return pd.Series(out, name="still_rising")
 
 
 def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     """``heads_per_seed``, ``heads_contrasts`` (Welch, Holm over the whole table; the claimed sign is +1 for
-    returns, none for entropy: it is reported to tell "faster" from "less random") and ``heads_aggregate``
-    (rliable IQM of normalised greedy and sampled returns over the tasks, and P(ETF > linear))."""
+    returns and -1 for updates to threshold; entropy is reported to tell "faster" from "less random", with no
+    claim; steps to threshold compare the seeds that reached it, and the row says how many did) and
+    ``heads_aggregate`` (rliable IQM of normalised greedy and sampled returns over the tasks, and P(ETF > linear)).
+    The smallest effect of interest for returns is 5% of the task's reference range (`REFERENCE_SCORES`), for
+    updates to threshold 10% of the linear head's median; two arms both at the maximum return with no spread are
+    "no difference (ceiling)"."""
     per_seed = heads_per_seed(root)
-    rows = {}
-    for task in HEAD_TASKS:
+    rising = still_rising(per_seed)
+    rows, meta = {}, {}
+    for task, (shared, _) in HEAD_TASKS.items():
         t = per_seed[per_seed.task == task]
+        low, high = REFERENCE_SCORES[shared["env_id"]]
         for arm, against, _ in HEAD_CONTRASTS:
-            for outcome in HEAD_OUTCOMES:
-                rows[(task, f"{arm} - {against}", outcome)] = welch(t[t.arm == arm][outcome],
-                                                                     t[t.arm == against][outcome])
-    contrasts = _with_verdicts(contrast_table(rows), lambda key: (1, None), names=["task", "contrast", "outcome"])
-    entropy = contrasts.index.get_level_values(2) == "final_entropy"
-    contrasts.loc[entropy, "verdict"] = "descriptive"  # no claimed direction
-    contrasts.loc[entropy, "rule"] = "reported beside returns, no claim"
+            for outcome, sign in HEAD_OUTCOMES.items():
+                x, y = t[t.arm == arm][outcome], t[t.arm == against][outcome]
+                key = (task, f"{arm} - {against}", outcome)
+                rows[key] = welch(x, y) | dict(reached_x=int(x.notna().sum()), reached_y=int(y.notna().sum()))
+                smallest = (0.1 * t[t.arm == "linear"].updates_to_threshold.median()
+                            if outcome == "updates_to_threshold" else 0.05 * (high - low))
+                ceiling = x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]
+                meta[key] = (sign, smallest, ceiling, not (rising[(task, arm)] or rising[(task, against)]))
+    table = contrast_table(rows)
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["task", "contrast", "outcome"])
+    claimed = np.array([meta[key][0] != 0 for key in table.index])
+    # two families: the claims, and the entropy contrasts reported beside them
+    table.loc[claimed, "p_holm"] = holm(table.loc[claimed, "p"].to_numpy())
+    table.loc[~claimed, "p_holm"] = holm(table.loc[~claimed, "p"].to_numpy())
+    verdicts, rules = [], []
+    for key, row in table.iterrows():
+        sign, smallest, ceiling, converged = meta[key]
+        if sign == 0:
+            verdicts.append("descriptive"), rules.append("reported beside returns, no claim")
+        elif ceiling:
+            verdicts.append("no difference (ceiling)"), rules.append("every seed of both arms at the same value")
+        else:
+            v, r = verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest,
+                           converged=converged)
+            verdicts.append(v), rules.append(r)
+    table["verdict"], table["rule"] = verdicts, rules
+    contrasts = table
     agg = []
     for mode in ("greedy", "sampled"):
         scores = {}
@@ -194,7 +234,7 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
         table["p_low"], table["p_high"] = better["low"], better["high"]
         agg.append(table)
     return {"heads_per_seed": per_seed.set_index(["task", "arm", "seed"]), "heads_contrasts": contrasts,
-            "heads_aggregate": pd.concat(agg)}
+            "heads_aggregate": pd.concat(agg), "heads_convergence": rising.rename_axis(["task", "arm"]).to_frame()}
 
 
 def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
