@@ -195,7 +195,8 @@ def load_condition(experiment: str, condition: str, *, root: str | Path | None =
 #: index columns of each stored table
 TABLE_INDEX = {"collapse_vs_null": ["condition", "metric"], "collapse_between": ["condition", "metric", "measure"],
                "heads_per_seed": ["task", "arm", "seed"], "heads_contrasts": ["task", "contrast", "outcome"],
-               "heads_aggregate": ["arm"], "heads_convergence": ["task", "arm"]}
+               "heads_aggregate": ["arm"], "heads_convergence": ["task", "arm"],
+               "labels_vs_null": ["env", "labels", "metric"]}
 
 
 def stored_table(name: str, *, root: str | Path | None = None) -> pd.DataFrame:

@@ -237,8 +237,22 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
             "heads_aggregate": pd.concat(agg), "heads_convergence": rising.rename_axis(["task", "arm"]).to_frame()}
 
 
+def labels_vs_null() -> dict[str, pd.DataFrame]:
+    """Notebook 01's CartPole and MinAtar runs (its stored `default` run, seeds 0-4): each statistic against the
+    untrained network on the same states with the same labels, paired t, Holm over the table."""
+    path = repository_root() / "results" / "01_observing_action_collapse" / "expert_vs_greedy_labels_per_seed.csv"
+    per_seed = pd.read_csv(path)
+    rows = {}
+    for (env, labels), g in per_seed.groupby(["env", "labels"]):
+        for metric in ("nc1", "max_angle_features", "self_duality", "ncc_mismatch", "label_alignment"):
+            rows[(env, labels, metric)] = paired(g[metric], g[f"null_{metric}"])
+    table = contrast_table(rows)
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["env", "labels", "metric"])
+    return {"labels_vs_null": table}
+
+
 def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
-    tables = {}
+    tables = labels_vs_null() if root is None else {}
     for experiment, build in (("collapse", collapse_tables), ("heads", heads_tables)):
         try:
             tables |= build(root)
