@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,8 @@ from acpg_lab.config import TrainConfig
 from acpg_lab.profiles import repository_root
 from acpg_lab.training import train
 
-__all__ = ["Condition", "EXPERIMENTS", "evidence_dir", "run_experiment", "load_condition", "piece_dir", "stored_table"]
+__all__ = ["Condition", "EXPERIMENTS", "evidence_dir", "run_experiment", "load_condition", "piece_dir", "stored_table",
+           "complete"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Condition:
     config: dict
     seeds: tuple[int, ...]
     group: int = 10
+    checkpoint_every: int = 0  #: updates between checkpoints of a piece in progress (long pieces: resume, not redo)
 
     def groups(self) -> list[tuple[int, ...]]:
         return [self.seeds[i:i + self.group] for i in range(0, len(self.seeds), self.group)]
@@ -68,21 +71,28 @@ HEAD_ARMS = {"linear": dict(head="linear", head_bias=False),
              "random": dict(head="random"),
              "etf": dict(head="etf")}
 
-#: (task name) -> (config shared by the arms, threshold of "solved" for steps-to-threshold)
+#: (task name) -> (config shared by the arms, threshold of "solved" for steps-to-threshold). The last three take
+#: CPU hours (LunarLander through gymnasium's Box2D, MinAtar's CNN): they run in pieces of 5 seeds, MinAtar's with
+#: checkpoints, and the tables include a task once all its pieces are stored.
 HEAD_TASKS = {
     "reinforce_cartpole": (dict(env_id="CartPole-v1", algo="reinforce", total_steps=300_000), 475.0),
     "a2c_cartpole": (dict(env_id="CartPole-v1", algo="a2c", total_steps=500_000), 475.0),
     "ppo_cartpole": (dict(env_id="CartPole-v1", algo="ppo", total_steps=150_000), 475.0),
     "ppo_acrobot": (dict(env_id="Acrobot-v1", algo="ppo", total_steps=500_000), -100.0),
+    "ppo_lunarlander": (dict(env_id="LunarLander-v3", algo="ppo", total_steps=1_000_000), 100.0),
+    "ppo_minatar_breakout": (dict(env_id="MinAtar/Breakout-v1", algo="ppo", total_steps=1_000_000), 10.0),
+    "ppo_minatar_asterix": (dict(env_id="MinAtar/Asterix-v1", algo="ppo", total_steps=1_000_000), 5.0),
 }
+_LONG = {"ppo_lunarlander": 0, "ppo_minatar_breakout": 50, "ppo_minatar_asterix": 50}  # task -> checkpoint_every
 
 
 def _heads() -> dict[str, Condition]:
     out = {}
     for task, (shared, _) in HEAD_TASKS.items():
         for arm, head in HEAD_ARMS.items():
-            out[f"{task}/{arm}"] = Condition(dict(shared, **head, diagnostics_every=25, diagnostics_null=True),
-                                             HEAD_SEEDS)
+            config = dict(shared, **head, diagnostics_every=25, diagnostics_null=True)
+            out[f"{task}/{arm}"] = Condition(config, HEAD_SEEDS, group=5 if task in _LONG else 10,
+                                             checkpoint_every=_LONG.get(task, 0))
     return out
 
 
@@ -142,9 +152,10 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
     if (out / "meta.json").exists():
         return out
     cond = EXPERIMENTS[experiment][condition]
-    cfg = TrainConfig(**cond.config, seeds=seeds, device="cpu")
+    cfg = TrainConfig(**cond.config, seeds=seeds, device="cpu", checkpoint_every=cond.checkpoint_every)
+    run_dir = out.parent / f".{out.name}.run" if cond.checkpoint_every else None
     start = time.perf_counter()
-    run = train(cfg, progress=False)
+    run = train(cfg, progress=False, run_dir=run_dir, resume=True)
     greedy = run.evaluate(episodes).set_index("seed").return_mean.rename("greedy")
     sampled = run.evaluate(episodes, greedy=False).set_index("seed").return_mean.rename("sampled")
     wall = time.perf_counter() - start
@@ -156,6 +167,8 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
                 torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
                 cpus=os.cpu_count(), date=time.strftime("%Y-%m-%d"))
     _write_atomic(out / "meta.json", lambda p: Path(p).write_text(json.dumps(meta, indent=1, default=str)))
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)  # the piece is stored: its checkpoints are no longer needed
     return out
 
 
@@ -177,6 +190,13 @@ def run_experiment(experiment: str, *, root: str | Path | None = None, only: Seq
             run_piece(experiment, name, seeds, base)
             print(f"{experiment}/{name} seeds {seeds[0]}-{seeds[-1]}: "
                   f"{'stored' if done else f'trained in {time.perf_counter() - start:.0f} s'}", flush=True)
+
+
+def complete(experiment: str, condition: str, *, root: str | Path | None = None) -> bool:
+    """Whether every seed group of a condition is stored."""
+    base = evidence_dir(root)
+    return all((piece_dir(base, experiment, condition, seeds) / "meta.json").exists()
+               for seeds in EXPERIMENTS[experiment][condition].groups())
 
 
 def load_condition(experiment: str, condition: str, *, root: str | Path | None = None

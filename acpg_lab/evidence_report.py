@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acpg_lab.evidence import EXPERIMENTS, HEAD_ARMS, HEAD_TASKS, evidence_dir, load_condition
+from acpg_lab.evidence import EXPERIMENTS, HEAD_ARMS, HEAD_TASKS, complete, evidence_dir, load_condition
 from acpg_lab.experiments import REFERENCE_SCORES, aggregate, normalized, probability_of_improvement
 from acpg_lab.profiles import repository_root
 from acpg_lab.stats import VERDICT_RULE, contrast_table, holm, paired, verdict, welch
@@ -125,13 +125,20 @@ def _with_verdicts(table: pd.DataFrame, expected: Callable[[tuple], tuple[int, f
     return table
 
 
+def complete_tasks(root: Path | None = None) -> list[str]:
+    """The head tasks whose four arms are all stored (the tables cover these; a task still running is left out,
+    and `report` says so)."""
+    return [task for task in HEAD_TASKS if all(complete("heads", f"{task}/{arm}", root=root) for arm in HEAD_ARMS)]
+
+
 def heads_per_seed(root: Path | None = None) -> pd.DataFrame:
     """One row per (task, arm, seed): area under the training curve (mean training return over all updates),
     final training return (last 10% of updates), greedy and sampled evaluation, updates and steps until the
     5-update mean training return first reaches the task's threshold (NaN if never; updates are the paper's
     "epochs"), final policy entropy, and the final ``label_alignment`` with its untrained null."""
     rows = []
-    for task, (_, threshold) in HEAD_TASKS.items():
+    for task in complete_tasks(root):
+        threshold = HEAD_TASKS[task][1]
         for arm in HEAD_ARMS:
             history, evaluation = load_condition("heads", f"{task}/{arm}", root=root)
             for seed, h in history.groupby("seed"):
@@ -184,10 +191,14 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     The smallest effect of interest for returns is 5% of the task's reference range (`REFERENCE_SCORES`), for
     updates to threshold 10% of the linear head's median; two arms both at the maximum return with no spread are
     "no difference (ceiling)"."""
+    if not complete_tasks(root):
+        return {}
     per_seed = heads_per_seed(root)
     rising = still_rising(per_seed)
     rows, meta = {}, {}
-    for task, (shared, _) in HEAD_TASKS.items():
+    tasks = complete_tasks(root)
+    for task in tasks:
+        shared = HEAD_TASKS[task][0]
         t = per_seed[per_seed.task == task]
         low, high = REFERENCE_SCORES[shared["env_id"]]
         for arm, against, _ in HEAD_CONTRASTS:
@@ -223,9 +234,9 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
         scores = {}
         for arm in HEAD_ARMS:
             cols = []
-            for task, (shared, _) in HEAD_TASKS.items():
+            for task in tasks:
                 t = per_seed[(per_seed.task == task) & (per_seed.arm == arm)].sort_values("seed")
-                cols.append(normalized(shared["env_id"], t[mode].to_numpy()))
+                cols.append(normalized(HEAD_TASKS[task][0]["env_id"], t[mode].to_numpy()))
             scores[arm] = np.stack(cols, 1)
         table = aggregate(scores)
         table.index.name = "arm"
@@ -253,6 +264,9 @@ def labels_vs_null() -> dict[str, pd.DataFrame]:
 
 def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
     tables = labels_vs_null() if root is None else {}
+    waiting = [task for task in HEAD_TASKS if task not in complete_tasks(root)]
+    if waiting:
+        print(f"heads: tasks not (fully) stored yet, left out of the tables: {waiting}")
     for experiment, build in (("collapse", collapse_tables), ("heads", heads_tables)):
         try:
             tables |= build(root)

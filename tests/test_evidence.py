@@ -92,3 +92,26 @@ def test_reproduction_numbers_must_come_from_the_tables():
 def test_the_stored_evidence_recomputes_and_backs_every_number_of_reproduction_md():
     """The committed tables equal what the committed histories give, and REPRODUCTION.md quotes only them."""
     assert evidence_report.report(check=True) == 0
+
+
+def test_long_pieces_train_with_checkpoints_and_leave_no_run_directory(monkeypatch, tmp_path):
+    """A piece with checkpoint_every trains through a run directory with resume=True (so a killed piece resumes
+    from its last checkpoint: the resume itself is tested in test_checkpoint.py), ends as the same history as
+    without checkpoints, and removes the run directory once the piece is stored."""
+    config = dict(env_id="CartPole-v1", algo="ppo", total_steps=2048, num_envs=4, rollout_steps=32, minibatch_size=64)
+    monkeypatch.setitem(evidence.EXPERIMENTS, "tiny", {"plain": Condition(config, seeds=(0, 1)),
+                                                       "ckpt": Condition(config, seeds=(0, 1), checkpoint_every=4)})
+    calls = []
+    original = evidence.train
+
+    def recording_train(cfg, **kw):
+        calls.append((cfg.checkpoint_every, kw.get("run_dir"), kw.get("resume")))
+        return original(cfg, **kw)
+
+    monkeypatch.setattr(evidence, "train", recording_train)
+    plain = evidence.run_piece("tiny", "plain", (0, 1), tmp_path)
+    ckpt = evidence.run_piece("tiny", "ckpt", (0, 1), tmp_path)
+    run_dir = tmp_path / "tiny" / "ckpt" / ".seeds_0-1.run"
+    assert calls == [(0, None, True), (4, run_dir, True)] and not run_dir.exists()
+    a, b = (pd.read_parquet(p / "history.parquet").drop(columns="time") for p in (plain, ckpt))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
