@@ -4,6 +4,7 @@ what is stored, so every number can be recomputed without training anything.
 
     python -m acpg_lab.evidence run collapse           # trains the missing pieces of one experiment
     python -m acpg_lab.evidence run heads --only reinforce_cartpole
+    python -m acpg_lab.evidence run heads --ray [--address HOST:6379]   # pieces in parallel on Ray
     python -m acpg_lab.evidence report [--check]       # recomputes every table from results/evidence/
 
 A piece is written atomically (temporary file, then rename) when it finishes, so an interrupted run loses at most
@@ -172,8 +173,16 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
     return out
 
 
-def run_experiment(experiment: str, *, root: str | Path | None = None, only: Sequence[str] | None = None) -> None:
-    """Train every missing piece of ``experiment`` (conditions whose name contains one of ``only``)."""
+def run_experiment(experiment: str, *, root: str | Path | None = None, only: Sequence[str] | None = None,
+                   ray: bool = False, address: str | None = None, num_cpus: int | None = None) -> None:
+    """Train every missing piece of ``experiment`` (conditions whose name contains one of ``only``).
+
+    ``ray=True`` trains the pieces as Ray tasks, one CPU each, in parallel: on a local Ray instance with
+    ``num_cpus`` CPUs (default: the machine's), or on the cluster at ``address`` (``HOST:PORT`` of
+    ``ray start --head``; the workers must see ``root`` on a shared filesystem). A failed task is retried twice
+    (a checkpointed piece resumes); pieces that finished are never trained again, so rerunning the command after
+    a crash continues.
+    """
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; known: {sorted(EXPERIMENTS)}")
     conditions = [c for c in EXPERIMENTS[experiment] if not only or any(o in c for o in only)]
@@ -183,13 +192,55 @@ def run_experiment(experiment: str, *, root: str | Path | None = None, only: Seq
     for cfg in (EXPERIMENTS[experiment][c] for c in conditions):  # validate everything before training anything
         TrainConfig(**cfg.config, seeds=cfg.seeds, device="cpu").resolve()
     base = evidence_dir(root)
-    for name in conditions:
-        for seeds in EXPERIMENTS[experiment][name].groups():
-            start = time.perf_counter()
-            done = (piece_dir(base, experiment, name, seeds) / "meta.json").exists()
-            run_piece(experiment, name, seeds, base)
-            print(f"{experiment}/{name} seeds {seeds[0]}-{seeds[-1]}: "
-                  f"{'stored' if done else f'trained in {time.perf_counter() - start:.0f} s'}", flush=True)
+    pieces = [(name, seeds) for name in conditions for seeds in EXPERIMENTS[experiment][name].groups()]
+    pending = [(n, s) for n, s in pieces if not (piece_dir(base, experiment, n, s) / "meta.json").exists()]
+    for name, seeds in pieces:
+        if (name, seeds) not in pending:
+            print(f"{experiment}/{name} seeds {seeds[0]}-{seeds[-1]}: stored", flush=True)
+    if ray and pending:
+        _run_on_ray(experiment, pending, base, address=address, num_cpus=num_cpus)
+        return
+    for name, seeds in pending:
+        start = time.perf_counter()
+        run_piece(experiment, name, seeds, base)
+        print(f"{experiment}/{name} seeds {seeds[0]}-{seeds[-1]}: trained in {time.perf_counter() - start:.0f} s",
+              flush=True)
+
+
+def _piece_task(experiment: str, name: str, seeds: tuple[int, ...], base: str, conditions: dict) -> str:
+    """One piece on a Ray worker (the experiment's conditions travel with it: a worker imports a fresh module)."""
+    torch.set_num_threads(1)
+    EXPERIMENTS[experiment] = conditions
+    return str(run_piece(experiment, name, tuple(seeds), Path(base)))
+
+
+def _run_on_ray(experiment: str, pending: list[tuple[str, tuple[int, ...]]], base: Path, *, address: str | None,
+                num_cpus: int | None) -> None:
+    try:
+        import ray
+    except ImportError as err:
+        raise ValueError("--ray needs Ray: pip install -e '.[sweep]'") from err
+    from tqdm.auto import tqdm
+
+    from acpg_lab.sweep import _connect
+
+    _connect(address, num_cpus)
+    remote = ray.remote(num_cpus=1, max_retries=2)(_piece_task)
+    conditions = EXPERIMENTS[experiment]
+    refs = {remote.remote(experiment, n, s, str(base), conditions): (n, s) for n, s in pending}
+    failed = []
+    with tqdm(total=len(pending), unit="piece", desc=f"evidence {experiment}") as bar:
+        while refs:
+            [done], _ = ray.wait(list(refs), num_returns=1)
+            name, seeds = refs.pop(done)
+            try:
+                ray.get(done)
+            except Exception as err:  # noqa: BLE001 - reported together below
+                failed.append(f"{name} seeds {seeds[0]}-{seeds[-1]}: {getattr(err, 'cause', None) or err}")
+            bar.update()
+    if failed:
+        raise RuntimeError(f"{len(failed)} pieces failed (the others are stored; rerun to retry):\n"
+                           + "\n".join(failed))
 
 
 def complete(experiment: str, condition: str, *, root: str | Path | None = None) -> bool:
@@ -237,13 +288,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("experiment", choices=sorted(EXPERIMENTS))
     r.add_argument("--only", nargs="+", help="conditions whose name contains one of these")
     r.add_argument("--root", help="results directory (default: results/evidence of the repository)")
+    r.add_argument("--ray", action="store_true", help="train the pieces as parallel Ray tasks (optional group sweep)")
+    r.add_argument("--address", help="with --ray: join the Ray cluster at HOST:PORT (shared filesystem for --root)")
+    r.add_argument("--num-cpus", type=int, help="with --ray and no --address: CPUs of the local Ray instance")
     rep = sub.add_parser("report", help="recompute every table from the stored pieces")
     rep.add_argument("--root")
     rep.add_argument("--check", action="store_true", help="fail if a stored table differs from the recomputed one")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.command == "run":
-        run_experiment(args.experiment, root=args.root, only=args.only)
+        if (args.address or args.num_cpus) and not args.ray:
+            parser.error("--address and --num-cpus need --ray")
+        run_experiment(args.experiment, root=args.root, only=args.only, ray=args.ray, address=args.address,
+                       num_cpus=args.num_cpus)
         return 0
     from acpg_lab.evidence_report import report
 

@@ -115,3 +115,21 @@ def test_long_pieces_train_with_checkpoints_and_leave_no_run_directory(monkeypat
     assert calls == [(0, None, True), (4, run_dir, True)] and not run_dir.exists()
     a, b = (pd.read_parquet(p / "history.parquet").drop(columns="time") for p in (plain, ckpt))
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_pieces_train_as_ray_tasks_like_in_process(monkeypatch, tmp_path):
+    """`run --ray`: the same pieces, trained on a local 2-CPU Ray instance, end bitwise as in one process."""
+    pytest.importorskip("ray")
+    import ray
+
+    config = dict(env_id="CartPole-v1", algo="ppo", total_steps=2048, num_envs=4, rollout_steps=32, minibatch_size=64)
+    monkeypatch.setitem(evidence.EXPERIMENTS, "tiny", {"a": Condition(config, seeds=(0, 1, 2), group=2)})
+    evidence.run_experiment("tiny", root=tmp_path / "local")
+    try:
+        evidence.run_experiment("tiny", root=tmp_path / "ray", ray=True, num_cpus=2)
+    finally:
+        ray.shutdown()
+    for seeds in ("seeds_0-1", "seeds_2-2"):
+        a, b = (pd.read_parquet(tmp_path / where / "tiny" / "a" / seeds / "history.parquet").drop(columns="time")
+                for where in ("local", "ray"))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
