@@ -26,13 +26,14 @@ exactly its own gradient.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 __all__ = ["gae", "monte_carlo_returns", "reinforce_loss", "ppo_clip_loss", "value_loss", "entropy", "pfo_loss",
-           "masked_mean", "normalize_per_seed", "uniforms", "sample_actions", "clip_grad_norm_per_seed"]
+           "masked_mean", "normalize_per_seed", "uniforms", "explore", "sample_actions", "clip_grad_norm_per_seed"]
 
 
 # ----------------------------------------------------------------------------- advantage estimators, [T, S, E]
@@ -128,6 +129,16 @@ def uniforms(generators: Sequence[torch.Generator], *shape: int, device: torch.d
     fills a tensor from its generator in order), so a rollout's action noise can be drawn up front."""
     u = torch.stack([torch.rand(shape, generator=g, device=device) for g in generators])
     return u.movedim(0, 1) if len(shape) > 1 else u
+
+
+def explore(logits: Tensor, epsilon: float) -> Tensor:
+    """Log-probabilities of the behaviour policy that takes a uniformly random action with probability
+    ``epsilon`` and follows ``logits`` otherwise: ``log((1 - epsilon) softmax(logits) + epsilon / K)``. Actions
+    are sampled from it and PPO's ratio divides by it; ``epsilon=0`` returns ``logits`` itself."""
+    if epsilon == 0:
+        return logits
+    uniform = torch.full_like(logits, math.log(epsilon / logits.shape[-1]))
+    return torch.logaddexp(logits.log_softmax(-1) + math.log1p(-epsilon), uniform)
 
 
 def sample_actions(logits: Tensor, u: Tensor) -> Tensor:

@@ -100,6 +100,10 @@ class TrainConfig:
     """GAE lambda (PPO, A2C): lower trades variance for bias."""
     reward_clip: bool | None = None
     """Train on sign(reward), the Atari convention (logged returns stay game scores); default: True for ALE ids."""
+    explore_epsilon: float = 0.0
+    """With this probability an action is uniformly random instead of sampled from the policy (epsilon-greedy on
+    top of the policy, the ACPG paper's exploration ablation); PPO's ratio then divides by this mixture's
+    probability. 0 = off; more explores more states at the cost of acting worse while training."""
 
     # ---------------------------------------------------------------- learning: where the algorithms differ
     epochs: int | None = None
@@ -282,6 +286,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        eps = self.explore_epsilon
+        if not (isinstance(eps, int | float) and not isinstance(eps, bool) and 0 <= eps < 1):
+            raise ValueError(f"explore_epsilon must be a number in [0, 1), got {eps!r}")
         for name in ("shuffle", "norm_adv", "anneal_lr"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")

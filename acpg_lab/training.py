@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from acpg_lab.algorithms import (
     clip_grad_norm_per_seed,
     entropy,
+    explore,
     gae,
     monte_carlo_returns,
     normalize_per_seed,
@@ -118,9 +119,10 @@ def collect_rollout(model: ActorCritic, envs: SeedEnvs, rollout: Rollout, genera
         out = model.policy(obs)
         if critic:
             r.values[t] = model.value(obs, out.features)
-        action = sample_actions(out.logits, noise[t])
+        behaviour = explore(out.logits, cfg.explore_epsilon)  # the policy itself unless explore_epsilon > 0
+        action = sample_actions(behaviour, noise[t])
         r.obs[t], r.actions[t], r.logits[t] = obs, action, out.logits
-        r.logp[t] = out.logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        r.logp[t] = behaviour.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
         if r.keep_preacts:
             phi = pfo_features(out.preacts, cfg.pfo_layers)
             if r.preacts is None:

@@ -171,3 +171,33 @@ def test_a_run_saved_before_a_field_existed_loads_with_that_fields_default(tmp_p
     loaded = al.Run.load(tmp_path / "run")
     assert loaded.config == run.config
     assert (loaded.config.norm_adv, loaded.config.shuffle, loaded.config.trust_region_clip) == (False, False, 0.2)
+
+
+def test_epsilon_exploration_samples_and_scores_the_mixture_policy():
+    from acpg_lab.algorithms import explore
+
+    logits = torch.tensor([[[2.0, 0.0, -1.0]]])
+    assert explore(logits, 0.0) is logits
+    mixture = explore(logits, 0.3).exp()
+    torch.testing.assert_close(mixture, 0.7 * logits.softmax(-1) + 0.1)
+    # in training: the stored behaviour log-probabilities are the mixture's, and epsilon -> 1 acts uniformly
+    cfg = al.TrainConfig(env_id="acpg_lab/ActionBandit-v0", seeds=(0, 1), total_steps=2048, explore_epsilon=0.9,
+                         device="cpu")
+    run = al.train(cfg, progress=False)
+    assert run.history.episode_return.notna().all()
+    from acpg_lab import training
+    from acpg_lab.envs import SeedEnvs
+    from acpg_lab.run import derived_seeds
+
+    r = cfg.resolve()
+    envs = SeedEnvs(r.env_id, num_envs=r.num_envs, env_seeds=[derived_seeds(s)["env"] for s in r.seeds],
+                    device=torch.device("cpu"))
+    rollout = training.Rollout.allocate(r, envs.single_observation_space.shape, 4, torch.device("cpu"), *envs.reset())
+    gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    training.collect_rollout(run.model, envs, rollout, gens, r)
+    want = explore(rollout.logits, 0.9).log_softmax(-1).gather(-1, rollout.actions.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(rollout.logp, want)
+    share = torch.stack([(rollout.actions == k).float().mean() for k in range(4)])
+    assert (share - 0.25).abs().max() < 0.08  # mostly uniform although the policy has learned something
+    with pytest.raises(ValueError, match="explore_epsilon"):
+        al.TrainConfig(env_id="CartPole-v1", explore_epsilon=1.0).resolve()
