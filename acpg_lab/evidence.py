@@ -110,6 +110,13 @@ EXPERIMENTS: dict[str, dict[str, Condition]] = {
         "grid/exploring_starts": _collapse("acpg_lab/IdealGrid-v0"),
     },
     "heads": _heads(),
+    # the paper's exploration ablation on one MinAtar game: epsilon-greedy on top of the policy; epsilon = 0 is
+    # heads/ppo_minatar_breakout (same seeds and config), so only 0.01 and 0.1 are trained here
+    "exploration": {f"eps{eps}/{arm}": Condition(dict(HEAD_TASKS["ppo_minatar_breakout"][0], **HEAD_ARMS[arm],
+                                                      explore_epsilon=eps, diagnostics_every=25,
+                                                      diagnostics_null=True),
+                                                 HEAD_SEEDS, group=5, checkpoint_every=50)
+                    for eps in (0.01, 0.1) for arm in ("linear", "etf")},
 }
 
 
