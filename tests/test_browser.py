@@ -162,7 +162,7 @@ def test_jupyterlab_runs_notebooks_00_and_01_in_a_real_browser(tmp_path):
             live.first.wait_for(timeout=60_000)
             assert k_slider.locator(".widget-readout").inner_text().strip() == "5"
             assert live.first.get_attribute("src") != static, "moving K did not change the figure"
-            live.first.scroll_into_view_if_needed()
+            explorer.scroll_into_view_if_needed()  # the cell, not its image: the widget may redraw the image again
             shots.take(page, "00_explorer_after_K_slider")
 
             start = time.perf_counter()
