@@ -97,6 +97,39 @@ def _heads() -> dict[str, Condition]:
     return out
 
 
+PFO_SEEDS = tuple(range(16, 32))
+PFO_EPOCHS = (10, 20, 40, 80)
+PFO_BETAS = (0.0, 0.1, 1.0, 10.0)
+#: The stressed PPO setting of notebooks 03/04 (CartPole, ReLU, constant lr 1e-3, no entropy bonus), diagnosed
+#: every 2nd update (the lead-lag tests need dense series) with the untrained null, snapshots for the probe.
+PFO_BASE = dict(env_id="CartPole-v1", algo="ppo", head="linear", activation="relu", lr=1e-3, anneal_lr=False,
+                ent_coef=0.0, clip_coef=0.2, total_steps=150_000, diagnostics_every=2, diagnostics_null=True,
+                snapshot_every=100)
+#: The non-stationary bandit where the uncentred rank fell below the null in the logged search
+#: (results/rank_collapse_search: ReLU, 10 epochs, 12 phases).
+SHIFTING_BASE = dict(env_id="acpg_lab/ShiftingBandit-v0", algo="ppo", head="linear", activation="relu", lr=1e-3,
+                     anneal_lr=False, ent_coef=0.0, total_steps=196_608, diagnostics_every=2,
+                     diagnostics_null=True, snapshot_every=16)
+
+
+def _pfo() -> dict[str, Condition]:
+    """Dose-response of issue 13 on held-out seeds 16-31 (seeds 0-15 chose the settings), one piece of 16 seeds
+    per cell. Ordered so that the cells most claims rest on run first."""
+    def cell(base: dict, **kw) -> Condition:
+        return Condition(dict(base, **kw), PFO_SEEDS, group=16)
+
+    out = {f"cartpole/e{e}_b0": cell(PFO_BASE, epochs=e) for e in PFO_EPOCHS}
+    out |= {f"cartpole/e{e}_b1": cell(PFO_BASE, epochs=e, pfo_coef=1.0) for e in PFO_EPOCHS}
+    out |= {f"shifting/e{e}_b{b:g}": cell(SHIFTING_BASE, epochs=e, pfo_coef=b) for e in (10, 40) for b in (0, 1)}
+    out |= {f"cartpole/e40_{arm}_b{b:g}": cell(PFO_BASE, epochs=40, pfo_coef=b, **HEAD_ARMS[arm])
+            for arm in ("linear", "etf") for b in (0, 1)}  # ETF x PFO: both arms without a bias
+    out["cartpole/e40_shared_b0"] = cell(PFO_BASE, epochs=40, shared_trunk=True)
+    out |= {f"cartpole/e{e}_b{b:g}": cell(PFO_BASE, epochs=e, pfo_coef=b) for b in (0.1, 10.0) for e in PFO_EPOCHS}
+    out |= {f"cartpole/e{e}_all10": cell(PFO_BASE, epochs=e, pfo_coef=10.0, pfo_layers="all") for e in PFO_EPOCHS}
+    out |= {f"shifting/e{e}_b10": cell(SHIFTING_BASE, epochs=e, pfo_coef=10.0) for e in (10, 40)}
+    return out
+
+
 #: experiment -> condition -> `Condition`
 EXPERIMENTS: dict[str, dict[str, Condition]] = {
     "collapse": {
@@ -110,6 +143,7 @@ EXPERIMENTS: dict[str, dict[str, Condition]] = {
         "grid/exploring_starts": _collapse("acpg_lab/IdealGrid-v0"),
     },
     "heads": _heads(),
+    "pfo": _pfo(),
     # the paper's exploration ablation on one MinAtar game: epsilon-greedy on top of the policy; epsilon = 0 is
     # heads/ppo_minatar_breakout (same seeds and config), so only 0.01 and 0.1 are trained here
     "exploration": {f"eps{eps}/{arm}": Condition(dict(HEAD_TASKS["ppo_minatar_breakout"][0], **HEAD_ARMS[arm],
@@ -170,6 +204,10 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "history.parquet", lambda p: _compact(run.history).to_parquet(p, index=False))
     _write_atomic(out / "evaluation.csv", lambda p: pd.concat([greedy, sampled], axis=1).to_csv(p))
+    if cfg.snapshot_every:  # the plasticity probe on every snapshot: as trained, and the backbone under one head
+        probe = run.plasticity().merge(run.plasticity(part="backbone"), on=["seed", "step"],
+                                       suffixes=("", "_backbone"))
+        _write_atomic(out / "plasticity.csv", lambda p: probe.to_csv(p, index=False, float_format="%.6g"))
     meta = dict(experiment=experiment, condition=condition, seeds=list(seeds), wall_seconds=round(wall, 1),
                 train_seconds=round(run.wall_time, 1), config=dataclasses.asdict(run.config), episodes=episodes,
                 torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),

@@ -450,6 +450,7 @@ def plasticity_probe(
     steps: int = 200,
     lr: float = 1e-3,
     seed: int = 0,
+    make_target: Callable[[], nn.Module] | None = None,
 ) -> float | Tensor:
     """Lost plasticity of an actor snapshot: how well it can still fit a random policy (metrics.md).
 
@@ -472,6 +473,8 @@ def plasticity_probe(
         lr: Adam learning rate: 1e-3 fits a fresh small MLP well within 200 steps; larger rates let even a
             degraded network catch up (or diverge), smaller ones need more steps.
         seed: initialisation seed of the target actor; keep it fixed to compare snapshots along training.
+        make_target: builds the target actor instead of ``make_actor`` (a different architecture or head, so that
+            runs with different heads are probed towards the same kind of target); drawn first, as by default.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
@@ -479,7 +482,7 @@ def plasticity_probe(
         raise ValueError(f"lr must be > 0, got {lr!r}")
     with torch.random.fork_rng():
         torch.manual_seed(int(seed))
-        target = make_actor().to(obs.device)
+        target = (make_target or make_actor)().to(obs.device)
         fitted = make_actor().to(obs.device)
         fitted.load_state_dict(state_dict)
         params = [p for p in fitted.parameters() if p.requires_grad]

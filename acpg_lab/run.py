@@ -141,24 +141,47 @@ class Run:
         actor.load_state_dict(self.snapshot(step))
         return actor.eval()
 
-    def plasticity(self, *, steps: int = 200, lr: float = 1e-3, seed: int = 0) -> pd.DataFrame:
+    def plasticity(self, *, steps: int = 200, lr: float = 1e-3, seed: int = 0, part: str = "actor") -> pd.DataFrame:
         """The plasticity probe (`metrics.plasticity_probe`) on every snapshot: rows of seed, step, plasticity_kl.
 
         The probe batch is the first rollout (the initial policy's states); the target is a differently
-        initialised actor of the same architecture, fixed by ``seed`` across snapshots. Higher = less plastic.
+        initialised actor, fixed by ``seed`` across snapshots. Higher = less plastic.
+
+        ``part`` says what is refitted. ``"actor"``: the snapshot's actor as trained (its trainable parameters:
+        the backbone alone under a fixed ETF or random head, backbone and head under a learnable one), towards an
+        actor of the run's own architecture (whose initial logit scale depends on the head). ``"backbone"``: the
+        snapshot's backbone alone, under a fixed random head of unit rows (`RandomHead`, a function of the seed:
+        the same in every run of that seed), towards a learnable-head actor of row norm 1. Only ``"backbone"``
+        compares runs with different heads fairly: the same parts are refitted under the same head towards the
+        same target, so a difference is the backbone's.
         """
+        if part not in ("actor", "backbone"):
+            raise ValueError(f"part must be 'actor' or 'backbone', got {part!r}")
         if not self.snapshots or self.probe_obs is None:
             raise ValueError("this run kept no snapshots; train with TrainConfig(snapshot_every=...)")
         device = next(self.model.parameters()).device
         shape, k = self.probe_obs.shape[2:], self.model.num_actions
+        target_cfg = fitted_cfg = self.config
+        if part == "backbone":
+            target_cfg = dataclasses.replace(self.config, head="linear", head_bias=False, head_init_gain=1.0)
+            fitted_cfg = dataclasses.replace(self.config, head="random", head_bias=False)
+        fixed_head = {f"head.{n}": t for n, t in build_model(fitted_cfg, shape, k).actor.head.state_dict().items()}
 
-        def make_actor() -> nn.Module:  # a fresh initialisation drawn from the probe's seeded torch RNG
-            return build_model(self.config, shape, k, init_offset=int(torch.randint(1, 2**30, ()))).actor
+        def make_target() -> nn.Module:  # a fresh initialisation drawn from the probe's seeded torch RNG
+            return build_model(target_cfg, shape, k, init_offset=int(torch.randint(1, 2**30, ()))).actor
+
+        def make_fitted() -> nn.Module:
+            return build_model(fitted_cfg, shape, k).actor
+
+        def weights(step: int) -> dict[str, Tensor]:
+            snap = self.snapshot(step)
+            return snap if part == "actor" else {**{n: t for n, t in snap.items() if n.startswith("backbone.")},
+                                                 **fixed_head}
 
         rows = []
         for step in sorted(self.snapshots):
-            kl = metrics.plasticity_probe(make_actor, self.snapshot(step), self.probe_obs.to(device), steps=steps,
-                                          lr=lr, seed=seed)
+            kl = metrics.plasticity_probe(make_fitted, weights(step), self.probe_obs.to(device), steps=steps,
+                                          lr=lr, seed=seed, make_target=make_target)
             rows.append(pd.DataFrame(dict(seed=list(self.seeds), step=step, plasticity_kl=kl.cpu().numpy())))
         return pd.concat(rows, ignore_index=True)
 
