@@ -48,6 +48,10 @@ class Condition:
     seeds: tuple[int, ...]
     group: int = 10
     checkpoint_every: int = 0  #: updates between checkpoints of a piece in progress (long pieces: resume, not redo)
+    keep: tuple[str, ...] | None = None  #: the history columns stored (None: all); dense diagnostics need fewer
+
+    def stored(self, history: pd.DataFrame) -> pd.DataFrame:
+        return history if self.keep is None else history[[c for c in history.columns if c in self.keep]]
 
     def groups(self) -> list[tuple[int, ...]]:
         return [self.seeds[i:i + self.group] for i in range(0, len(self.seeds), self.group)]
@@ -112,11 +116,23 @@ SHIFTING_BASE = dict(env_id="acpg_lab/ShiftingBandit-v0", algo="ppo", head="line
                      diagnostics_null=True, snapshot_every=16)
 
 
+#: what a pfo piece stores of the history (diagnosed every 2nd update, so everything would be ~1.2 MB per cell):
+#: the return, the losses, the actor's representation and its untrained null, the trust region
+PFO_COLUMNS = ("seed", "update", "step", "episode_return", "episode_length", "episodes", "approx_kl", "clip_frac",
+               "loss_value", "loss_policy", "entropy", "grad_norm_actor", "grad_norm_critic", "policy_entropy",
+               "preact_change", "ratio_below_mean", "ratio_above_mean", "frac_outside", "excess_ratio", "kl_old_new",
+               "ratio_below_mean_adv_pos", "ratio_below_mean_adv_neg", "frac_outside_adv_pos",
+               "frac_outside_adv_neg",
+               *(f"{p}actor_{m}" for p in ("", "null_") for m in ("effective_rank", "approx_rank", "srank",
+                                                                  "dead_neurons", "preactivation_norm",
+                                                                  "feature_norm")))
+
+
 def _pfo() -> dict[str, Condition]:
     """Dose-response of issue 13 on held-out seeds 16-31 (seeds 0-15 chose the settings), one piece of 16 seeds
     per cell. Ordered so that the cells most claims rest on run first."""
     def cell(base: dict, **kw) -> Condition:
-        return Condition(dict(base, **kw), PFO_SEEDS, group=16)
+        return Condition(dict(base, **kw), PFO_SEEDS, group=16, keep=PFO_COLUMNS)
 
     out = {f"cartpole/e{e}_b0": cell(PFO_BASE, epochs=e) for e in PFO_EPOCHS}
     out |= {f"cartpole/e{e}_b1": cell(PFO_BASE, epochs=e, pfo_coef=1.0) for e in PFO_EPOCHS}
@@ -202,7 +218,8 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
     sampled = run.evaluate(episodes, greedy=False).set_index("seed").return_mean.rename("sampled")
     wall = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "history.parquet", lambda p: _compact(run.history).to_parquet(p, index=False))
+    _write_atomic(out / "history.parquet", lambda p: _compact(cond.stored(run.history)).to_parquet(
+        p, index=False, compression="zstd"))
     _write_atomic(out / "evaluation.csv", lambda p: pd.concat([greedy, sampled], axis=1).to_csv(p))
     if cfg.snapshot_every:  # the plasticity probe on every snapshot: as trained, and the backbone under one head
         probe = run.plasticity().merge(run.plasticity(part="backbone"), on=["seed", "step"],

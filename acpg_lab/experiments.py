@@ -199,10 +199,11 @@ def per_condition_table(final: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
-def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, target: str = "episode_return",
+def lead_lag_table(runs: Mapping[str, Run | pd.DataFrame], metrics: Sequence[str], *, target: str = "episode_return",
                    max_lag: int = 5, drop_fraction: float = 0.3, window: int = 10, min_duration: int = 10,
                    floor: float = 0.0, draws: int = 999, seed: int = 0) -> pd.DataFrame:
-    """The order of events per run (condition) and metric, seed by seed (`acpg_lab.leadlag`), one row each:
+    """The order of events per run (condition) and metric, seed by seed (`acpg_lab.leadlag`), one row each
+    (``runs`` maps a condition to its `Run` or to its history, as stored evidence pieces give it):
 
     - ``seeds``, ``events`` and ``seeds_with_events``: `collapse_events` of the training return (a fall of more
       than ``drop_fraction`` of the seed's best-so-far above ``floor`` within ``window`` updates, lasting
@@ -230,7 +231,7 @@ def lead_lag_table(runs: Mapping[str, Run], metrics: Sequence[str], *, target: s
         raise ValueError(f"max_lag must be an integer >= 1 (diagnosed updates), got {max_lag!r}")
     rows = {}
     for name, run in runs.items():
-        history = run.history
+        history = run if isinstance(run, pd.DataFrame) else run.history
         missing = [m for m in [*metrics, target] if m not in history]
         if missing:
             raise ValueError(f"metrics {missing} are not columns of {name!r}'s history (diagnostics_every > 0?)")
