@@ -329,7 +329,10 @@ def load_condition(experiment: str, condition: str, *, root: str | Path | None =
 TABLE_INDEX = {"collapse_vs_null": ["condition", "metric"], "collapse_between": ["condition", "metric", "measure"],
                "heads_per_seed": ["task", "arm", "seed"], "heads_contrasts": ["task", "contrast", "outcome"],
                "heads_aggregate": ["arm"], "heads_convergence": ["task", "arm"],
-               "labels_vs_null": ["env", "labels", "metric"]}
+               "labels_vs_null": ["env", "labels", "metric"], "pfo_per_seed": ["condition", "seed"],
+               "pfo_dose": ["setting", "factor", "held_fixed", "statistic"], "pfo_vs_null": ["condition", "statistic"],
+               "pfo_contrasts": ["setting", "contrast", "statistic"], "pfo_events": ["condition"],
+               "pfo_lead_lag": ["against", "condition", "metric"]}
 
 
 def stored_table(name: str, *, root: str | Path | None = None) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Every table behind `REPRODUCTION.md`'s ACPG rows, recomputed from the pieces `acpg_lab.evidence` stored.
+"""Every table behind `REPRODUCTION.md`'s ACPG rows (and, through `acpg_lab.pfo_report`, its PFO rows),
+recomputed from the pieces `acpg_lab.evidence` stored.
 
 ``python -m acpg_lab.evidence report`` writes the tables to ``results/evidence/tables/``; with ``--check`` it
 recomputes them and fails if a stored table differs. The rules (``acpg_lab.stats``):
@@ -267,7 +268,9 @@ def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
     waiting = [task for task in HEAD_TASKS if task not in complete_tasks(root)]
     if waiting:
         print(f"heads: tasks not (fully) stored yet, left out of the tables: {waiting}")
-    for experiment, build in (("collapse", collapse_tables), ("heads", heads_tables)):
+    from acpg_lab.pfo_report import pfo_tables
+
+    for experiment, build in (("collapse", collapse_tables), ("heads", heads_tables), ("pfo", pfo_tables)):
         try:
             tables |= build(root)
         except FileNotFoundError as missing:
@@ -279,24 +282,32 @@ def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
 RULE_CONSTANTS = (0.05, 1.25)
 
 
-def unmatched_numbers(markdown: str, tables: dict[str, pd.DataFrame]) -> list[str]:
-    """Decimal numbers in the rows between ``<!-- evidence:acpg -->`` and ``<!-- /evidence:acpg -->`` that no
-    table cell gives at the printed precision (rows marked "to be rerun" quote older results and are skipped)."""
-    if "<!-- evidence:acpg -->" not in markdown:
-        return ["the markers <!-- evidence:acpg --> ... <!-- /evidence:acpg --> are missing"]
-    section = markdown.split("<!-- evidence:acpg -->", 1)[1].split("<!-- /evidence:acpg -->", 1)[0]
+#: the sections of REPRODUCTION.md whose numbers `report --check` verifies
+SECTIONS = ("acpg", "pfo")
+
+
+def unmatched_numbers(markdown: str, tables: dict[str, pd.DataFrame], *,
+                      sections: tuple[str, ...] = SECTIONS) -> list[str]:
+    """Decimal numbers in the rows between ``<!-- evidence:acpg -->`` and ``<!-- /evidence:acpg -->`` (and the
+    same for ``pfo``) that no table cell gives at the printed precision (rows marked "to be rerun" quote older
+    results and are skipped)."""
     values = np.concatenate([t.reset_index().select_dtypes("number").to_numpy(float).ravel() for t in tables.values()]
                             + [np.array(RULE_CONSTANTS)])
     values = values[np.isfinite(values)]
     missing = []
-    for line in section.splitlines():
-        if not line.startswith("| ") or line.startswith("| claim") or "to be rerun" in line:
+    for name in sections:
+        if f"<!-- evidence:{name} -->" not in markdown:
+            missing.append(f"the markers <!-- evidence:{name} --> ... <!-- /evidence:{name} --> are missing")
             continue
-        for text in re.findall(r"[−-]?\d+\.\d+", line):
-            x = float(text.replace("−", "-"))
-            digits = len(text.split(".")[1])
-            if not np.any(np.abs(np.round(values, digits) - x) < 0.5 * 10.0**-digits):
-                missing.append(text)
+        section = markdown.split(f"<!-- evidence:{name} -->", 1)[1].split(f"<!-- /evidence:{name} -->", 1)[0]
+        for line in section.splitlines():
+            if not line.startswith("| ") or line.startswith("| claim") or "to be rerun" in line:
+                continue
+            for text in re.findall(r"[−-]?\d+\.\d+", line):
+                x = float(text.replace("−", "-"))
+                digits = len(text.split(".")[1])
+                if not np.any(np.abs(np.round(values, digits) - x) < 0.5 * 10.0**-digits):
+                    missing.append(text)
     return missing
 
 

@@ -94,6 +94,14 @@ def pfo_per_seed(root: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["condition", "seed"]) if rows else pd.DataFrame()
 
 
+def _paired(x, y) -> dict | None:
+    """`paired`, or None where fewer than two seeds have a value (a statistic undefined in a short run)."""
+    try:
+        return paired(x, y)
+    except ValueError:
+        return None
+
+
 def _smallest(stat: str, reference: float) -> float:
     """The smallest effect of interest: 25 return points on CartPole (5% of its 0-500 range), one collapse event
     per seed, otherwise 10% of the reference cell's mean."""
@@ -137,7 +145,9 @@ def dose_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFrame:
                 continue
             slopes = _dose_slopes(per_seed, doses, stat)
             key = (setting, factor, fixed, stat)
-            rows[key] = paired(slopes, np.zeros(len(slopes))) | dict(
+            if (result := _paired(slopes, np.zeros(len(slopes)))) is None:
+                continue
+            rows[key] = result | dict(
                 doses=len(doses), at_lowest=per_seed.loc[lowest, stat].mean(),
                 at_highest=per_seed.loc[max(doses, key=doses.get), stat].mean())
             meta[key] = (sign if factor.startswith("log2") else -sign,
@@ -165,7 +175,9 @@ def null_table(per_seed: pd.DataFrame) -> pd.DataFrame:
     for name, t in per_seed.groupby(level="condition"):
         for stat in (*REPRESENTATION, "plasticity_kl", "plasticity_kl_backbone"):
             key = (name, stat)
-            rows[key] = paired(t[stat], t[f"null_{stat}"])
+            if (result := _paired(t[stat], t[f"null_{stat}"])) is None:
+                continue
+            rows[key] = result
             meta[key] = (STRESS_SIGN[stat], _smallest(stat, rows[key]["mean_y"]))
     return _verdicts(contrast_table(rows), meta, ["condition", "statistic"])
 
@@ -180,8 +192,9 @@ def _contrast_pairs(cells: dict[str, dict]) -> list[tuple[str, str, str, int]]:
         base = f"{setting}/e{e}_b0"
         if base not in cells or name == base or not rest.startswith(f"e{e}_"):
             continue
-        if rest in (f"e{e}_b1", f"e{e}_all10", f"e{e}_b10", f"e{e}_b0.1"):
-            pairs.append((f"{rest.split('_', 1)[1]} - none (epochs={e})", name, base, -1))
+        if cfg.get("pfo_coef", 0) > 0 and cfg.get("head", "linear") == "linear" and "linear" not in rest:
+            where = "all layers" if cfg.get("pfo_layers") == "all" else "last layer"
+            pairs.append((f"PFO beta={cfg['pfo_coef']:g} {where} - none (epochs={e})", name, base, -1))
         if rest == f"e{e}_shared_b0":
             pairs.append((f"shared trunk - separate (epochs={e})", name, base, 0))
     for b in ("0", "1"):
@@ -199,14 +212,18 @@ def contrasts_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFr
             if stat == "events" and setting != "cartpole":
                 continue
             key = (setting, label, stat)
-            rows[key] = paired(per_seed.loc[x, stat], per_seed.loc[y, stat])
+            if (result := _paired(per_seed.loc[x, stat], per_seed.loc[y, stat])) is None:
+                continue
+            rows[key] = result
             meta[key] = (claim * sign, _smallest(stat, rows[key]["mean_y"]))
     names = ["cartpole/e40_etf_b1", "cartpole/e40_etf_b0", "cartpole/e40_linear_b1", "cartpole/e40_linear_b0"]
     if all(n in cells for n in names):  # does PFO do more (or less) under the ETF head? (b1 - b0) - (b1 - b0)
         for stat in STRESS_SIGN:
             v = [per_seed.loc[n, stat] for n in names]
             key = ("cartpole", "ETF x PFO interaction (epochs=40)", stat)
-            rows[key] = paired((v[0] - v[1]) - (v[2] - v[3]), np.zeros(len(v[0])))
+            if (result := _paired((v[0] - v[1]) - (v[2] - v[3]), np.zeros(len(v[0])))) is None:
+                continue
+            rows[key] = result
             meta[key] = (0, None)
     return _verdicts(contrast_table(rows), meta, ["setting", "contrast", "statistic"])
 
@@ -215,7 +232,7 @@ def events_table(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Per CartPole condition: seeds, events, seeds with an event, and events per seed with its t interval."""
     rows = {}
     for name, t in per_seed[per_seed.setting == "cartpole"].groupby(level="condition"):
-        r = paired(t.events, np.zeros(len(t)))
+        r = _paired(t.events, np.zeros(len(t))) or dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan)
         rows[name] = dict(seeds=len(t), events=t.events.sum(), seeds_with_events=int((t.events > 0).sum()),
                           per_seed=r["difference"], ci_low=r["ci_low"], ci_high=r["ci_high"],
                           greedy=t.greedy.mean(), sampled=t.sampled.mean(), final_train=t.final_train.mean())

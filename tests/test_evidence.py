@@ -82,11 +82,13 @@ def test_reproduction_numbers_must_come_from_the_tables():
     tables = {"t": pd.DataFrame(dict(a=[0.01234, -1.5]), index=pd.Index(["x", "y"], name="k"))}
     rows = ("<!-- evidence:acpg -->\n| claim | setting | measurement | verdict | nb |\n"
             "| c | s | 0.0123 and −1.50, p < 0.05 | ok | 01 |\n<!-- /evidence:acpg -->")
-    assert evidence_report.unmatched_numbers(rows, tables) == []
-    assert evidence_report.unmatched_numbers(rows.replace("0.0123", "0.0124"), tables) == ["0.0124"]
-    assert evidence_report.unmatched_numbers(rows.replace("| c |", "| c **to be rerun** |")
-                                             .replace("0.0123", "9.99"), tables) == []
-    assert "markers" in evidence_report.unmatched_numbers("no section", tables)[0]
+    check = evidence_report.unmatched_numbers
+    assert check(rows, tables, sections=("acpg",)) == []
+    assert check(rows.replace("0.0123", "0.0124"), tables, sections=("acpg",)) == ["0.0124"]
+    assert check(rows.replace("| c |", "| c **to be rerun** |").replace("0.0123", "9.99"), tables,
+                 sections=("acpg",)) == []
+    assert "markers" in check("no section", tables, sections=("acpg",))[0]
+    assert "evidence:pfo" in check(rows, tables)[0]  # both sections are required by default
 
 
 def test_the_stored_evidence_recomputes_and_backs_every_number_of_reproduction_md():
@@ -133,3 +135,41 @@ def test_pieces_train_as_ray_tasks_like_in_process(monkeypatch, tmp_path):
         a, b = (pd.read_parquet(tmp_path / where / "tiny" / "a" / seeds / "history.parquet").drop(columns="time")
                 for where in ("local", "ray"))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_pfo_tables_pair_cells_by_seed_and_test_trends_over_seeds(monkeypatch, tmp_path):
+    """A tiny dose grid: every statistic of every cell per seed, slopes per seed (df = seeds - 1, nothing pooled),
+    the PFO contrasts paired by seed, Holm over each table, collapse events counted per seed."""
+    from acpg_lab import pfo_report
+
+    base = dict(evidence.PFO_BASE, total_steps=2048, snapshot_every=4)
+    cells = {f"cartpole/e{e}_b{b:g}": Condition(dict(base, epochs=e, pfo_coef=b), seeds=(0, 1, 2), group=3,
+                                                keep=evidence.PFO_COLUMNS)
+             for e in (1, 2, 4) for b in (0.0, 1.0)}
+    monkeypatch.setitem(evidence.EXPERIMENTS, "pfo", cells)
+    evidence.run_experiment("pfo", root=tmp_path)
+    tables = pfo_report.pfo_tables(tmp_path)
+    per_seed = tables["pfo_per_seed"]
+    assert len(per_seed) == 6 * 3 and per_seed.plasticity_kl_backbone.notna().all()
+    dose = tables["pfo_dose"].sort_index()
+    epochs_line = dose.loc[("cartpole", "log2(epochs)", "beta=0")]
+    assert (epochs_line.df == 2).all() and (epochs_line.doses == 3).all()
+    assert (dose.p_holm >= dose.p - 1e-12).all()
+    # the slope is the least-squares slope of each seed's values over log2(epochs), averaged over seeds
+    v = per_seed.xs("actor_srank", axis=1).unstack("seed").loc[["cartpole/e1_b0", "cartpole/e2_b0", "cartpole/e4_b0"]]
+    slopes = np.polyfit([0.0, 1.0, 2.0], v.to_numpy(), 1)[0]
+    assert epochs_line.loc["actor_srank", "difference"] == pytest.approx(slopes.mean())
+    contrasts = tables["pfo_contrasts"]
+    labels = set(contrasts.index.get_level_values("contrast"))
+    assert {"PFO beta=1 last layer - none (epochs=1)", "PFO beta=1 last layer - none (epochs=4)"} <= labels
+    assert (tables["pfo_events"].seeds == 3).all()
+    assert set(tables["pfo_vs_null"].index.get_level_values("condition")) == set(cells)
+
+
+def test_dose_slopes_recover_a_known_linear_trend():
+    from acpg_lab import pfo_report
+
+    idx = pd.MultiIndex.from_product([["a", "b", "c"], [0, 1]], names=["condition", "seed"])
+    per_seed = pd.DataFrame(dict(x=[1.0, 5.0, 3.0, 6.0, 5.0, 7.0]), index=idx)
+    slopes = pfo_report._dose_slopes(per_seed, {"a": 0.0, "b": 1.0, "c": 2.0}, "x")
+    assert slopes.to_numpy() == pytest.approx([2.0, 1.0])

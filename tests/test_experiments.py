@@ -137,3 +137,29 @@ def test_lead_lag_table_finds_a_precursor_seed_by_seed():
         ex.lead_lag_table({"a": run}, ["stat"], max_lag=0)
     with pytest.raises(ValueError, match="nope"):
         ex.lead_lag_table({"a": run}, ["nope"])
+
+
+def test_backbone_plasticity_probe_sees_only_the_backbone():
+    """part="backbone" refits the backbone under one fixed head towards one kind of target: two runs whose
+    backbones are equal give the same probe whatever their heads, while the as-trained probe differs."""
+    import dataclasses
+
+    from acpg_lab import train
+    from acpg_lab.run import Run, build_model
+
+    cfg = TrainConfig(env_id="CartPole-v1", algo="ppo", seeds=(0, 1), total_steps=1024, num_envs=4,
+                      rollout_steps=32, minibatch_size=64, snapshot_every=4, device="cpu")
+    linear = train(cfg, progress=False)
+    etf_cfg = dataclasses.replace(linear.config, head="etf")
+    shape, k = linear.probe_obs.shape[2:], linear.model.num_actions
+    etf_head = {f"head.{n}": t for n, t in build_model(etf_cfg, shape, k).actor.head.state_dict().items()}
+    swapped = {step: {**{n: t for n, t in linear.snapshot(step).items() if n.startswith("backbone.")}, **etf_head}
+               for step in linear.snapshots}
+    etf = Run(config=etf_cfg, history=linear.history, model=build_model(etf_cfg, shape, k), wall_time=0.0,
+              snapshots=swapped, probe_obs=linear.probe_obs)
+    a, b = linear.plasticity(steps=20, part="backbone"), etf.plasticity(steps=20, part="backbone")
+    pd.testing.assert_frame_equal(a, b)
+    assert a.plasticity_kl.iloc[-1] > 0
+    assert not np.allclose(linear.plasticity(steps=20).plasticity_kl, etf.plasticity(steps=20).plasticity_kl)
+    with pytest.raises(ValueError, match="part"):
+        linear.plasticity(part="head")
