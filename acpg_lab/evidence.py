@@ -1,4 +1,4 @@
-"""The evidence behind `REPRODUCTION.md`'s ACPG rows: experiments defined once here, trained in cached pieces
+"""The evidence behind `REPRODUCTION.md`'s ACPG and PFO rows: experiments defined once here, trained in cached pieces
 (one condition x one seed group per piece), stored compactly under ``results/evidence/`` and summarised from
 what is stored, so every number can be recomputed without training anything.
 
@@ -13,7 +13,8 @@ per-seed, per-update column, float32), ``evaluation.csv`` (greedy and sampled re
 episodes each) and ``meta.json`` (the resolved config, versions, wall time).
 
 Seeds: the settings (budgets, learning rates, the dense bandit's dimension) were chosen on seeds 0-9 in earlier
-runs and in tuning; every experiment here uses held-out seeds (100+ for collapse, 200+ for heads).
+runs and in tuning; every experiment here uses held-out seeds (100+ for collapse, 200+ for heads; 16-31 for pfo,
+whose setting seeds 0-15 chose in notebooks 03/04 and the logged searches).
 """
 
 from __future__ import annotations

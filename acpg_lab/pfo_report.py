@@ -264,6 +264,7 @@ def pfo_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     if not cells:
         return {}
     per_seed = pfo_per_seed(root)
-    return {"pfo_per_seed": per_seed, "pfo_dose": dose_table(per_seed, cells), "pfo_vs_null": null_table(per_seed),
-            "pfo_contrasts": contrasts_table(per_seed, cells), "pfo_events": events_table(per_seed),
-            "pfo_lead_lag": lead_lag(root, cells)}
+    tables = {"pfo_per_seed": per_seed, "pfo_dose": dose_table(per_seed, cells), "pfo_vs_null": null_table(per_seed),
+              "pfo_contrasts": contrasts_table(per_seed, cells), "pfo_events": events_table(per_seed),
+              "pfo_lead_lag": lead_lag(root, cells)}
+    return {name: table for name, table in tables.items() if len(table)}  # a table waits for its cells

@@ -16,8 +16,8 @@ import pandas as pd
 import scipy.stats
 from matplotlib.axes import Axes
 
-__all__ = ["mean_ci", "bootstrap_ci", "plot_curves", "plot_plasticity", "plot_aggregate", "plot_frame", "plot_gram",
-           "plot_collapse_projection", "METRIC_LABELS", "metric_label", "titled", "no_data", "show",
+__all__ = ["mean_ci", "bootstrap_ci", "plot_curves", "plot_dose", "plot_plasticity", "plot_aggregate", "plot_frame",
+           "plot_gram", "plot_collapse_projection", "METRIC_LABELS", "metric_label", "titled", "no_data", "show",
            "figure_name", "slug", "FIGURE_NAME_KEY"]
 
 #: Colour-blind-safe palette (Okabe-Ito) that stays legible on dark backgrounds.
@@ -89,6 +89,11 @@ METRIC_LABELS = {
     "frac_outside": "fraction of ratios outside the clip range",
     "kl_old_new": "KL(old ‖ new)",
     "plasticity_kl": "KL left after the plasticity probe's fit",
+    "plasticity_kl_backbone": "probe KL, backbone under one fixed head",
+    "final_train": "final training return",
+    "greedy": "greedy evaluation return",
+    "sampled": "sampled evaluation return",
+    "events": "collapse events per seed",
 }
 
 #: Key of a displayed figure's output metadata that carries its name (the main job names the PNG after it).
@@ -187,6 +192,32 @@ def plot_plasticity(table: pd.DataFrame, conditions: Sequence[str] | None = None
     names = list(conditions) if conditions is not None else list(dict.fromkeys(table.condition))
     return plot_curves({name: table[table.condition == name] for name in names}, "plasticity_kl", bins=None,
                        title="Plasticity probe (higher = less plastic)", ylabel="KL after the probe's fit", ax=ax)
+
+
+def plot_dose(per_seed: pd.DataFrame, metric: str, *, dose: str = "epochs", by: str = "beta",
+              ax: Axes | None = None, null: bool = True, log_x: bool = True) -> Axes:
+    """A dose-response panel from a per-seed table (``pfo_per_seed``): ``metric`` against ``dose`` (x), one line per
+    value of ``by``, mean and 95% t interval over seeds at each dose. With ``null`` and a ``null_<metric>`` column,
+    the untrained network's mean is drawn as a dashed grey line (the level that "collapse" is read against)."""
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 3.6))[1]
+    if metric not in per_seed:
+        return no_data(ax, f"{metric}: not in the table")
+    for i, (level, group) in enumerate(per_seed.groupby(by, sort=True)):
+        stats = [(x, *(float(v) for v in mean_ci(g[metric].to_numpy(float))))
+                 for x, g in group.groupby(dose, sort=True)]
+        xs, mean, low, high = (np.array(v) for v in zip(*stats, strict=True))
+        colour = PALETTE[i % len(PALETTE)]
+        ax.plot(xs, mean, "o-", color=colour, label=f"{by} = {level:g}" if isinstance(level, float) else str(level))
+        ax.fill_between(xs, low, high, color=colour, alpha=0.15)
+    if null and f"null_{metric}" in per_seed:
+        ax.axhline(per_seed[f"null_{metric}"].mean(), color="grey", ls="--", lw=1, label="untrained")
+    if log_x:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(per_seed[dose].unique()), [f"{v:g}" for v in sorted(per_seed[dose].unique())])
+    ax.set(xlabel=dose, ylabel=metric_label(metric), title=metric_label(metric))
+    ax.legend(frameon=False, fontsize=7)
+    ax.grid(alpha=0.3)
+    return ax
 
 
 def plot_aggregate(table: pd.DataFrame, *, metric: str = "iqm", ax: Axes | None = None,
