@@ -43,7 +43,9 @@ STRESS_SIGN = {"final_train": -1, "greedy": -1, "sampled": -1, "events": 1, "act
 #: diagnostics with an untrained null (``null_<name>``)
 REPRESENTATION = ("actor_dead_neurons", "actor_preactivation_norm", "actor_approx_rank", "actor_srank",
                   "actor_effective_rank")
-DIAGNOSTICS = (*REPRESENTATION, "ratio_below_mean", "frac_outside", "kl_old_new", "policy_entropy")
+#: reported per seed; the advantage-sign variants (ratios of actions with positive / negative advantage) have no claim
+DIAGNOSTICS = (*REPRESENTATION, "ratio_below_mean", "frac_outside", "kl_old_new", "policy_entropy",
+               "ratio_below_mean_adv_pos", "ratio_below_mean_adv_neg", "frac_outside_adv_pos", "frac_outside_adv_neg")
 #: a collapse event: the training return falls by more than 30% of the seed's best within 10 updates and stays
 #: there for 10 updates (CartPole; the shifting bandit's return falls by design at every re-labelling)
 EVENTS = dict(drop_fraction=0.3, window=10, min_duration=10, floor=0.0)
@@ -252,8 +254,10 @@ def lead_lag(root: Path | None, cells: dict[str, dict]) -> pd.DataFrame:
     histories = {name: _load(name, root)[0] for name in LEAD_LAG_CELLS if name in cells}
     if not histories:
         return pd.DataFrame()
-    to_return = lead_lag_table(histories, LEAD_LAG_METRICS, max_lag=5, **EVENTS)
-    to_trust = lead_lag_table(histories, LEAD_LAG_METRICS[3:], target="frac_outside", max_lag=5, **EVENTS)
+    # 9999 draws: p no finer than 1e-4, so that a p at the floor can survive Holm over the table's ~40 tests
+    to_return = lead_lag_table(histories, LEAD_LAG_METRICS, max_lag=5, draws=9999, **EVENTS)
+    to_trust = lead_lag_table(histories, LEAD_LAG_METRICS[3:], target="frac_outside", max_lag=5, draws=9999,
+                              **EVENTS)
     table = pd.concat({"episode_return": to_return, "frac_outside": to_trust}, names=["against"])
     return table
 
