@@ -13,7 +13,8 @@ probe's is its value at the last snapshot, and its null is the same seed's untra
   slopes: no update and no seed is pooled. The claimed sign is the paper's: more epochs degrade, PFO counters.
 - ``pfo_vs_null``: trained minus untrained per condition (rank below the null = rank collapse).
 - ``pfo_contrasts``: PFO against none at each epoch count, the ETF head against a learnable one (both without a
-  bias) with and without PFO and their interaction, and a shared trunk.
+  bias) with and without PFO and their interaction, and a shared trunk; two Holm families (``family``): notebook
+  03's PFO and trunk contrasts, notebook 04's ETF-head contrasts.
 - ``pfo_events``: collapse events per seed (`acpg_lab.leadlag.collapse_events`, defined once: `EVENTS`).
 - ``pfo_lead_lag``: the order of events within seeds (`acpg_lab.experiments.lead_lag_table`).
 
@@ -30,7 +31,7 @@ import pandas as pd
 from acpg_lab.evidence import EXPERIMENTS, PFO_BETAS, complete, evidence_dir, piece_dir
 from acpg_lab.experiments import lead_lag_table
 from acpg_lab.leadlag import collapse_events, event_counts
-from acpg_lab.stats import contrast_table, paired, verdict
+from acpg_lab.stats import contrast_table, holm, paired, verdict
 
 __all__ = ["EVENTS", "STRESS_SIGN", "pfo_per_seed", "pfo_tables"]
 
@@ -107,11 +108,15 @@ def _paired(x, y) -> dict | None:
         return None
 
 
-def _smallest(stat: str, reference: float) -> float:
-    """The smallest effect of interest: 25 return points on CartPole (5% of its 0-500 range), one collapse event
-    per seed, otherwise 10% of the reference cell's mean."""
+#: the return range of each setting (a policy that learned nothing to the optimum), for the smallest effect
+RETURN_RANGE = {"cartpole": 500.0, "shifting": 16.0}
+
+
+def _smallest(stat: str, reference: float, setting: str = "cartpole") -> float:
+    """The smallest effect of interest: 5% of the setting's return range (25 points on CartPole, 0.8 on the
+    shifting bandit), one collapse event per seed, otherwise 10% of the reference cell's mean."""
     if stat in ("final_train", "greedy", "sampled"):
-        return 25.0
+        return 0.05 * RETURN_RANGE[setting]
     if stat == "events":
         return 1.0
     return max(0.1 * abs(reference), 1e-6)
@@ -156,7 +161,8 @@ def dose_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFrame:
                 doses=len(doses), at_lowest=per_seed.loc[lowest, stat].mean(),
                 at_highest=per_seed.loc[max(doses, key=doses.get), stat].mean())
             meta[key] = (sign if factor.startswith("log2") else -sign,
-                         _smallest(stat, rows[key]["at_lowest"]) / max(1.0, max(doses.values()) - min(doses.values())))
+                         _smallest(stat, rows[key]["at_lowest"], setting)
+                         / max(1.0, max(doses.values()) - min(doses.values())))
     return _verdicts(contrast_table(rows), meta, ["setting", "factor", "held_fixed", "statistic"])
 
 
@@ -183,7 +189,7 @@ def null_table(per_seed: pd.DataFrame) -> pd.DataFrame:
             if (result := _paired(t[stat], t[f"null_{stat}"])) is None:
                 continue
             rows[key] = result
-            meta[key] = (STRESS_SIGN[stat], _smallest(stat, rows[key]["mean_y"]))
+            meta[key] = (STRESS_SIGN[stat], _smallest(stat, rows[key]["mean_y"], name.split("/")[0]))
     return _verdicts(contrast_table(rows), meta, ["condition", "statistic"])
 
 
@@ -220,7 +226,7 @@ def contrasts_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFr
             if (result := _paired(per_seed.loc[x, stat], per_seed.loc[y, stat])) is None:
                 continue
             rows[key] = result
-            meta[key] = (claim * sign, _smallest(stat, rows[key]["mean_y"]))
+            meta[key] = (claim * sign, _smallest(stat, rows[key]["mean_y"], setting))
     names = ["cartpole/e40_etf_b1", "cartpole/e40_etf_b0", "cartpole/e40_linear_b1", "cartpole/e40_linear_b0"]
     if all(n in cells for n in names):  # does PFO do more (or less) under the ETF head? (b1 - b0) - (b1 - b0)
         for stat in STRESS_SIGN:
@@ -230,7 +236,13 @@ def contrasts_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFr
                 continue
             rows[key] = result
             meta[key] = (0, None)
-    return _verdicts(contrast_table(rows), meta, ["setting", "contrast", "statistic"])
+    table = contrast_table(rows)
+    if len(table):  # two families: notebook 03's (PFO, shared trunk) and notebook 04's (the ETF head and PFO)
+        table["family"] = ["04: ETF head" if label.startswith("ETF") else "03: PFO and trunk"
+                           for _, label, _ in table.index]
+        for _, group in table.groupby("family"):
+            table.loc[group.index, "p_holm"] = holm(group["p"].to_numpy())
+    return _verdicts(table, meta, ["setting", "contrast", "statistic"])
 
 
 def events_table(per_seed: pd.DataFrame) -> pd.DataFrame:
