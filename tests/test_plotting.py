@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from acpg_lab.plotting import mean_ci, plot_aggregate, plot_curves  # noqa: E402
+from acpg_lab.plotting import mean_ci, plot_aggregate, plot_curves, plot_dose  # noqa: E402
 
 
 def _history():
@@ -31,6 +31,17 @@ def test_plot_curves_draws_the_untrained_null_dashed():
     assert null.get_linestyle() == "--" and null.get_ydata().tolist() == [6.0, 6.0, 6.0]
     assert len(plot_curves({"a": _history()}, "kl", bins=None, null=True).lines) == 1  # no null column: no line
     assert plot_curves({"a": h}, "kl", bins=2, null=True).lines[1].get_ydata().tolist() == [6.0, 6.0]
+
+
+def test_plot_dose_draws_one_line_per_level_at_the_dose_means_and_the_null():
+    per_seed = pd.DataFrame(dict(epochs=[10, 10, 40, 40] * 2, beta=[0.0] * 4 + [1.0] * 4,
+                                 x=[1.0, 3.0, 5.0, 7.0, 0.0, 0.0, 1.0, 1.0], null_x=9.0))
+    ax = plot_dose(per_seed, "x")
+    first, second, null = ax.lines
+    assert first.get_xdata().tolist() == [10, 40] and first.get_ydata().tolist() == [2.0, 6.0]
+    assert second.get_ydata().tolist() == [0.0, 1.0] and null.get_linestyle() == "--"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["beta = 0", "beta = 1", "untrained"]
+    assert "not in the table" in plot_dose(per_seed, "y").texts[0].get_text()
 
 
 def test_mean_ci_and_plot_aggregate():
