@@ -121,7 +121,8 @@ def capture(state: TrainState) -> dict[str, Any]:
     return dict(format=FORMAT, version=version("acpg-lab"), torch=str(torch.__version__),
                 config=_config_json(state.cfg), update=state.next_update, elapsed=state.elapsed(),
                 model=state.model.state_dict(), optimizer=state.optimizer.state_dict(),
-                generators=[g.get_state() for g in state.generators], envs=state.envs.get_state(),
+                generators=[g.get_state() for g in state.generators],
+                envs=state.envs.get_state() if state.cfg.resume_envs == "exact" else None,
                 next_obs=state.rollout.next_obs, next_labels=state.rollout.next_labels,
                 history=state.history.state_dict(), instruments=state.instruments.state_dict(),
                 guard=state.guard.state_dict())
@@ -147,10 +148,12 @@ def restore(state: TrainState, payload: dict[str, Any], path: Path) -> None:
         state.optimizer.load_state_dict(payload["optimizer"])
         for gen, gen_state in zip(state.generators, payload["generators"], strict=True):
             gen.set_state(gen_state)
-        state.envs.set_state(payload["envs"])
         device = state.rollout.next_obs.device
-        state.rollout.next_obs = payload["next_obs"].to(device)
-        labels = payload["next_labels"]
+        if payload["envs"] is None:  # resume_envs="reseed": fresh episodes, seeded from the update
+            state.rollout.next_obs, labels = state.envs.reset(reseed=update)
+        else:
+            state.envs.set_state(payload["envs"])
+            state.rollout.next_obs, labels = payload["next_obs"].to(device), payload["next_labels"]
         state.rollout.next_labels = None if labels is None else labels.to(device)
         state.history.load_state_dict(payload["history"])
         state.instruments.load_state_dict(payload["instruments"])
@@ -206,7 +209,7 @@ class RunDirectory:
 
     def check_capturable(self, state: TrainState) -> None:
         """Before the first update: ValueError if the environments' state cannot be checkpointed."""
-        if self.cfg.checkpoint_every:
+        if self.cfg.checkpoint_every and self.cfg.resume_envs == "exact":
             state.envs.get_state()
 
     def after_update(self, state: TrainState) -> None:

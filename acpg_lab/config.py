@@ -24,6 +24,7 @@ NETWORKS = ("auto", "mlp", "cnn", "nature")
 PFO_LAYERS = ("last", "all")
 LABEL_SOURCES = ("greedy", "expert", "optimal")
 ON_NONFINITE = ("stop", "freeze_seed")
+RESUME_ENVS = ("exact", "reseed")
 
 #: Generic defaults per algorithm (CleanRL's PPO; SB3's A2C with Adam; Monte-Carlo REINFORCE with a baseline). The
 #: rows ``epochs`` .. ``norm_adv`` are where the algorithms differ (see the table in `acpg_lab.algorithms`);
@@ -183,6 +184,13 @@ class TrainConfig:
     """Every so many updates, write the complete training state to the run directory (``train(cfg,
     run_dir=...)``), so a killed run resumes exactly where it was (0 = never). Shorter loses less work to a crash
     and costs more writes (about a millisecond per MB of state); it never changes what is trained."""
+    resume_envs: str = "exact"
+    """How a checkpoint carries the environments: "exact" stores their complete internal state, so a resumed run
+    is bitwise the uninterrupted one (refused when training starts for environments whose state cannot be read:
+    the ALE ids, Box2D ids such as LunarLander); "reseed" stores none, and on resume restarts every environment
+    with fresh episodes seeded from its seed and the update (the episodes running at the checkpoint are lost and
+    the run is no longer bitwise the uninterrupted one; weights, Adam, every random stream of the agent and the
+    history still continue exactly; resuming twice from one checkpoint gives the same run)."""
     on_nonfinite: str = "stop"
     """What a non-finite loss, gradient or parameter of one seed does: "stop" raises `NonFiniteError` naming the
     seed, update and quantity (the model keeps its last good state); "freeze_seed" restores that seed's last good
@@ -268,6 +276,7 @@ class TrainConfig:
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {self.num_threads!r}")
         check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
+        check_choice("resume_envs", self.resume_envs, RESUME_ENVS)
         for name in ("diagnostics_every", "snapshot_every", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

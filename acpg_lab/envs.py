@@ -160,14 +160,18 @@ class SeedEnvs:
     def _batched_labels(labels: np.ndarray | None) -> torch.Tensor | None:
         return None if labels is None else torch.from_numpy(labels.astype(np.int64))
 
-    def reset(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def reset(self, *, reseed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Seed and reset every environment; ``reseed`` > 0 shifts every seed (a resumed run's fresh episodes
+        under ``TrainConfig.resume_envs="reseed"``: the shift is a function of the update it resumes at)."""
         self.ep_return[:] = 0
         self.ep_length[:] = 0
         self.done[:] = False
+        seeds = [(s + 7919 * int(reseed)) % (2**31 - 2**16) if reseed else s for s in self.env_seeds]
         if self.batched is not None:
+            self.batched.env_seeds = seeds
             obs, labels = self.batched.reset()
             return self._obs(obs), self._batched_labels(labels)
-        out = [env.reset(seed=seed) for env, seed in zip(self.envs, self.env_seeds, strict=True)]
+        out = [env.reset(seed=seed) for env, seed in zip(self.envs, seeds, strict=True)]
         return self._obs(np.stack([o for o, _ in out])), self._labels([i for _, i in out])
 
     def step(self, actions: torch.Tensor) -> EnvStep:
@@ -220,7 +224,8 @@ class SeedEnvs:
             envs = [capture_env_state(env, f"envs[{i}]") for i, env in enumerate(self.envs)]
         except Uncapturable as err:
             raise ValueError(f"env_id={self.env_id!r} keeps state that cannot be checkpointed exactly ({err}); "
-                             "train it with checkpoint_every=0") from None
+                             "train it with checkpoint_every=0, or with resume_envs='reseed' (resumed runs "
+                             "restart their environments)") from None
         return {"accumulators": accumulators, "vector": envs}
 
     def set_state(self, state: dict[str, Any]) -> None:

@@ -88,6 +88,27 @@ def test_environment_whose_state_cannot_be_captured_is_refused_before_training(t
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+@pytest.mark.parametrize("env_id", ["LunarLander-v3", "CartPole-v1"])
+def test_reseeded_environments_resume_what_cannot_be_captured(env_id, tmp_path, monkeypatch):
+    """resume_envs="reseed": Box2D (refused with "exact") checkpoints and resumes; the history up to the checkpoint
+    is the uninterrupted run's, training then continues on fresh episodes (not bitwise the uninterrupted run),
+    and resuming twice from one checkpoint gives the same run."""
+    cfg = al.TrainConfig(env_id=env_id, algo="ppo", seeds=(0, 1), num_envs=2, rollout_steps=64, minibatch_size=64,
+                         total_steps=128 * 6, device="cpu", checkpoint_every=2, resume_envs="reseed")
+    ref = al.train(_plain(cfg), progress=False)
+    runs = []
+    for name in ("a", "b"):
+        _train_until(cfg, tmp_path / name, stop_after=4, monkeypatch=monkeypatch)
+        runs.append(al.train(cfg, progress=False, run_dir=tmp_path / name, resume=True))
+    a, b = runs
+    assert a.resumed_from == 4 and len(a.history) == len(ref.history)
+    _assert_same_run(a, b)
+    before = a.history["update"] < 4
+    pd.testing.assert_frame_equal(a.history[before].drop(columns="time"), ref.history[before].drop(columns="time"))
+    assert not a.history[~before].drop(columns="time").equals(ref.history[~before].drop(columns="time"))
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()
+
+
 @pytest.mark.parametrize("cfg", [
     al.TrainConfig(env_id="acpg_lab/IdealGrid-v0", algo="a2c", seeds=(0, 2), total_steps=1200, device="cpu",
                    label_source="optimal", diagnostics_every=7, checkpoint_every=5),
