@@ -4,6 +4,7 @@ rewards with clipped training rewards. Plumbing only: learning on Atari needs a 
 import numpy as np
 import pytest
 import torch
+from _crash import crash_after_update
 
 import acpg_lab as al
 from acpg_lab.envs import SeedEnvs, probe_spaces
@@ -56,10 +57,6 @@ def test_ppo_with_pfo_and_diagnostics_runs_on_ale(tmp_path):
     assert torch.equal(loaded.probe_obs, run.probe_obs) and sorted(loaded.snapshots) == [0, 1024]
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_ale_runs_checkpoint_and_resume_with_reseeded_environments(tmp_path, monkeypatch):
     """The emulator's state cannot be read, so "exact" checkpoints are refused before training; "reseed" ones
     resume: weights, Adam and the history up to the checkpoint continue, the environments restart."""
@@ -68,19 +65,8 @@ def test_ale_runs_checkpoint_and_resume_with_reseeded_environments(tmp_path, mon
     with pytest.raises(ValueError, match="resume_envs='reseed'"):
         al.train(cfg, progress=False, run_dir=tmp_path / "exact")
     cfg = al.TrainConfig(**{**cfg.to_dict(), "resume_envs": "reseed"})
-    from acpg_lab import checkpoint
-
-    original = checkpoint.RunDirectory.after_update
-
-    def crash_after_checkpoint(self, state):
-        original(self, state)
-        if state.next_update == 2:
-            raise _Crash
-
-    with monkeypatch.context() as m:
-        m.setattr(checkpoint.RunDirectory, "after_update", crash_after_checkpoint)
-        with pytest.raises(_Crash):
-            al.train(cfg, progress=False, run_dir=tmp_path / "reseed")
+    with crash_after_update(monkeypatch, 2):
+        al.train(cfg, progress=False, run_dir=tmp_path / "reseed")
     assert (tmp_path / "reseed" / "checkpoint.pt").exists()
     run = al.train(cfg, progress=False, run_dir=tmp_path / "reseed", resume=True)
     assert run.resumed_from == 2 and run.history["update"].tolist() == [0, 1, 2]

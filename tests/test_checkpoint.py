@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from _crash import crash_after_update
 
 import acpg_lab as al
 from acpg_lab import checkpoint
@@ -33,23 +34,10 @@ def _plain(cfg):
     return al.TrainConfig(**{**cfg.to_dict(), "checkpoint_every": 0})
 
 
-class _Stop(Exception):
-    pass
-
-
 def _train_until(cfg, run_dir, stop_after, monkeypatch):
     """Train ``cfg`` in ``run_dir`` and crash right after the update ``stop_after`` (its checkpoint written)."""
-    original = checkpoint.RunDirectory.after_update
-
-    def after_update(self, state):
-        original(self, state)
-        if state.next_update == stop_after:
-            raise _Stop
-
-    with monkeypatch.context() as m:
-        m.setattr(checkpoint.RunDirectory, "after_update", after_update)
-        with pytest.raises(_Stop):
-            al.train(cfg, progress=False, run_dir=run_dir)
+    with crash_after_update(monkeypatch, stop_after):
+        al.train(cfg, progress=False, run_dir=run_dir)
 
 
 def _roll(envs, steps, seed):
@@ -298,17 +286,8 @@ def test_cli_train_checkpoints_and_resumes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     args = ["train", "--env", "CartPole-v1", "--seeds", "0", "--steps", "1024", "--out", str(out), "--quiet",
             "--device", "cpu", "--checkpoint-every", "1", "--eval-episodes", "2"]
-    original = checkpoint.RunDirectory.after_update
-
-    def crash_after_two(self, state):
-        original(self, state)
-        if state.next_update == 2:
-            raise _Stop
-
-    with monkeypatch.context() as m:
-        m.setattr(checkpoint.RunDirectory, "after_update", crash_after_two)
-        with pytest.raises(_Stop):
-            main(args)
+    with crash_after_update(monkeypatch, 2):
+        main(args)
     assert main(args) == 2 and "pass resume=True (acpg-lab train --resume)" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0
     assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "model.pt", "evaluation.csv"}
