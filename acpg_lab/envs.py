@@ -26,6 +26,8 @@ import torch
 from acpg_lab.batched_envs import BatchedEnv, make_batched_env
 from acpg_lab.env_state import Uncapturable, as_tensors, capture_env_state, restore_env_state
 
+_SEED_RANGE = 2**31 - 2**16  #: seeds below it stay valid C ints for ale-py, which adds the sub-environment index
+
 __all__ = ["resolve_env_id", "is_atari", "probe_spaces", "SeedEnvs", "EnvStep", "make_vector_env", "fast_envs_default"]
 
 
@@ -138,7 +140,7 @@ class SeedEnvs:
         else:
             self.envs = [make_vector_env(env_id, num_envs, env_kwargs) for _ in env_seeds]
         # ale-py seeds sub-environments with seed, seed + 1, ... as C ints: keep them below 2**31
-        self.env_seeds = [int(s) % (2**31 - 2**16) if is_atari(env_id) else int(s) for s in env_seeds]
+        self.env_seeds = [int(s) % _SEED_RANGE if is_atari(env_id) else int(s) for s in env_seeds]
         self.device, self.env_id = device, env_id
         self.num_seeds, self.num_envs = len(self.env_seeds), num_envs
         self.single_observation_space = self.envs[0].single_observation_space
@@ -166,7 +168,7 @@ class SeedEnvs:
         self.ep_return[:] = 0
         self.ep_length[:] = 0
         self.done[:] = False
-        seeds = [(s + 7919 * int(reseed)) % (2**31 - 2**16) if reseed else s for s in self.env_seeds]
+        seeds = [(s + 7919 * int(reseed)) % _SEED_RANGE if reseed else s for s in self.env_seeds]
         if self.batched is not None:
             self.batched.env_seeds = seeds
             obs, labels = self.batched.reset()

@@ -37,8 +37,8 @@ from acpg_lab.config import TrainConfig
 from acpg_lab.profiles import repository_root
 from acpg_lab.training import train
 
-__all__ = ["Condition", "EXPERIMENTS", "evidence_dir", "run_experiment", "load_condition", "piece_dir", "stored_table",
-           "complete"]
+__all__ = ["Condition", "EXPERIMENTS", "evidence_dir", "run_experiment", "load_condition", "stored_pieces", "piece_dir",
+           "stored_table", "complete"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,14 +313,20 @@ def complete(experiment: str, condition: str, *, root: str | Path | None = None)
                for seeds in EXPERIMENTS[experiment][condition].groups())
 
 
-def load_condition(experiment: str, condition: str, *, root: str | Path | None = None
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(history, evaluation) of every stored piece of a condition; evaluation is indexed by seed."""
+def stored_pieces(experiment: str, condition: str, *, root: str | Path | None = None) -> list[Path]:
+    """The directories of a condition's stored pieces (FileNotFoundError when there is none)."""
     base = evidence_dir(root) / experiment / condition
     pieces = sorted(p for p in base.glob("seeds_*") if (p / "meta.json").exists())
     if not pieces:
         raise FileNotFoundError(f"no stored pieces under {base}; run `python -m acpg_lab.evidence run "
                                 f"{experiment}` first")
+    return pieces
+
+
+def load_condition(experiment: str, condition: str, *, root: str | Path | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history, evaluation) of every stored piece of a condition; evaluation is indexed by seed."""
+    pieces = stored_pieces(experiment, condition, root=root)
     history = pd.concat([pd.read_parquet(p / "history.parquet") for p in pieces], ignore_index=True)
     evaluation = pd.concat([pd.read_csv(p / "evaluation.csv", index_col="seed") for p in pieces])
     return history, evaluation

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acpg_lab.evidence import EXPERIMENTS, PFO_BETAS, complete, evidence_dir, piece_dir
+from acpg_lab.evidence import EXPERIMENTS, PFO_BETAS, complete, load_condition, stored_pieces
 from acpg_lab.experiments import lead_lag_table
 from acpg_lab.leadlag import collapse_events, event_counts
 from acpg_lab.stats import contrast_table, holm, paired, verdict
@@ -62,11 +62,10 @@ def _cells(root: Path | None) -> dict[str, dict]:
 
 
 def _load(name: str, root: Path | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    cond = EXPERIMENTS["pfo"][name]
-    dirs = [piece_dir(evidence_dir(root), "pfo", name, seeds) for seeds in cond.groups()]
-    history = pd.concat([pd.read_parquet(d / "history.parquet") for d in dirs], ignore_index=True)
-    evaluation = pd.concat([pd.read_csv(d / "evaluation.csv", index_col="seed") for d in dirs])
-    probe = pd.concat([pd.read_csv(d / "plasticity.csv") for d in dirs], ignore_index=True)
+    """(history, evaluation, plasticity probes) of a stored pfo condition."""
+    history, evaluation = load_condition("pfo", name, root=root)
+    probe = pd.concat([pd.read_csv(p / "plasticity.csv") for p in stored_pieces("pfo", name, root=root)],
+                      ignore_index=True)
     return history, evaluation, probe
 
 

@@ -165,7 +165,7 @@ class Run:
         if part == "backbone":
             target_cfg = dataclasses.replace(self.config, head="linear", head_bias=False, head_init_gain=1.0)
             fitted_cfg = dataclasses.replace(self.config, head="random", head_bias=False)
-        fixed_head = {f"head.{n}": t for n, t in build_model(fitted_cfg, shape, k).actor.head.state_dict().items()}
+            fixed_head = {f"head.{n}": t for n, t in build_model(fitted_cfg, shape, k).actor.head.state_dict().items()}
 
         def make_target() -> nn.Module:  # a fresh initialisation drawn from the probe's seeded torch RNG
             return build_model(target_cfg, shape, k, init_offset=int(torch.randint(1, 2**30, ()))).actor
