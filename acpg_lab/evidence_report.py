@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acpg_lab.evidence import EXPERIMENTS, HEAD_ARMS, HEAD_TASKS, complete, evidence_dir, load_condition
-from acpg_lab.experiments import REFERENCE_SCORES, aggregate, normalized, probability_of_improvement
+from acpg_lab.evidence import EXPERIMENTS, HEAD_TASKS, evidence_dir, load_condition
+from acpg_lab.heads_report import complete_tasks, exploration_tables, heads_tables
 from acpg_lab.profiles import repository_root
-from acpg_lab.stats import VERDICT_RULE, contrast_table, holm, paired, verdict, welch
+from acpg_lab.stats import VERDICT_RULE, contrast_table, paired, verdict, welch
 
-__all__ = ["COLLAPSE_METRICS", "collapse_final", "collapse_tables", "heads_per_seed", "heads_tables", "report"]
+__all__ = ["COLLAPSE_METRICS", "collapse_final", "collapse_tables", "labels_vs_null", "report"]
 
 #: metric -> the sign of (trained - untrained) that collapse predicts
 COLLAPSE_METRICS = {"nc1": -1, "equinorm_features": -1, "max_angle_features": -1, "max_angle_weights": -1,
@@ -126,129 +126,6 @@ def _with_verdicts(table: pd.DataFrame, expected: Callable[[tuple], tuple[int, f
     return table
 
 
-def complete_tasks(root: Path | None = None) -> list[str]:
-    """The head tasks whose four arms are all stored (the tables cover these; a task still running is left out,
-    and `report` says so)."""
-    return [task for task in HEAD_TASKS if all(complete("heads", f"{task}/{arm}", root=root) for arm in HEAD_ARMS)]
-
-
-def heads_per_seed(root: Path | None = None) -> pd.DataFrame:
-    """One row per (task, arm, seed): area under the training curve (mean training return over all updates),
-    final training return (last 10% of updates), greedy and sampled evaluation, updates and steps until the
-    5-update mean training return first reaches the task's threshold (NaN if never; updates are the paper's
-    "epochs"), final policy entropy, and the final ``label_alignment`` with its untrained null."""
-    rows = []
-    for task in complete_tasks(root):
-        threshold = HEAD_TASKS[task][1]
-        for arm in HEAD_ARMS:
-            history, evaluation = load_condition("heads", f"{task}/{arm}", root=root)
-            for seed, h in history.groupby("seed"):
-                h = h.sort_values("update")
-                ret = h.dropna(subset=["episode_return"])
-                tail = ret[ret["update"] >= 0.9 * h["update"].max()]
-                smooth = ret.episode_return.rolling(5, min_periods=5).mean()
-                hit = ret[smooth >= threshold]
-                logged = h.dropna(subset=["label_alignment"])
-                rows.append(dict(task=task, arm=arm, seed=seed, area=ret.episode_return.mean(),
-                                 final_train=tail.episode_return.mean(), greedy=evaluation.greedy[seed],
-                                 sampled=evaluation.sampled[seed],
-                                 updates_to_threshold=float(hit["update"].iloc[0] + 1) if len(hit) else np.nan,
-                                 steps_to_threshold=float(hit["step"].iloc[0]) if len(hit) else np.nan,
-                                 final_entropy=h[h["update"] >= 0.9 * h["update"].max()].entropy.mean(),
-                                 label_alignment=logged.label_alignment.iloc[-1],
-                                 null_label_alignment=logged.null_label_alignment.iloc[-1],
-                                 plateau_change=tail.episode_return.mean()
-                                 - ret[(ret["update"] >= 0.8 * h["update"].max())
-                                       & (ret["update"] < 0.9 * h["update"].max())].episode_return.mean()))
-    return pd.DataFrame(rows)
-
-
-#: head-arm contrasts: (arm, against, what the contrast isolates)
-HEAD_CONTRASTS = (("etf", "linear", "the fixed ETF against the usual learnable head"),
-                  ("etf", "linear_scaled", "the ETF against a learnable head with the same initial logit scale"),
-                  ("etf", "random", "the ETF's geometry against a fixed random head"))
-#: outcome -> the sign the paper claims for ETF minus the other arm (0: reported, no claim)
-HEAD_OUTCOMES = {"area": 1, "final_train": 1, "greedy": 1, "sampled": 1, "updates_to_threshold": -1,
-                 "final_entropy": 0}
-
-
-def still_rising(per_seed: pd.DataFrame) -> pd.Series:
-    """Per (task, arm): whether the training return was still rising at the end of the budget (the mean over
-    the last 10% of updates above the previous 10%, paired t over seeds, one-sided p < 0.05): such an arm has not
-    converged, and a contrast involving it is "inconclusive (budget)"."""
-    out = {}
-    for (task, arm), t in per_seed.groupby(["task", "arm"]):
-        change = t.plateau_change.to_numpy(dtype=float)
-        r = paired(change, np.zeros_like(change)) if np.isfinite(change).sum() >= 2 else None
-        out[(task, arm)] = bool(r is not None and r["difference"] > 0 and r["p"] / 2 < 0.05)
-    return pd.Series(out, name="still_rising")
-
-
-def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
-    """``heads_per_seed``, ``heads_contrasts`` (Welch, Holm over the whole table; the claimed sign is +1 for
-    returns and -1 for updates to threshold; entropy is reported to tell "faster" from "less random", with no
-    claim; steps to threshold compare the seeds that reached it, and the row says how many did) and
-    ``heads_aggregate`` (rliable IQM of normalised greedy and sampled returns over the tasks, and P(ETF > linear)).
-    The smallest effect of interest for returns is 5% of the task's reference range (`REFERENCE_SCORES`), for
-    updates to threshold 10% of the linear head's median; two arms both at the maximum return with no spread are
-    "no difference (ceiling)"."""
-    if not complete_tasks(root):
-        return {}
-    per_seed = heads_per_seed(root)
-    rising = still_rising(per_seed)
-    rows, meta = {}, {}
-    tasks = complete_tasks(root)
-    for task in tasks:
-        shared = HEAD_TASKS[task][0]
-        t = per_seed[per_seed.task == task]
-        low, high = REFERENCE_SCORES[shared["env_id"]]
-        for arm, against, _ in HEAD_CONTRASTS:
-            for outcome, sign in HEAD_OUTCOMES.items():
-                x, y = t[t.arm == arm][outcome], t[t.arm == against][outcome]
-                key = (task, f"{arm} - {against}", outcome)
-                rows[key] = welch(x, y) | dict(reached_x=int(x.notna().sum()), reached_y=int(y.notna().sum()))
-                smallest = (0.1 * t[t.arm == "linear"].updates_to_threshold.median()
-                            if outcome == "updates_to_threshold" else 0.05 * (high - low))
-                ceiling = x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]
-                meta[key] = (sign, smallest, ceiling, not (rising[(task, arm)] or rising[(task, against)]))
-    table = contrast_table(rows)
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["task", "contrast", "outcome"])
-    claimed = np.array([meta[key][0] != 0 for key in table.index])
-    # two families: the claims, and the entropy contrasts reported beside them
-    table.loc[claimed, "p_holm"] = holm(table.loc[claimed, "p"].to_numpy())
-    table.loc[~claimed, "p_holm"] = holm(table.loc[~claimed, "p"].to_numpy())
-    verdicts, rules = [], []
-    for key, row in table.iterrows():
-        sign, smallest, ceiling, converged = meta[key]
-        if sign == 0:
-            verdicts.append("descriptive"), rules.append("reported beside returns, no claim")
-        elif ceiling:
-            verdicts.append("no difference (ceiling)"), rules.append("every seed of both arms at the same value")
-        else:
-            v, r = verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest,
-                           converged=converged)
-            verdicts.append(v), rules.append(r)
-    table["verdict"], table["rule"] = verdicts, rules
-    contrasts = table
-    agg = []
-    for mode in ("greedy", "sampled"):
-        scores = {}
-        for arm in HEAD_ARMS:
-            cols = []
-            for task in tasks:
-                t = per_seed[(per_seed.task == task) & (per_seed.arm == arm)].sort_values("seed")
-                cols.append(normalized(HEAD_TASKS[task][0]["env_id"], t[mode].to_numpy()))
-            scores[arm] = np.stack(cols, 1)
-        table = aggregate(scores)
-        table.index.name = "arm"
-        better = probability_of_improvement(scores["etf"], scores["linear"])
-        table["mode"], table["p_etf_over_linear"] = mode, better["probability"]
-        table["p_low"], table["p_high"] = better["low"], better["high"]
-        agg.append(table)
-    return {"heads_per_seed": per_seed.set_index(["task", "arm", "seed"]), "heads_contrasts": contrasts,
-            "heads_aggregate": pd.concat(agg), "heads_convergence": rising.rename_axis(["task", "arm"]).to_frame()}
-
-
 def labels_vs_null() -> dict[str, pd.DataFrame]:
     """Notebook 01's CartPole and MinAtar runs (its stored `default` run, seeds 0-4): each statistic against the
     untrained network on the same states with the same labels, paired t, Holm over the table."""
@@ -270,7 +147,8 @@ def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
         print(f"heads: tasks not (fully) stored yet, left out of the tables: {waiting}")
     from acpg_lab.pfo_report import pfo_tables
 
-    for experiment, build in (("collapse", collapse_tables), ("heads", heads_tables), ("pfo", pfo_tables)):
+    for experiment, build in (("collapse", collapse_tables), ("heads", heads_tables),
+                              ("exploration", exploration_tables), ("pfo", pfo_tables)):
         try:
             tables |= build(root)
         except FileNotFoundError as missing:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-__all__ = ["welch", "paired", "holm", "contrast_table", "verdict", "VERDICT_RULE"]
+__all__ = ["welch", "welch_contrast", "paired", "holm", "contrast_table", "verdict", "VERDICT_RULE"]
 
 
 def _clean(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -57,6 +57,26 @@ def welch(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *,
     df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1)) if se > 0 else float(len(x) + len(y) - 2)
     out = _t_result(float(x.mean() - y.mean()), se, float(df), confidence)
     return out | dict(mean_x=float(x.mean()), mean_y=float(y.mean()), n_x=len(x), n_y=len(y))
+
+
+def welch_contrast(groups: Sequence[Sequence[float] | np.ndarray], weights: Sequence[float], *,
+                   confidence: float = 0.95) -> dict[str, float]:
+    """A linear contrast ``sum_i w_i mean(group_i)`` of independent groups (one value per seed each), with its
+    t interval: standard error ``sqrt(sum_i w_i^2 v_i / n_i)`` and Welch-Satterthwaite degrees of freedom
+    ``se^4 / sum_i (w_i^2 v_i / n_i)^2 / (n_i - 1)``. With weights (1, -1) it is `welch`; with (1, -1, -1, 1) it
+    is an interaction, a difference of two differences (e.g. how much more the ETF head gains over the
+    learnable head with exploration than without). Returns difference, ci_low, ci_high, df, t, p, n (seeds in
+    all groups)."""
+    if len(groups) != len(weights) or len(groups) < 2:
+        raise ValueError(f"a contrast needs >= 2 groups and one weight per group, got {len(groups)} groups and "
+                         f"{len(weights)} weights")
+    clean = [_clean(g, f"group {i}") for i, g in enumerate(groups)]
+    parts = np.array([w * w * g.var(ddof=1) / len(g) for w, g in zip(weights, clean, strict=True)])
+    se = float(np.sqrt(parts.sum()))
+    dof = np.array([len(g) - 1 for g in clean], dtype=float)
+    df = float(parts.sum() ** 2 / (parts**2 / dof).sum()) if se > 0 else float(dof.sum())
+    diff = float(sum(w * g.mean() for w, g in zip(weights, clean, strict=True)))
+    return _t_result(diff, se, df, confidence) | dict(n=sum(len(g) for g in clean))
 
 
 def paired(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *,

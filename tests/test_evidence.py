@@ -173,3 +173,67 @@ def test_dose_slopes_recover_a_known_linear_trend():
     per_seed = pd.DataFrame(dict(x=[1.0, 5.0, 3.0, 6.0, 5.0, 7.0]), index=idx)
     slopes = pfo_report._dose_slopes(per_seed, {"a": 0.0, "b": 1.0, "c": 2.0}, "x")
     assert slopes.to_numpy() == pytest.approx([2.0, 1.0])
+
+
+def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tmp_path):
+    """Tiny head arms on a 4- and a 3-action task and the exploration arms: Theorem 1 rows per arm (paired against the
+    untrained network) and ETF against each other arm (Welch); the exploration interaction is the difference of
+    the two ETF - learnable differences; claims and descriptive rows are separate Holm families."""
+    from acpg_lab import heads_report
+    from acpg_lab.evidence import HEAD_ARMS
+
+    small = dict(algo="ppo", num_envs=4, rollout_steps=16, minibatch_size=32, diagnostics_every=2,
+                 diagnostics_null=True, total_steps=1024)
+    tasks = {"tiny_lunar": (dict(small, env_id="LunarLander-v3"), -150.0),
+             "ppo_minatar_breakout": (dict(small, env_id="MinAtar/Breakout-v1"), 0.1)}
+    monkeypatch.setattr(heads_report, "HEAD_TASKS", tasks)
+    monkeypatch.setitem(evidence.EXPERIMENTS, "heads", {
+        f"{task}/{arm}": Condition(dict(shared, **head), seeds=(0, 1, 2), group=3)
+        for task, (shared, _) in tasks.items() for arm, head in HEAD_ARMS.items()})
+    monkeypatch.setitem(evidence.EXPERIMENTS, "exploration", {
+        f"eps{eps}/{arm}": Condition(dict(tasks["ppo_minatar_breakout"][0], **HEAD_ARMS[arm], explore_epsilon=eps),
+                                     seeds=(0, 1, 2), group=3) for eps in (0.01, 0.1) for arm in ("linear", "etf")})
+    evidence.run_experiment("heads", root=tmp_path)
+    assert heads_report.exploration_tables(tmp_path) == {}  # its epsilon > 0 arms are not stored yet
+    evidence.run_experiment("exploration", root=tmp_path)
+
+    tables = heads_report.heads_tables(tmp_path)
+    per_seed = tables["heads_per_seed"]
+    assert len(per_seed) == 2 * 4 * 3 and per_seed.xs("ppo_minatar_breakout")["best"].notna().all()
+    align = tables["heads_alignment"]
+    assert list(align.index.get_level_values("actions").unique()) == [4, 3]
+    assert len(align) == 2 * (4 + 3) and (align.p_holm >= align.p - 1e-12).all()
+    assert align.xs("tiny_lunar").p.notna().all()  # a random lander takes every action
+    etf = per_seed.xs(("tiny_lunar", "etf"))
+    row = align.loc[("tiny_lunar", 4, "etf: trained - untrained")]
+    assert row["df"] == 2
+    assert row["difference"] == pytest.approx((etf.label_alignment - etf.null_label_alignment).mean())
+    contrasts = tables["heads_contrasts"]
+    descriptive = contrasts.xs("final_entropy", level="outcome")
+    assert (descriptive.verdict == "descriptive").all()
+    measured = contrasts[contrasts.verdict != "not measurable"]
+    assert measured.p_holm.notna().all() and contrasts[contrasts.verdict == "not measurable"].p.isna().all()
+
+    ex = heads_report.exploration_tables(tmp_path)
+    per = ex["exploration_per_seed"]
+    assert len(per) == 3 * 2 * 3
+    table = ex["exploration_contrasts"]
+    assert len(table) == 3 * 4 + 2 * 4
+    assert (table.xs(0.0, level="epsilon").verdict == "descriptive").all()
+    gain = {eps: per.xs((eps, "etf"))["best"].mean() - per.xs((eps, "linear"))["best"].mean() for eps in (0.0, 0.1)}
+    assert table.loc[(0.1, "(etf - linear) - (etf - linear at 0)", "best"), "difference"] == pytest.approx(
+        gain[0.1] - gain[0.0])
+    claimed = table[table.verdict != "descriptive"]
+    assert len(claimed) == 16 and (claimed.p_holm >= claimed.p - 1e-12).all()
+
+
+def test_a_linear_contrast_of_two_groups_is_welch():
+    from acpg_lab.stats import welch, welch_contrast
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=7), rng.normal(1.0, 2.0, size=11)
+    a, b = welch(x, y), welch_contrast([x, y], [1, -1])
+    for key in ("difference", "ci_low", "ci_high", "df", "p"):
+        assert b[key] == pytest.approx(a[key])
+    with pytest.raises(ValueError, match="one weight per group"):
+        welch_contrast([x, y], [1])

@@ -1,0 +1,261 @@
+"""Notebook 02's evidence, recomputed from the stored pieces of ``heads`` and ``exploration``: the four head arms
+(`HEAD_ARMS`) on every task, ACPG's Theorem 1 on the tasks where it is not vacuous, and the paper's exploration
+ablation (epsilon-greedy on top of the policy) on MinAtar Breakout.
+
+Rules (``acpg_lab.stats``): arms are different runs, so arms are compared with *Welch* t intervals over seeds; a
+trained network against the same seed's untrained one on the same states and labels is *paired*; each table is a
+Holm family (claims and descriptive rows in separate families); returns are evaluated greedily and by sampling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acpg_lab.envs import probe_spaces
+from acpg_lab.evidence import HEAD_ARMS, HEAD_TASKS, complete, load_condition
+from acpg_lab.experiments import REFERENCE_SCORES, aggregate, normalized, probability_of_improvement
+from acpg_lab.stats import contrast_table, holm, paired, verdict, welch, welch_contrast
+
+__all__ = ["complete_tasks", "heads_per_seed", "still_rising", "heads_tables", "alignment_table",
+           "exploration_condition", "exploration_tables", "HEAD_CONTRASTS", "HEAD_OUTCOMES", "EXPLORATION_EPSILONS"]
+
+
+def complete_tasks(root: Path | None = None) -> list[str]:
+    """The head tasks whose four arms are all stored (the tables cover these; a task still running is left out,
+    and `report` says so)."""
+    return [task for task in HEAD_TASKS if all(complete("heads", f"{task}/{arm}", root=root) for arm in HEAD_ARMS)]
+
+
+def _seed_rows(history: pd.DataFrame, evaluation: pd.DataFrame, threshold: float, **keys) -> list[dict]:
+    """The per-seed outcomes of one condition (see `heads_per_seed`)."""
+    rows = []
+    for seed, h in history.groupby("seed"):
+        h = h.sort_values("update")
+        last = h["update"].max()
+        ret = h.dropna(subset=["episode_return"])
+        tail = ret[ret["update"] >= 0.9 * last]
+        before = ret[(ret["update"] >= 0.8 * last) & (ret["update"] < 0.9 * last)]
+        smooth = ret.episode_return.rolling(5, min_periods=5).mean()
+        hit = ret[smooth >= threshold]
+        logged = h.dropna(subset=["label_alignment"])  # NaN where fewer than 2 actions were taken
+        last_logged = logged.iloc[-1] if len(logged) else pd.Series(np.nan, ["label_alignment",
+                                                                             "null_label_alignment"])
+        rows.append(dict(keys, seed=seed, area=ret.episode_return.mean(), final_train=tail.episode_return.mean(),
+                         best=smooth.max(), greedy=evaluation.greedy[seed], sampled=evaluation.sampled[seed],
+                         updates_to_threshold=float(hit["update"].iloc[0] + 1) if len(hit) else np.nan,
+                         steps_to_threshold=float(hit["step"].iloc[0]) if len(hit) else np.nan,
+                         final_entropy=h[h["update"] >= 0.9 * last].entropy.mean(),
+                         label_alignment=last_logged.label_alignment,
+                         null_label_alignment=last_logged.null_label_alignment,
+                         plateau_change=tail.episode_return.mean() - before.episode_return.mean()))
+    return rows
+
+
+def heads_per_seed(root: Path | None = None) -> pd.DataFrame:
+    """One row per (task, arm, seed): area under the training curve (mean training return over all updates),
+    final training return (last 10% of updates), best 5-update mean training return (the paper's "best score"),
+    greedy and sampled evaluation, updates and steps until the 5-update mean training return first reaches the
+    task's threshold (NaN if never; updates are the paper's "epochs"), final policy entropy, and the final
+    ``label_alignment`` with its untrained null."""
+    rows = []
+    for task in complete_tasks(root):
+        for arm in HEAD_ARMS:
+            history, evaluation = load_condition("heads", f"{task}/{arm}", root=root)
+            rows += _seed_rows(history, evaluation, HEAD_TASKS[task][1], task=task, arm=arm)
+    return pd.DataFrame(rows)
+
+
+#: head-arm contrasts: (arm, against, what the contrast isolates)
+HEAD_CONTRASTS = (("etf", "linear", "the fixed ETF against the usual learnable head"),
+                  ("etf", "linear_scaled", "the ETF against a learnable head with the same initial logit scale"),
+                  ("etf", "random", "the ETF's geometry against a fixed random head"))
+#: outcome -> the sign the paper claims for ETF minus the other arm (0: reported, no claim)
+HEAD_OUTCOMES = {"area": 1, "final_train": 1, "greedy": 1, "sampled": 1, "updates_to_threshold": -1,
+                 "final_entropy": 0}
+
+
+def still_rising(per_seed: pd.DataFrame, by: tuple[str, str] = ("task", "arm")) -> pd.Series:
+    """Per (task, arm): whether the training return was still rising at the end of the budget (the mean over
+    the last 10% of updates above the previous 10%, paired t over seeds, one-sided p < 0.05): such an arm has not
+    converged, and a contrast involving it is "inconclusive (budget)"."""
+    out = {}
+    for key, t in per_seed.groupby(list(by)):
+        change = t.plateau_change.to_numpy(dtype=float)
+        r = paired(change, np.zeros_like(change)) if np.isfinite(change).sum() >= 2 else None
+        out[key] = bool(r is not None and r["difference"] > 0 and r["p"] / 2 < 0.05)
+    return pd.Series(out, name="still_rising")
+
+
+def _verdicts(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """Holm over the claimed rows and, separately, over the descriptive ones (sign 0); then the verdicts.
+    ``meta[key] = (claimed sign, smallest effect, ceiling, converged)``."""
+    claimed = np.array([meta[key][0] != 0 for key in table.index])
+    table.loc[claimed, "p_holm"] = holm(table.loc[claimed, "p"].to_numpy())
+    table.loc[~claimed, "p_holm"] = holm(table.loc[~claimed, "p"].to_numpy())
+    verdicts, rules = [], []
+    for key, row in table.iterrows():
+        sign, smallest, ceiling, converged = meta[key]
+        if not np.isfinite(row["p"]):
+            v, r = "not measurable", "fewer than 2 seeds of an arm have a value"
+        elif sign == 0:
+            v, r = "descriptive", "reported beside the claims, no claim"
+        elif ceiling:
+            v, r = "no difference (ceiling)", "every seed of both arms at the same value"
+        else:
+            v, r = verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest,
+                           converged=converged)
+        verdicts.append(v), rules.append(r)
+    table["verdict"], table["rule"] = verdicts, rules
+    return table
+
+
+def _measurable(test, x: pd.Series, y: pd.Series) -> dict[str, float]:
+    """``test(x, y)`` (`welch` or `paired`), or NaN where fewer than 2 seeds have a value (updates to a threshold
+    few seeds reached; an alignment where a policy took one action only)."""
+    both = x.notna().to_numpy() & y.notna().to_numpy() if test is paired else None
+    if min(x.notna().sum(), y.notna().sum()) < 2 or (both is not None and both.sum() < 2):
+        return dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan, df=np.nan, t=np.nan, p=np.nan,
+                    mean_x=x.mean(), mean_y=y.mean(), n_x=int(x.notna().sum()), n_y=int(y.notna().sum()))
+    return test(x, y)
+
+
+def _return_scale(env_id: str) -> float:
+    low, high = REFERENCE_SCORES[env_id]
+    return 0.05 * (high - low)  # the smallest effect of interest on returns: 5% of the reference range
+
+
+def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
+    """``heads_per_seed``, ``heads_contrasts`` (Welch, Holm over the claims; the claimed sign is +1 for returns
+    and -1 for updates to threshold; entropy is reported, in its own family, to tell "faster" from "less
+    random"; steps to threshold compare the seeds that reached it, and the row says how many did),
+    ``heads_aggregate`` (rliable IQM of normalised greedy and sampled returns over the tasks, and
+    P(ETF > linear), on the seeds every task has), ``heads_convergence`` and ``heads_alignment`` (`alignment_table`). The smallest effect of
+    interest for returns is 5% of the task's reference range (`REFERENCE_SCORES`), for updates to threshold 10%
+    of the linear head's median; two arms both at the maximum return with no spread are "no difference
+    (ceiling)"."""
+    tasks = complete_tasks(root)
+    if not tasks:
+        return {}
+    per_seed = heads_per_seed(root)
+    rising = still_rising(per_seed)
+    rows, meta = {}, {}
+    for task in tasks:
+        t = per_seed[per_seed.task == task]
+        for arm, against, _ in HEAD_CONTRASTS:
+            for outcome, sign in HEAD_OUTCOMES.items():
+                x, y = t[t.arm == arm][outcome], t[t.arm == against][outcome]
+                key = (task, f"{arm} - {against}", outcome)
+                rows[key] = _measurable(welch, x, y) | dict(reached_x=int(x.notna().sum()),
+                                                            reached_y=int(y.notna().sum()))
+                smallest = (0.1 * t[t.arm == "linear"].updates_to_threshold.median()
+                            if outcome == "updates_to_threshold" else _return_scale(HEAD_TASKS[task][0]["env_id"]))
+                ceiling = x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]
+                meta[key] = (sign, smallest, ceiling, not (rising[(task, arm)] or rising[(task, against)]))
+    contrasts = contrast_table(rows)
+    contrasts.index = pd.MultiIndex.from_tuples(contrasts.index, names=["task", "contrast", "outcome"])
+    contrasts = _verdicts(contrasts, meta)
+    # rliable wants a [runs, tasks] matrix: the aggregate uses the seeds every task has (200-209)
+    common = sorted(set.intersection(*(set(per_seed[per_seed.task == task].seed) for task in tasks)))
+    agg = []
+    for mode in ("greedy", "sampled"):
+        scores = {}
+        for arm in HEAD_ARMS:
+            cols = [normalized(HEAD_TASKS[task][0]["env_id"],
+                               per_seed[(per_seed.task == task) & (per_seed.arm == arm)].set_index("seed")
+                               .loc[common, mode].to_numpy()) for task in tasks]
+            scores[arm] = np.stack(cols, 1)
+        table = aggregate(scores)
+        table.index.name = "arm"
+        better = probability_of_improvement(scores["etf"], scores["linear"])
+        table["mode"], table["seeds_per_task"] = mode, len(common)
+        table["p_etf_over_linear"] = better["probability"]
+        table["p_low"], table["p_high"] = better["low"], better["high"]
+        agg.append(table)
+    return {"heads_per_seed": per_seed.set_index(["task", "arm", "seed"]), "heads_contrasts": contrasts,
+            "heads_aggregate": pd.concat(agg), "heads_convergence": rising.rename_axis(["task", "arm"]).to_frame(),
+            "heads_alignment": alignment_table(per_seed)}
+
+
+def alignment_table(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """ACPG's Theorem 1 on the RL tasks with at least 3 actions (with 2, any fixed head is an ETF up to scale and
+    the test is vacuous): the cosine between a state's centred feature and the head row of the action the
+    policy takes there (``label_alignment``, on the states of the last diagnosed rollout; the labels are the
+    policy's own greedy actions, as no optimal action is known), per arm trained against the same seed's
+    untrained network with the same labels (paired), and the ETF arm against each other arm's alignment with
+    its own rows (Welch). Claimed sign +1 throughout; smallest effect 0.05 (a cosine); Holm over the table."""
+    rows = {}
+    for task, t in per_seed.groupby("task", sort=False):
+        shared = HEAD_TASKS[task][0]
+        actions = probe_spaces(shared["env_id"], shared.get("env_kwargs"))[1].n
+        if actions < 3:
+            continue
+        by_arm = {arm: t[t.arm == arm].sort_values("seed") for arm in HEAD_ARMS}
+        for arm, a in by_arm.items():
+            key = (task, actions, f"{arm}: trained - untrained")
+            rows[key] = _measurable(paired, a.label_alignment, a.null_label_alignment)
+        for other in ("linear", "linear_scaled", "random"):
+            rows[(task, actions, f"etf - {other}")] = _measurable(welch, by_arm["etf"].label_alignment,
+                                                                   by_arm[other].label_alignment)
+    if not rows:
+        return pd.DataFrame()
+    table = contrast_table(rows)
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["task", "actions", "contrast"])
+    return _verdicts(table, {key: (1, 0.05, False, True) for key in table.index})
+
+
+#: the exploration ablation's epsilons; 0 is the heads experiment's Breakout run (same seeds and config)
+EXPLORATION_EPSILONS = (0.0, 0.01, 0.1)
+#: outcome -> claimed sign of the ETF's gain with exploration (the paper reports the best score)
+EXPLORATION_OUTCOMES = {"best": 1, "final_train": 1, "greedy": 1, "sampled": 1}
+
+
+def exploration_condition(eps: float, arm: str) -> tuple[str, str]:
+    """(experiment, condition) of one arm of the exploration ablation."""
+    return ("heads", f"ppo_minatar_breakout/{arm}") if eps == 0 else ("exploration", f"eps{eps}/{arm}")
+
+
+def exploration_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
+    """The paper's exploration ablation (its PPO on Pong: ACPG below the baseline without exploration, above it
+    with epsilon = 0.01 or 0.1; "ACPG needs some exploration"), on MinAtar Breakout with the learnable and the ETF
+    head (both without a bias) at epsilon 0, 0.01, 0.1. ``exploration_per_seed``; ``exploration_contrasts``:
+    ETF - learnable at each epsilon (Welch; claimed +1 with exploration, descriptive at epsilon = 0, where the
+    paper saw both arms fail), and the interaction (ETF - learnable at epsilon) - (ETF - learnable at 0)
+    (`welch_contrast`, claimed +1: exploration helps the ETF head more). Outcomes: best 5-update training return
+    (the paper's measure; the training returns include the epsilon-random actions), final training return, and
+    greedy and sampled evaluation of the policy itself (no epsilon). Holm over the claims; "inconclusive
+    (budget)" where an arm was still rising."""
+    names = [exploration_condition(eps, arm) for eps in EXPLORATION_EPSILONS for arm in ("linear", "etf")]
+    if not all(complete(exp, cond, root=root) for exp, cond in names):
+        return {}
+    threshold = HEAD_TASKS["ppo_minatar_breakout"][1]
+    rows = []
+    for eps in EXPLORATION_EPSILONS:
+        for arm in ("linear", "etf"):
+            history, evaluation = load_condition(*exploration_condition(eps, arm), root=root)
+            rows += _seed_rows(history, evaluation, threshold, epsilon=eps, arm=arm)
+    per_seed = pd.DataFrame(rows)
+    rising = still_rising(per_seed, by=("epsilon", "arm"))
+    smallest = _return_scale(HEAD_TASKS["ppo_minatar_breakout"][0]["env_id"])
+
+    def arm(eps: float, name: str, outcome: str) -> pd.Series:
+        return per_seed[(per_seed.epsilon == eps) & (per_seed.arm == name)][outcome]
+
+    contrasts, meta = {}, {}
+    for outcome, sign in EXPLORATION_OUTCOMES.items():
+        for eps in EXPLORATION_EPSILONS:
+            key = (eps, "etf - linear", outcome)
+            contrasts[key] = welch(arm(eps, "etf", outcome), arm(eps, "linear", outcome))
+            meta[key] = (sign if eps > 0 else 0, smallest, False,
+                         not (rising[(eps, "etf")] or rising[(eps, "linear")]))
+        for eps in EXPLORATION_EPSILONS[1:]:
+            key = (eps, "(etf - linear) - (etf - linear at 0)", outcome)
+            contrasts[key] = welch_contrast([arm(eps, "etf", outcome), arm(eps, "linear", outcome),
+                                             arm(0.0, "etf", outcome), arm(0.0, "linear", outcome)], [1, -1, -1, 1])
+            meta[key] = (sign, smallest, False, not any(rising[(e, a)] for e in (0.0, eps) for a in ("etf", "linear")))
+    table = contrast_table(contrasts)
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["epsilon", "contrast", "outcome"])
+    return {"exploration_per_seed": per_seed.set_index(["epsilon", "arm", "seed"]),
+            "exploration_contrasts": _verdicts(table, meta)}
