@@ -339,7 +339,7 @@ TABLE_INDEX = {"collapse_vs_null": ["condition", "metric"], "collapse_between": 
                "heads_per_seed": ["task", "arm", "seed"], "heads_contrasts": ["task", "contrast", "outcome"],
                "heads_aggregate": ["arm"], "heads_convergence": ["task", "arm"],
                "heads_alignment": ["task", "actions", "contrast"], "exploration_per_seed": ["epsilon", "arm", "seed"],
-               "exploration_contrasts": ["epsilon", "contrast", "outcome"],
+               "exploration_contrasts": ["epsilon", "contrast", "outcome"], "evidence_cpu": ["experiment", "group"],
                "labels_vs_null": ["env", "labels", "metric"], "pfo_per_seed": ["condition", "seed"],
                "pfo_dose": ["setting", "factor", "held_fixed", "statistic"], "pfo_vs_null": ["condition", "statistic"],
                "pfo_contrasts": ["setting", "contrast", "statistic"], "pfo_events": ["condition"],

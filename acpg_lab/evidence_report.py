@@ -14,6 +14,7 @@ recomputes them and fails if a stored table differs. The rules (``acpg_lab.stats
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from acpg_lab.heads_report import complete_tasks, exploration_tables, heads_tabl
 from acpg_lab.profiles import repository_root
 from acpg_lab.stats import VERDICT_RULE, contrast_table, paired, verdict, welch
 
-__all__ = ["COLLAPSE_METRICS", "collapse_final", "collapse_tables", "labels_vs_null", "report"]
+__all__ = ["COLLAPSE_METRICS", "collapse_final", "collapse_tables", "labels_vs_null", "compute_time", "report"]
 
 #: metric -> the sign of (trained - untrained) that collapse predicts
 COLLAPSE_METRICS = {"nc1": -1, "equinorm_features": -1, "max_angle_features": -1, "max_angle_weights": -1,
@@ -140,8 +141,29 @@ def labels_vs_null() -> dict[str, pd.DataFrame]:
     return {"labels_vs_null": table}
 
 
+def compute_time(root: Path | None = None) -> pd.DataFrame:
+    """What each experiment cost, from the stored pieces' ``meta.json``: per experiment and condition group (the
+    task, or the first part of the condition's name), the pieces and seeds stored, and the training time in
+    seconds summed over pieces (one core per piece, ``num_threads=1``; for a piece resumed from a checkpoint,
+    the time before and after the resume; on a shared machine it includes waiting for the core)."""
+    rows = []
+    for meta_path in sorted(evidence_dir(root).glob("*/**/seeds_*/meta.json")):
+        meta = json.loads(meta_path.read_text())
+        rows.append(dict(experiment=meta["experiment"], group=meta["condition"].split("/")[0],
+                         seeds=len(meta["seeds"]), train_seconds=meta["train_seconds"],
+                         wall_seconds=meta["wall_seconds"]))
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).groupby(["experiment", "group"]).agg(
+        pieces=("seeds", "size"), seed_runs=("seeds", "sum"), train_seconds=("train_seconds", "sum"),
+        wall_seconds=("wall_seconds", "sum"))
+    table["train_cpu_hours"] = table.train_seconds / 3600
+    return table
+
+
 def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
     tables = labels_vs_null() if root is None else {}
+    tables["evidence_cpu"] = compute_time(root)
     waiting = [task for task in HEAD_TASKS if task not in complete_tasks(root)]
     if waiting:
         print(f"heads: tasks not (fully) stored yet, left out of the tables: {waiting}")

@@ -132,10 +132,10 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     and -1 for updates to threshold; entropy is reported, in its own family, to tell "faster" from "less
     random"; steps to threshold compare the seeds that reached it, and the row says how many did),
     ``heads_aggregate`` (rliable IQM of normalised greedy and sampled returns over the tasks, and
-    P(ETF > linear), on the seeds every task has), ``heads_convergence`` and ``heads_alignment`` (`alignment_table`). The smallest effect of
-    interest for returns is 5% of the task's reference range (`REFERENCE_SCORES`), for updates to threshold 10%
-    of the linear head's median; two arms both at the maximum return with no spread are "no difference
-    (ceiling)"."""
+    P(ETF > linear), on the seeds every task has), ``heads_convergence`` and ``heads_alignment``
+    (`alignment_table`). The smallest effect of interest for returns is 5% of the task's reference range
+    (`REFERENCE_SCORES`), for updates to threshold 10% of the median over the two arms' seeds that reached it;
+    two arms both at the maximum return with no spread are "no difference (ceiling)"."""
     tasks = complete_tasks(root)
     if not tasks:
         return {}
@@ -150,8 +150,8 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
                 key = (task, f"{arm} - {against}", outcome)
                 rows[key] = _measurable(welch, x, y) | dict(reached_x=int(x.notna().sum()),
                                                             reached_y=int(y.notna().sum()))
-                smallest = (0.1 * t[t.arm == "linear"].updates_to_threshold.median()
-                            if outcome == "updates_to_threshold" else _return_scale(HEAD_TASKS[task][0]["env_id"]))
+                smallest = (0.1 * pd.concat([x, y]).median() if outcome == "updates_to_threshold"
+                            else _return_scale(HEAD_TASKS[task][0]["env_id"]))
                 ceiling = x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]
                 meta[key] = (sign, smallest, ceiling, not (rising[(task, arm)] or rising[(task, against)]))
     contrasts = contrast_table(rows)

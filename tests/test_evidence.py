@@ -71,6 +71,9 @@ def test_report_writes_then_checks_tables(tiny_collapse, monkeypatch):
     monkeypatch.setattr(evidence_report, "heads_tables", lambda root: {})
     assert evidence_report.report(root=tiny_collapse) == 0
     assert evidence_report.report(root=tiny_collapse, check=True) == 0
+    cpu = pd.read_csv(tiny_collapse / "tables" / "evidence_cpu.csv", index_col=["experiment", "group"])
+    assert cpu.loc[("collapse", "onehot"), "pieces"] == 4 and cpu.loc[("collapse", "onehot"), "seed_runs"] == 6
+    assert cpu.train_seconds.gt(0).all()
     path = tiny_collapse / "tables" / "collapse_vs_null.csv"
     table = pd.read_csv(path)
     table.loc[0, "difference"] += 1e-3
