@@ -19,8 +19,9 @@ from acpg_lab.evidence import HEAD_ARMS, HEAD_TASKS, complete, load_condition
 from acpg_lab.experiments import REFERENCE_SCORES, aggregate, normalized, probability_of_improvement
 from acpg_lab.stats import contrast_table, holm, paired, verdict, welch, welch_contrast
 
-__all__ = ["complete_tasks", "heads_per_seed", "still_rising", "heads_tables", "alignment_table",
-           "exploration_condition", "exploration_tables", "HEAD_CONTRASTS", "HEAD_OUTCOMES", "EXPLORATION_EPSILONS"]
+__all__ = ["complete_tasks", "heads_per_seed", "still_rising", "budget_table", "MIN_LEARNED", "heads_tables",
+           "alignment_table", "exploration_condition", "exploration_tables", "HEAD_CONTRASTS", "HEAD_OUTCOMES",
+           "EXPLORATION_EPSILONS"]
 
 
 def complete_tasks(root: Path | None = None) -> list[str]:
@@ -89,24 +90,55 @@ def still_rising(per_seed: pd.DataFrame, by: tuple[str, str] = ("task", "arm")) 
     return pd.Series(out, name="still_rising")
 
 
+#: an arm whose final training return is below this fraction of the way from a random policy to the reference
+#: target (`REFERENCE_SCORES`) has learned too little for a comparison at this budget: the smallest effect of
+#: interest on returns (5% of that range) would be half of everything it learned
+MIN_LEARNED = 0.1
+
+
+def budget_table(per_seed: pd.DataFrame, env_id: dict, by: tuple[str, str] = ("task", "arm")) -> pd.DataFrame:
+    """Per (task, arm) (or ``by``): ``still_rising`` (`still_rising`), ``learned`` (the mean final training
+    return, normalised so that a random policy scores 0 and the reference target 1; ``env_id`` maps the first
+    key to the environment) and ``too_little`` (``learned < MIN_LEARNED``, or NaN). Either makes the arm's contrasts
+    "inconclusive (budget)", decided from the learning curves before any statistic between arms."""
+    table = still_rising(per_seed, by).to_frame()
+    final = per_seed.groupby(list(by)).final_train.mean()
+    table["learned"] = [float(normalized(env_id[key[0]], [final[key]])[0]) for key in table.index]
+    table["too_little"] = ~(table["learned"] >= MIN_LEARNED)  # no finished episode at the end: nothing learned shows
+    return table
+
+
+def _budget_reason(budget: pd.DataFrame, keys) -> str:
+    """Why the budget cannot decide a contrast between the arms ``keys`` ("" when it can)."""
+    rows = budget.loc[list(keys)]
+    if rows.still_rising.any():
+        return "an arm was still rising at the end of the budget"
+    if rows.too_little.any():
+        return (f"an arm learned less than {MIN_LEARNED:g} of the way from a random policy to the reference target "
+                "at this budget")
+    return ""
+
+
 def _verdicts(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
     """Holm over the claimed rows and, separately, over the descriptive ones (sign 0); then the verdicts.
-    ``meta[key] = (claimed sign, smallest effect, ceiling, converged)``."""
+    ``meta[key] = (claimed sign, smallest effect, ceiling, budget)``, where ``budget`` says why the budget cannot
+    decide the contrast ("" when it can: `budget_table`)."""
     claimed = np.array([meta[key][0] != 0 for key in table.index])
     table.loc[claimed, "p_holm"] = holm(table.loc[claimed, "p"].to_numpy())
     table.loc[~claimed, "p_holm"] = holm(table.loc[~claimed, "p"].to_numpy())
     verdicts, rules = [], []
     for key, row in table.iterrows():
-        sign, smallest, ceiling, converged = meta[key]
+        sign, smallest, ceiling, budget = meta[key]
         if not np.isfinite(row["p"]):
             v, r = "not measurable", "fewer than 2 seeds of an arm have a value"
         elif sign == 0:
             v, r = "descriptive", "reported beside the claims, no claim"
         elif ceiling:
             v, r = "no difference (ceiling)", "every seed of both arms at the same value"
+        elif budget:
+            v, r = "inconclusive (budget)", budget
         else:
-            v, r = verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest,
-                           converged=converged)
+            v, r = verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest)
         verdicts.append(v), rules.append(r)
     table["verdict"], table["rule"] = verdicts, rules
     return table
@@ -140,7 +172,7 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     if not tasks:
         return {}
     per_seed = heads_per_seed(root)
-    rising = still_rising(per_seed)
+    budget = budget_table(per_seed, {task: HEAD_TASKS[task][0]["env_id"] for task in tasks})
     rows, meta = {}, {}
     for task in tasks:
         t = per_seed[per_seed.task == task]
@@ -153,7 +185,7 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
                 smallest = (0.1 * pd.concat([x, y]).median() if outcome == "updates_to_threshold"
                             else _return_scale(HEAD_TASKS[task][0]["env_id"]))
                 ceiling = x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]
-                meta[key] = (sign, smallest, ceiling, not (rising[(task, arm)] or rising[(task, against)]))
+                meta[key] = (sign, smallest, ceiling, _budget_reason(budget, [(task, arm), (task, against)]))
     contrasts = contrast_table(rows)
     contrasts.index = pd.MultiIndex.from_tuples(contrasts.index, names=["task", "contrast", "outcome"])
     contrasts = _verdicts(contrasts, meta)
@@ -175,7 +207,7 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
         table["p_low"], table["p_high"] = better["low"], better["high"]
         agg.append(table)
     return {"heads_per_seed": per_seed.set_index(["task", "arm", "seed"]), "heads_contrasts": contrasts,
-            "heads_aggregate": pd.concat(agg), "heads_convergence": rising.rename_axis(["task", "arm"]).to_frame(),
+            "heads_aggregate": pd.concat(agg), "heads_convergence": budget.rename_axis(["task", "arm"]),
             "heads_alignment": alignment_table(per_seed)}
 
 
@@ -226,7 +258,7 @@ def exploration_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     (`welch_contrast`, claimed +1: exploration helps the ETF head more). Outcomes: best 5-update training return
     (the paper's measure; the training returns include the epsilon-random actions), final training return, and
     greedy and sampled evaluation of the policy itself (no epsilon). Holm over the claims; "inconclusive
-    (budget)" where an arm was still rising."""
+    (budget)" where an arm was still rising or learned too little (`budget_table`)."""
     names = [exploration_condition(eps, arm) for eps in EXPLORATION_EPSILONS for arm in ("linear", "etf")]
     if not all(complete(exp, cond, root=root) for exp, cond in names):
         return {}
@@ -237,8 +269,9 @@ def exploration_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
             history, evaluation = load_condition(*exploration_condition(eps, arm), root=root)
             rows += _seed_rows(history, evaluation, threshold, epsilon=eps, arm=arm)
     per_seed = pd.DataFrame(rows)
-    rising = still_rising(per_seed, by=("epsilon", "arm"))
-    smallest = _return_scale(HEAD_TASKS["ppo_minatar_breakout"][0]["env_id"])
+    env_id = HEAD_TASKS["ppo_minatar_breakout"][0]["env_id"]
+    budget = budget_table(per_seed, dict.fromkeys(EXPLORATION_EPSILONS, env_id), by=("epsilon", "arm"))
+    smallest = _return_scale(env_id)
 
     def arm(eps: float, name: str, outcome: str) -> pd.Series:
         return per_seed[(per_seed.epsilon == eps) & (per_seed.arm == name)][outcome]
@@ -249,12 +282,13 @@ def exploration_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
             key = (eps, "etf - linear", outcome)
             contrasts[key] = welch(arm(eps, "etf", outcome), arm(eps, "linear", outcome))
             meta[key] = (sign if eps > 0 else 0, smallest, False,
-                         not (rising[(eps, "etf")] or rising[(eps, "linear")]))
+                         _budget_reason(budget, [(eps, "etf"), (eps, "linear")]))
         for eps in EXPLORATION_EPSILONS[1:]:
             key = (eps, "(etf - linear) - (etf - linear at 0)", outcome)
             contrasts[key] = welch_contrast([arm(eps, "etf", outcome), arm(eps, "linear", outcome),
                                              arm(0.0, "etf", outcome), arm(0.0, "linear", outcome)], [1, -1, -1, 1])
-            meta[key] = (sign, smallest, False, not any(rising[(e, a)] for e in (0.0, eps) for a in ("etf", "linear")))
+            meta[key] = (sign, smallest, False,
+                         _budget_reason(budget, [(e, a) for e in (0.0, eps) for a in ("etf", "linear")]))
     table = contrast_table(contrasts)
     table.index = pd.MultiIndex.from_tuples(table.index, names=["epsilon", "contrast", "outcome"])
     return {"exploration_per_seed": per_seed.set_index(["epsilon", "arm", "seed"]),

@@ -113,8 +113,9 @@ VERDICT_RULE = (
     "reproduced: Holm-adjusted p < alpha and the difference has the claimed sign; contradicted: Holm-adjusted "
     "p < alpha and the opposite sign; not reproduced: not significant and the t interval excludes the smallest "
     "effect of interest in the claimed direction; inconclusive (power): not significant and the interval still "
-    "contains that effect; inconclusive (budget): the arms had not converged at the budget (decided before the "
-    "statistics, from the learning curves)"
+    "contains that effect; inconclusive (budget): the arms had not converged at the budget, or one learned less "
+    "than a tenth of the way from a random policy to the task's reference target (decided before the statistics, "
+    "from the learning curves)"
 )
 
 

@@ -216,6 +216,16 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
     assert (descriptive.verdict == "descriptive").all()
     measured = contrasts[contrasts.verdict != "not measurable"]
     assert measured.p_holm.notna().all() and contrasts[contrasts.verdict == "not measurable"].p.isna().all()
+    budget = tables["heads_convergence"]
+    breakout = per_seed.xs(("ppo_minatar_breakout", "etf"))
+    assert budget.loc[("ppo_minatar_breakout", "etf"), "learned"] == pytest.approx(
+        (breakout.final_train.mean() - 0.5) / (30.0 - 0.5))  # MinAtar Breakout's reference range: 0.5 to 30
+    assert budget.too_little.any()  # 1024 steps teach little: those arms' claims wait for a budget
+    claims = measured[~measured.verdict.isin(["descriptive", "no difference (ceiling)"])]
+    for (task, contrast, _), row in claims.iterrows():
+        undecided = budget.loc[[(task, arm) for arm in contrast.split(" - ")]]
+        undecided = bool(undecided.too_little.any() or undecided.still_rising.any())
+        assert (row.verdict == "inconclusive (budget)") == undecided, (task, contrast, row.verdict)
 
     ex = heads_report.exploration_tables(tmp_path)
     per = ex["exploration_per_seed"]
@@ -228,6 +238,23 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
         gain[0.1] - gain[0.0])
     claimed = table[table.verdict != "descriptive"]
     assert len(claimed) == 16 and (claimed.p_holm >= claimed.p - 1e-12).all()
+
+
+def test_an_arm_that_learned_too_little_or_still_rises_makes_the_budget_undecided():
+    from acpg_lab.heads_report import MIN_LEARNED, _budget_reason, budget_table
+
+    rng = np.random.default_rng(0)
+    rows = [dict(task="t", arm=arm, seed=s, final_train=final + rng.normal(0, 0.1), plateau_change=change
+                 + rng.normal(0, 0.05)) for arm, final, change in (("low", 1.5, 0.0), ("high", 10.0, 0.0),
+                                                                     ("rising", 10.0, 2.0)) for s in range(10)]
+    table = budget_table(pd.DataFrame(rows), {"t": "MinAtar/Asterix-v1"})  # random 0.5, target 20
+    assert table.loc[("t", "low"), "learned"] == pytest.approx((1.5 - 0.5) / 19.5, abs=0.01)
+    assert table.loc[("t", "low"), "learned"] < MIN_LEARNED < table.loc[("t", "high"), "learned"]
+    assert table.too_little.to_dict() == {("t", "high"): False, ("t", "low"): True, ("t", "rising"): False}
+    assert table.still_rising.to_dict() == {("t", "high"): False, ("t", "low"): False, ("t", "rising"): True}
+    assert _budget_reason(table, [("t", "high")]) == ""
+    assert "learned less" in _budget_reason(table, [("t", "high"), ("t", "low")])
+    assert "still rising" in _budget_reason(table, [("t", "rising"), ("t", "low")])
 
 
 def test_a_linear_contrast_of_two_groups_is_welch():
