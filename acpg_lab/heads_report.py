@@ -129,6 +129,8 @@ def _verdicts(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
     verdicts, rules = [], []
     for key, row in table.iterrows():
         sign, smallest, ceiling, budget = meta[key]
+        if not isinstance(budget, str):
+            raise TypeError(f"meta[{key!r}]: the budget reason must be a string ('' when the budget decides)")
         if not np.isfinite(row["p"]):
             v, r = "not measurable", "fewer than 2 seeds of an arm have a value"
         elif sign == 0:
@@ -235,7 +237,7 @@ def alignment_table(per_seed: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     table = contrast_table(rows)
     table.index = pd.MultiIndex.from_tuples(table.index, names=["task", "actions", "contrast"])
-    return _verdicts(table, {key: (1, 0.05, False, True) for key in table.index})
+    return _verdicts(table, {key: (1, 0.05, False, "") for key in table.index})
 
 
 #: the exploration ablation's epsilons; 0 is the heads experiment's Breakout run (same seeds and config)

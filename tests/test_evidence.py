@@ -207,6 +207,7 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
     assert list(align.index.get_level_values("actions").unique()) == [4, 3]
     assert len(align) == 2 * (4 + 3) and (align.p_holm >= align.p - 1e-12).all()
     assert align.xs("tiny_lunar").p.notna().all()  # a random lander takes every action
+    assert not align.verdict.str.contains("budget").any()  # alignment is measured against its own null
     etf = per_seed.xs(("tiny_lunar", "etf"))
     row = align.loc[("tiny_lunar", 4, "etf: trained - untrained")]
     assert row["df"] == 2
