@@ -294,4 +294,5 @@ def exploration_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     table = contrast_table(contrasts)
     table.index = pd.MultiIndex.from_tuples(table.index, names=["epsilon", "contrast", "outcome"])
     return {"exploration_per_seed": per_seed.set_index(["epsilon", "arm", "seed"]),
-            "exploration_contrasts": _verdicts(table, meta)}
+            "exploration_contrasts": _verdicts(table, meta),
+            "exploration_convergence": budget.rename_axis(["epsilon", "arm"])}

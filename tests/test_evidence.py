@@ -239,6 +239,12 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
         gain[0.1] - gain[0.0])
     claimed = table[table.verdict != "descriptive"]
     assert len(claimed) == 16 and (claimed.p_holm >= claimed.p - 1e-12).all()
+    budget = ex["exploration_convergence"]
+    assert len(budget) == 3 * 2 and {"still_rising", "learned", "too_little"} <= set(budget.columns)
+    undecided = budget.too_little | budget.still_rising
+    for (eps, contrast, _), row in claimed.iterrows():
+        arms = [(e, a) for e in ({0.0, eps} if "at 0" in contrast else {eps}) for a in ("etf", "linear")]
+        assert (row.verdict == "inconclusive (budget)") == bool(undecided.loc[arms].any()), (eps, contrast)
 
 
 def test_an_arm_that_learned_too_little_or_still_rises_makes_the_budget_undecided():
