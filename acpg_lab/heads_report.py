@@ -129,18 +129,15 @@ def _verdicts(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
     verdicts, rules = [], []
     for key, row in table.iterrows():
         sign, smallest, ceiling, budget = meta[key]
-        if not isinstance(budget, str):
-            raise TypeError(f"meta[{key!r}]: the budget reason must be a string ('' when the budget decides)")
         if not np.isfinite(row["p"]):
             v, r = "not measurable", "fewer than 2 seeds of an arm have a value"
         elif sign == 0:
             v, r = "descriptive", "reported beside the claims, no claim"
         elif ceiling:
             v, r = "no difference (ceiling)", "every seed of both arms at the same value"
-        elif budget:
-            v, r = "inconclusive (budget)", budget
         else:
-            v, r = verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest)
+            v, r = verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest,
+                           budget=budget)
         verdicts.append(v), rules.append(r)
     table["verdict"], table["rule"] = verdicts, rules
     return table

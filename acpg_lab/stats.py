@@ -120,20 +120,23 @@ VERDICT_RULE = (
 
 
 def verdict(result: Mapping[str, float], *, expected_sign: int, p_adjusted: float | None = None,
-            smallest_effect: float | None = None, alpha: float = 0.05, converged: bool = True) -> tuple[str, str]:
+            smallest_effect: float | None = None, alpha: float = 0.05, budget: str = "") -> tuple[str, str]:
     """(verdict, rule) for one contrast from `welch` or `paired`, oriented so that ``expected_sign`` (+1 or -1) is
     the direction the paper claims. ``smallest_effect`` (> 0, in the metric's units) is the smallest difference
     that would count as the claimed effect; without it a non-significant contrast is "inconclusive (power)".
-    ``converged=False`` (the arms were still learning at the budget) gives "inconclusive (budget)" whatever the
-    numbers say. The rule text names the test that decided it (see `VERDICT_RULE`)."""
+    ``budget`` says why the budget cannot decide the contrast (an arm still learning, or one that learned too
+    little; "" when it can): it gives "inconclusive (budget)" with that reason as the rule, whatever the numbers
+    say. The rule text names the test that decided it (see `VERDICT_RULE`)."""
     if expected_sign not in (1, -1):
         raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
     if smallest_effect is not None and not smallest_effect > 0:
         raise ValueError(f"smallest_effect must be > 0, got {smallest_effect!r}")
+    if not isinstance(budget, str):
+        raise TypeError(f"budget must be a string saying why the budget cannot decide ('' when it can), got {budget!r}")
     p = result["p"] if p_adjusted is None else p_adjusted
     which = "Holm-adjusted p" if p_adjusted is not None else "p"
-    if not converged:
-        return "inconclusive (budget)", "the arms had not converged at this budget"
+    if budget:
+        return "inconclusive (budget)", budget
     if p < alpha:
         sign = np.sign(result["difference"])
         return ("reproduced" if sign == expected_sign else "contradicted"), f"{which} = {p:.3g} < {alpha}"

@@ -56,7 +56,10 @@ def test_verdict_rules():
     assert verdict(sig_up, expected_sign=1)[0] == "reproduced"
     assert verdict(sig_up, expected_sign=-1)[0] == "contradicted"
     assert verdict(sig_up, expected_sign=1, p_adjusted=0.2)[0] == "inconclusive (power)"
-    assert verdict(sig_up, expected_sign=1, converged=False)[0] == "inconclusive (budget)"
+    assert verdict(sig_up, expected_sign=1, budget="an arm was still rising") == ("inconclusive (budget)",
+                                                                                "an arm was still rising")
+    with pytest.raises(TypeError, match="budget must be a string"):
+        verdict(sig_up, expected_sign=1, budget=True)
     narrow_null = dict(difference=0.1, ci_low=-0.2, ci_high=0.4, p=0.5)
     assert verdict(narrow_null, expected_sign=1, smallest_effect=1.0)[0] == "not reproduced"
     assert verdict(narrow_null, expected_sign=1, smallest_effect=0.3)[0] == "inconclusive (power)"
