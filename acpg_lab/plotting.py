@@ -16,6 +16,8 @@ import pandas as pd
 import scipy.stats
 from matplotlib.axes import Axes
 
+from acpg_lab.figstyle import check_layout, checking_enabled, plain_label, steps_axis
+
 __all__ = ["mean_ci", "bootstrap_ci", "plot_curves", "plot_dose", "plot_plasticity", "plot_aggregate", "plot_frame",
            "plot_gram", "plot_collapse_projection", "METRIC_LABELS", "metric_label", "titled", "no_data", "show",
            "figure_name", "slug", "FIGURE_NAME_KEY"]
@@ -126,7 +128,8 @@ def no_data(ax: Axes, message: str = "no data") -> Axes:
 
 def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_return", *, x: str = "step",
                 bins: int | None = 50, ax: Axes | None = None, title: str | None = None, ylabel: str | None = None,
-                log: bool = False, legend: bool | dict = True, null: bool = False) -> Axes:
+                log: bool = False, legend: bool | dict = True, null: bool = False,
+                count: str = "legend") -> Axes:
     """One line per history (mean over seeds) with a 95% percentile-bootstrap band (`bootstrap_ci`, which stays
     within the range of the values); values are averaged into ``bins`` x-bins per seed, or taken at their own x
     values with ``bins=None`` (for values every seed logs at the same x, e.g. snapshots).
@@ -138,10 +141,17 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
     ``null=True`` adds, for histories that have a ``null_<metric>`` column (``TrainConfig.diagnostics_null``), the
     untrained network's value on the same states as a dashed line of the same colour: the null to read the
     metric against.
+
+    Labels that are code names (``linear_scaled``, ``e10_b0``) are shown in words (`figstyle.plain_label`). The
+    number of seeds behind each line goes in its legend label (``count="legend"``) or, for a figure with one shared
+    legend (`figstyle.shared_legend`), into the panel's title (``count="title"``). A step axis is labelled in
+    thousands / millions of steps.
     """
+    if count not in ("legend", "title"):
+        raise ValueError(f"count must be 'legend' or 'title', got {count!r}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
-    drawn = 0
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    drawn, counts = 0, []
     for i, (label, hist) in enumerate(histories.items()):
         if metric not in hist:
             raise ValueError(f"metric {metric!r} is not a column of history {label!r}; columns: {list(hist.columns)}")
@@ -160,14 +170,16 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
         if log:
             lo = np.maximum(lo, mean / 10)
         colour = PALETTE[i % len(PALETTE)]
-        ax.plot(centres, mean, color=colour, label=f"{label} (n={len(table)})",
+        words = plain_label(label)
+        counts.append(len(table))
+        ax.plot(centres, mean, color=colour, label=f"{words} (n={len(table)})" if count == "legend" else words,
                 marker="o" if len(centres) == 1 else None)  # a lone point needs a marker to be seen
         ax.fill_between(centres, lo, hi, color=colour, alpha=0.25, linewidth=0)
         if null and f"null_{metric}" in hist:
             values = (hist if bins is None else binned).pivot_table(
                 index="seed", columns=x if bins is None else "_bin", values=f"null_{metric}", aggfunc="mean")
             ax.plot(centres, values.reindex(columns=table.columns).mean(0).to_numpy(), color=colour,
-                    linestyle="--", linewidth=1.2, label=f"{label}: untrained (null)")
+                    linestyle="--", linewidth=1.2, label=f"{words}: untrained (null)")
         drawn += 1
     if title is None:
         titled(ax, metric_label(metric), metric)
@@ -175,9 +187,15 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
         ax.set_title(title)
     if not drawn:
         return no_data(ax, "no data: the run was too short\n(no episode finished,\nor no update was diagnosed)")
+    if count == "title":
+        seeds = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
+        ax.set_title(f"{ax.get_title()} (n = {seeds} seeds)")
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("environment steps per seed" if x == "step" else x)
+    if x == "step":
+        steps_axis(ax)
+    else:
+        ax.set_xlabel(x)
     ax.set_ylabel(ylabel or metric_label(metric))
     ax.grid(alpha=0.3)
     if legend:
@@ -207,14 +225,17 @@ def plot_dose(per_seed: pd.DataFrame, metric: str, *, dose: str = "epochs", by: 
                  for x, g in group.groupby(dose, sort=True)]
         xs, mean, low, high = (np.array(v) for v in zip(*stats, strict=True))
         colour = PALETTE[i % len(PALETTE)]
-        ax.plot(xs, mean, "o-", color=colour, label=f"{by} = {level:g}" if isinstance(level, float) else str(level))
+        words = f"PFO β = {level:g}" if by == "beta" else (f"{by} = {level:g}" if isinstance(level, float)
+                                                             else plain_label(str(level)))
+        ax.plot(xs, mean, "o-", color=colour, label=words)
         ax.fill_between(xs, low, high, color=colour, alpha=0.15)
     if null and f"null_{metric}" in per_seed:
-        ax.axhline(per_seed[f"null_{metric}"].mean(), color="grey", ls="--", lw=1, label="untrained")
+        ax.axhline(per_seed[f"null_{metric}"].mean(), color="grey", ls="--", lw=1, label="untrained network")
     if log_x:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(per_seed[dose].unique()), [f"{v:g}" for v in sorted(per_seed[dose].unique())])
-    ax.set(xlabel=dose, ylabel=metric_label(metric), title=metric_label(metric))
+    ax.set(xlabel="epochs per rollout" if dose == "epochs" else dose, ylabel=metric_label(metric),
+           title=metric_label(metric))
     ax.legend(frameon=False, fontsize=7)
     ax.grid(alpha=0.3)
     return ax
@@ -230,7 +251,7 @@ def plot_aggregate(table: pd.DataFrame, *, metric: str = "iqm", ax: Axes | None 
         point, low, high = table.loc[name, [metric, f"{metric}_low", f"{metric}_high"]]
         ax.errorbar(point, i, xerr=[[point - low], [high - point]], fmt="o", capsize=4,
                     color=PALETTE[i % len(PALETTE)])
-    ax.set_yticks(range(len(table)), table.index)
+    ax.set_yticks(range(len(table)), [plain_label(str(name)) for name in table.index])
     ax.set_ylim(-0.5, len(table) - 0.5)
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
@@ -351,6 +372,8 @@ def show(fig: plt.Figure | None = None, name: str | None = None) -> None:
     slug of its title, `figure_name`) so that the main job saves it as ``<number>_<name>.png``. Outside IPython
     it is ``plt.show()``."""
     fig = fig if fig is not None else plt.gcf()
+    if checking_enabled():
+        check_layout(fig)
     try:
         from IPython import get_ipython
         from IPython.display import display

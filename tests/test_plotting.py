@@ -40,7 +40,7 @@ def test_plot_dose_draws_one_line_per_level_at_the_dose_means_and_the_null():
     first, second, null = ax.lines
     assert first.get_xdata().tolist() == [10, 40] and first.get_ydata().tolist() == [2.0, 6.0]
     assert second.get_ydata().tolist() == [0.0, 1.0] and null.get_linestyle() == "--"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["beta = 0", "beta = 1", "untrained"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["PFO β = 0", "PFO β = 1", "untrained network"]
     assert "not in the table" in plot_dose(per_seed, "y").texts[0].get_text()
 
 
