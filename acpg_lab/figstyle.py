@@ -162,7 +162,8 @@ def _texts(fig: Figure) -> list:
             continue
         found += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label] + list(ax.texts)
         if ax.name != "3d":  # 3-D tick labels move with the view; their placement is matplotlib's
-            found += [t for t in ax.get_xticklabels() + ax.get_yticklabels()]
+            for axis in (ax.xaxis, ax.yaxis):
+                found += [tick.label1 for tick in axis._update_ticks()]  # the ticks drawn (inside the view)
         legend = ax.get_legend()
         if legend is not None:
             found += legend.get_texts()

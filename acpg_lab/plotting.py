@@ -7,6 +7,7 @@ both light and dark JupyterLab themes.
 from __future__ import annotations
 
 import re
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 from matplotlib.axes import Axes
+from matplotlib.font_manager import FontProperties
 
 from acpg_lab.figstyle import check_layout, checking_enabled, plain_label, steps_axis
 
@@ -107,8 +109,18 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
+def _wrapped(ax: Axes, text: str) -> str:
+    """``text`` broken into lines that fit the panel's width (a title must not run into its neighbour's)."""
+    width_in = ax.get_position().width * ax.figure.get_size_inches()[0]
+    points = FontProperties(size=plt.rcParams["axes.titlesize"]).get_size_in_points()
+    chars = max(16, int(width_in * 72 / (0.55 * points)))  # an average character is ~0.55 em wide
+    return textwrap.fill(text, chars, break_long_words=False)
+
+
 def titled(ax: Axes, title: str, code: str | None = None) -> Axes:
-    """Set ``title`` and, when given, the code name ``code`` in a smaller grey line under it."""
+    """Set ``title`` and, when given, the code name ``code`` in a smaller grey line under it; the title is wrapped
+    to the panel's width."""
+    title = _wrapped(ax, title)
     if code and code != title:
         ax.set_title(title, pad=15)
         ax.text(0.5, 1.01, code, transform=ax.transAxes, ha="center", va="bottom", fontsize="small",
@@ -181,15 +193,17 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], metric: str = "episode_re
             ax.plot(centres, values.reindex(columns=table.columns).mean(0).to_numpy(), color=colour,
                     linestyle="--", linewidth=1.2, label=f"{words}: untrained (null)")
         drawn += 1
-    if title is None:
-        titled(ax, metric_label(metric), metric)
+    if count == "title" and counts:
+        seeds = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
+        suffix = f" (n\u00a0=\u00a0{seeds}\u00a0seeds)"  # no-break spaces: the count stays on one line
     else:
-        ax.set_title(title)
+        suffix = ""
+    if title is None:
+        titled(ax, metric_label(metric) + suffix, metric)
+    else:
+        titled(ax, title + suffix)
     if not drawn:
         return no_data(ax, "no data: the run was too short\n(no episode finished,\nor no update was diagnosed)")
-    if count == "title":
-        seeds = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
-        ax.set_title(f"{ax.get_title()} (n = {seeds} seeds)")
     if log:
         ax.set_yscale("log")
     if x == "step":
