@@ -13,6 +13,7 @@ or ``run.actor_at(step)`` for a snapshot), acting greedily by default on the epi
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -137,6 +138,20 @@ def animate(episodes: dict[str, Episode], *, fps: int = 25, width: float = 7.5) 
         return images
 
     player = mpl_animation.FuncAnimation(fig, draw, frames=length, interval=1000 / fps, blit=True)
-    html = player.to_jshtml(default_mode="once")
+    html = _offline(player.to_jshtml(default_mode="once"))
     plt.close(fig)
     return HTML(html)
+
+
+#: The player's button icons as characters: matplotlib's player takes them from a font on a CDN, which an offline
+#: notebook or book cannot reach (the buttons would be blank).
+_ICONS = {"fa-fast-backward": "⏮", "fa-step-backward": "⏴", "fa-play fa-flip-horizontal": "◀", "fa-pause": "⏸",
+          "fa-play": "▶", "fa-step-forward": "⏵", "fa-fast-forward": "⏭", "fa-minus": "−", "fa-plus": "+"}
+
+
+def _offline(html: str) -> str:
+    """matplotlib's jshtml player without its one online resource (the icon font's stylesheet)."""
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
+    for icon, char in _ICONS.items():
+        html = html.replace(f'<i class="fa {icon}"></i>', char)
+    return html

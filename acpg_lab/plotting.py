@@ -234,6 +234,8 @@ def plot_dose(per_seed: pd.DataFrame, metric: str, *, dose: str = "epochs", by: 
     ax = ax if ax is not None else plt.subplots(figsize=(5, 3.6))[1]
     if metric not in per_seed:
         return no_data(ax, f"{metric}: not in the table")
+    if per_seed[metric].notna().sum() == 0:
+        return no_data(ax, f"no data: no seed has a value of {metric}")
     for i, (level, group) in enumerate(per_seed.groupby(by, sort=True)):
         stats = [(x, *(float(v) for v in mean_ci(g[metric].to_numpy(float))))
                  for x, g in group.groupby(dose, sort=True)]
@@ -260,7 +262,9 @@ def plot_aggregate(table: pd.DataFrame, *, metric: str = "iqm", ax: Axes | None 
     """One point per method with its confidence interval, from `experiments.aggregate`'s table (columns
     ``metric``, ``metric_low``, ``metric_high``; one row per method)."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.5 + 0.5 * len(table)))
+        _, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(table)), layout="constrained")
+    if table.empty:
+        return no_data(ax, "no data: no method in the table")
     for i, name in enumerate(table.index):
         point, low, high = table.loc[name, [metric, f"{metric}_low", f"{metric}_high"]]
         ax.errorbar(point, i, xerr=[[point - low], [high - point]], fmt="o", capsize=4,
@@ -323,6 +327,8 @@ def plot_gram(weights: np.ndarray, *, ax: Axes | None = None, title: str | None 
             for j in range(len(cos)):
                 ax.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", fontsize=8)
     plt.colorbar(image, ax=ax, label="cosine")
+    for axis in (ax.xaxis, ax.yaxis):  # actions are integers
+        axis.set_major_locator(plt.MaxNLocator(integer=True, nbins=6))
     ax.set_xlabel("action k'")
     ax.set_ylabel("action k")
     ax.set_title(title or "pairwise cosines")

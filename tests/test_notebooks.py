@@ -10,6 +10,7 @@ import sys
 import nbformat
 import pytest
 
+from acpg_lab.figstyle import CHECK_ENV
 from acpg_lab.profiles import NOTEBOOKS, OUTPUT_ROOT_ENV, PROFILE_ENV, ParameterError, notebook_params
 from acpg_lab.runner import NOTEBOOK_DIR, NotebookFailed, list_notebooks, run_notebooks
 
@@ -58,9 +59,10 @@ def test_notebooks_keep_the_default_kernel_name(name):
 def _nbval(notebook, tmp_path) -> subprocess.CompletedProcess:
     """``ACPG_LAB_PROFILE=ci pytest --nbval-lax NOTEBOOK`` in a subprocess, outputs under ``tmp_path/root``, with
     ``PYTHONWARNINGS=error::FutureWarning`` in the kernel: a library FutureWarning that would print into the
-    learner's notebook fails its cell instead (the one known, precisely filtered warning excepted)."""
+    learner's notebook fails its cell instead (the one known, precisely filtered warning excepted); and with
+    ``ACPG_LAB_CHECK_FIGURES=1``, so that a figure that does not read at book width fails its cell."""
     env = {**os.environ, PROFILE_ENV: "ci", OUTPUT_ROOT_ENV: str(tmp_path / "root"),
-           "PYTHONWARNINGS": "error::FutureWarning"}
+           "PYTHONWARNINGS": "error::FutureWarning", CHECK_ENV: "1"}
     return subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q",
                            "-p", "no:cacheprovider", "-p", "no:xdist", "--rootdir", str(notebook.parent),
                            str(notebook)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
@@ -79,15 +81,24 @@ def test_notebook_passes_nbval_with_the_ci_profile_from_the_environment(name, tm
 
 
 def test_nbval_fails_a_cell_that_errs_or_warns(tmp_path):
-    """The nbval check can fail: a cell raising, or a library FutureWarning, fails it."""
+    """The nbval check can fail: a cell raising, a library FutureWarning, an exercise's collapsed solution that
+    fails, or a figure too wide for the book fails it."""
+    solution = nbformat.v4.new_code_cell("raise AssertionError('the worked solution is wrong')",
+                                         metadata={"tags": ["solution", "hide-input"],
+                                                   "jupyter": {"source_hidden": True}})
+    wide = nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nfrom acpg_lab.plotting import show\n"
+                                     "fig, ax = plt.subplots(figsize=(15, 3))\nax.plot([0, 1])\n"
+                                     "ax.set(xlabel='x', ylabel='y')\nshow(fig, 'too_wide')")
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("import os\nassert os.environ['ACPG_LAB_PROFILE'] == 'ci'"),
-        nbformat.v4.new_code_cell("import warnings\nwarnings.warn('old API', FutureWarning)")])
+        nbformat.v4.new_code_cell("import warnings\nwarnings.warn('old API', FutureWarning)"), solution, wide])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "warns.ipynb")
     done = _nbval(tmp_path / "warns.ipynb", tmp_path)
-    assert done.returncode == 1 and "1 failed, 1 passed" in done.stdout, done.stdout[-3000:]
+    assert done.returncode == 1 and "3 failed, 1 passed" in done.stdout, done.stdout[-3000:]
     assert "FutureWarning" in done.stdout and "old API" in done.stdout
+    assert "the worked solution is wrong" in done.stdout  # a collapsed exercise solution is executed and checked
+    assert "FigureLayoutError" in done.stdout and "15.0 in wide" in done.stdout
 
 
 @pytest.mark.parametrize("name", NAMES)
