@@ -108,3 +108,82 @@ class Screenshots:
 
     def where(self) -> str:
         return f"screenshots in {self.directory}: " + ", ".join(p.name for p in self.taken)
+
+
+# ------------------------------------------------------------------------------------------- book page checks
+#: Run in a book page (Jupyter Book 1.x, sphinx-book-theme). The evidence appendix is *collapsed* when every piece
+#: of content after its heading that the browser shows (a text node with visible text; an img, table, svg,
+#: canvas, iframe, video or pre element; shown = ``checkVisibility()`` and a non-empty box: the content of a closed
+#: <details> is not shown, Chromium skips it with content-visibility) lies inside a heading (h1-h6) or inside the
+#: <summary> of a <details>: everything else is inside a closed <details> (a dropdown or a hidden cell), so it has
+#: no box. There must be exactly one such heading and at least one fold after it.
+APPENDIX_COLLAPSED = """() => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('main');
+  const heads = [...article.querySelectorAll('h1, h2, h3, h4, h5, h6')]
+    .filter(h => h.textContent.replace(/#\\s*$/, '').trim() === 'Evidence appendix');
+  if (heads.length !== 1) return {heading: heads.length, visible: [], folds: 0};
+  const head = heads[0];
+  const after = n => !head.contains(n) && (head.compareDocumentPosition(n) & Node.DOCUMENT_POSITION_FOLLOWING);
+  const allowed = n => { const e = n.nodeType === Node.TEXT_NODE ? n.parentElement : n;
+    return !!e.closest('h1, h2, h3, h4, h5, h6, summary'); };
+  const shown = n => { let rects;
+    const e = n.nodeType === Node.TEXT_NODE ? n.parentElement : n;
+    if (!e.checkVisibility({contentVisibilityAuto: true, visibilityProperty: true})) return false;
+    if (n.nodeType === Node.TEXT_NODE) {
+      const r = document.createRange(); r.selectNodeContents(n); rects = r.getClientRects();
+    } else rects = n.getClientRects();
+    return [...rects].some(r => r.width > 0 && r.height > 0); };
+  const visible = [];
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT | NodeFilter.SHOW_ELEMENT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const content = n.nodeType === Node.TEXT_NODE ? n.textContent.trim().length > 0
+      : ['IMG', 'TABLE', 'SVG', 'svg', 'CANVAS', 'IFRAME', 'VIDEO', 'PRE'].includes(n.tagName);
+    if (content && after(n) && !allowed(n) && shown(n))
+      visible.push((n.nodeType === Node.TEXT_NODE ? n.textContent : '<' + n.tagName.toLowerCase() + '>')
+        .trim().slice(0, 80));
+  }
+  const folds = [...article.querySelectorAll('details')].filter(d => after(d));
+  return {heading: 1, visible: visible.slice(0, 8), nvisible: visible.length, folds: folds.length,
+          open: folds.filter(d => d.open).length};
+}"""
+#: Opens every fold of the page (so that what is inside is laid out too), then reports each displayed image
+#: narrower than ``minimum`` x its natural width, each image that did not load, and each table whose right edge
+#: passes the content column's unless an element between it and the column (the table included) scrolls
+#: horizontally within the column.
+LAYOUT_PROBLEMS = """(minimum) => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('main');
+  for (const d of article.querySelectorAll('details')) d.open = true;
+  const column = article.getBoundingClientRect();
+  const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+  const small = [], broken = [], overflowing = [];
+  for (const img of article.querySelectorAll('img')) {
+    if (!img.complete || img.naturalWidth === 0) { broken.push(img.getAttribute('src')); continue; }
+    if (img.clientWidth === 0) continue;
+    const ratio = img.clientWidth / img.naturalWidth;
+    if (ratio < minimum)
+      small.push(`${(img.getAttribute('src') || '').slice(-60)}: ${img.clientWidth}/${img.naturalWidth} px`);
+  }
+  let tables = 0;
+  for (const table of article.querySelectorAll('table')) {
+    const r = table.getBoundingClientRect();
+    if (r.width === 0) continue;
+    tables += 1;
+    if (r.right <= column.right + 1) continue;
+    let ok = false;
+    for (let e = table; e && e !== article; e = e.parentElement)
+      if (scrolls(e) && e.getBoundingClientRect().right <= column.right + 1) { ok = true; break; }
+    if (!ok) overflowing.push(`${table.className || 'table'} ${Math.round(r.width)} px wide, right edge `
+                              + `${Math.round(r.right)} > ${Math.round(column.right)}`);
+  }
+  return {small, broken, overflowing, tables, column: Math.round(column.width),
+          page_overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth};
+}"""
+
+
+def book_page_report(page, minimum: float = 0.7) -> dict:
+    """The appendix and layout checks of the book page open in ``page``: ``appendix`` (`APPENDIX_COLLAPSED`, as
+    the page opens), then every fold opened and the layout (`LAYOUT_PROBLEMS`) measured once the images loaded."""
+    collapsed = page.evaluate(APPENDIX_COLLAPSED)
+    page.evaluate("() => document.querySelectorAll('article details').forEach(d => { d.open = true; })")
+    page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=30_000)
+    return {"appendix": collapsed, **page.evaluate(LAYOUT_PROBLEMS, minimum)}
