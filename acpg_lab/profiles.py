@@ -35,18 +35,20 @@ OUTPUT_ROOT_ENV = "ACPG_LAB_OUTPUT_ROOT"
 
 #: Notebooks 03 and 04 share the stressed PPO setting (so 04's learnable-head runs are 03's, bitwise): the
 #: cheapest setting found where collapse appears (default), and the PFO paper's own (full: ALE Phoenix, 8 epochs).
+#: ``default`` is a live run a learner waits for (4 seeds x 80k steps: about 1-2 minutes per condition on one CPU);
+#: the held-out evidence (16 seeds x 150k steps per cell) is stored in results/evidence/pfo.
 _STRESSED_PPO: dict[str, dict[str, Any]] = {
-    "seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=(0, 1, 2, 3, 4)),
+    "seeds": dict(ci=(0, 1), default=(0, 1, 2, 3), full=(0, 1, 2, 3, 4)),
     "device": dict(ci="cpu", default="auto", full="cuda"),
     "env_id": dict(ci="CartPole-v1", default="CartPole-v1", full="ALE/Phoenix-v5"),
-    "total_steps": dict(ci=4_096, default=150_000, full=5_000_000),
+    "total_steps": dict(ci=4_096, default=80_000, full=5_000_000),
     "epochs": dict(ci=40, default=40, full=8),
     "lr": dict(ci=1e-3, default=1e-3, full=2.5e-4),
     "ent_coef": dict(ci=0.0, default=0.0, full=0.01),
     "clip_coef": dict(ci=0.2, default=0.2, full=0.1),
     "pfo_coef": dict(ci=1.0, default=1.0, full=1.0),
-    "diagnostics_every": dict(ci=2, default=10, full=50),
-    "snapshot_every": dict(ci=8, default=100, full=1000),
+    "diagnostics_every": dict(ci=2, default=5, full=50),
+    "snapshot_every": dict(ci=8, default=20, full=1000),
     "probe_steps": dict(ci=20, default=200, full=500),
 }
 
@@ -62,26 +64,33 @@ NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
         "device": dict(ci="cpu", default="auto", full="cuda"),
         "bandit_steps": dict(ci=8_000, default=60_000, full=300_000),
         "grid_steps": dict(ci=8_000, default=60_000, full=300_000),
+        # the appendix's CartPole / MinAtar label runs (minutes): default shows its stored run instead
+        "label_runs": dict(ci=True, default=False, full=True),
         "cartpole_steps": dict(ci=4_096, default=100_000, full=500_000),
         "minatar_env": dict(ci="MinAtar/Breakout-v1", default="MinAtar/Breakout-v1", full="MinAtar/Breakout-v1"),
         "minatar_steps": dict(ci=2_048, default=100_000, full=5_000_000),
         "diagnostics_every": dict(ci=2, default=5, full=10),
     },
-    "02_acpg_fixed_etf_head": {
-        "seeds": dict(ci=(0, 1), default=tuple(range(10)), full=tuple(range(20))),
+    "02_acpg_fixed_etf_head": {  # the live run: PPO on CartPole, learnable vs fixed ETF head (seeds x cartpole_steps)
+        "seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=tuple(range(20))),
         "device": dict(ci="cpu", default="auto", full="cuda"),
         "cartpole_steps": dict(ci=2_048, default=60_000, full=500_000),
-        "acrobot_steps": dict(ci=2_048, default=60_000, full=1_000_000),
-        "lunar_steps": dict(ci=2_048, default=60_000, full=2_000_000),
-        "minatar_env": dict(ci="MinAtar/Breakout-v1", default="MinAtar/Breakout-v1", full="MinAtar/Breakout-v1"),
-        "minatar_steps": dict(ci=2_048, default=40_000, full=5_000_000),
-        "ablation_steps": dict(ci=2_048, default=40_000, full=200_000),
-        "ablation_seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=tuple(range(10))),
+        "episode_steps": dict(ci=30, default=500, full=500),  # the animated episode of each trained agent
+        # the exercises (~1 minute each under default): REINFORCE on CartPole, the ETF's scale, ETF vs random on Acrobot
+        "exercise_seeds": dict(ci=(0, 1), default=(0, 1, 2), full=tuple(range(10))),
+        "reinforce_steps": dict(ci=8_000, default=150_000, full=300_000),
+        "exercise_steps": dict(ci=2_048, default=30_000, full=150_000),
+        "acrobot_steps": dict(ci=2_048, default=100_000, full=500_000),
     },
     "03_ppo_trust_region_failure": {
         **_STRESSED_PPO,
         "reference_epochs": dict(ci=10, default=10, full=4),
         "pfo_all_coef": dict(ci=10.0, default=10.0, full=10.0),
+        # the exercises: each a short run on fewer seeds and steps than the live run (~1 minute under default)
+        "exercise_seeds": dict(ci=(0, 1), default=(0, 1), full=(0, 1, 2, 3, 4)),
+        "exercise_steps": dict(ci=2_048, default=40_000, full=1_000_000),
+        "exercise_epochs": dict(ci=80, default=80, full=16),
+        "animation_steps": dict(ci=20, default=240, full=1_000),  # steps of the animated episode (every 2nd drawn)
     },
     "04_acpg_meets_pfo": dict(_STRESSED_PPO),
     "05_sb3_etf_policy": {  # SB3 trains one seed per model; its small MLP policies are fastest on the CPU
