@@ -1,28 +1,45 @@
-"""The main job as the README runs it (papermill, ``ci`` profile), on notebooks 00 and 02: quiet terminal, no
-errors and no warnings in the outputs, every figure named after what it shows. Its executed notebooks then make
-the HTML book (``acpg-lab book --no-execute``), which a headless Chromium opens: the index, notebook 02's page
-whose images must load, and the metric reference.
+"""The main job as the README runs it (papermill, ``ci`` profile), on notebooks 00-04: quiet terminal, no errors
+and no warnings in the outputs, every figure named after what it shows. Its executed notebooks then make the HTML
+book (``acpg-lab book --no-execute``), which a headless Chromium opens: the front page (the course outline), every
+notebook page (images load), and on the 01-04 pages the checks of issue 22: the evidence appendix is collapsed
+(`_browser.APPENDIX_COLLAPSED`), no image is shown below 70% of its natural width and no table overflows the
+content column (`_browser.LAYOUT_PROBLEMS`); the glossary (every term's anchor, every link the notebooks make to
+it), the metric reference and the API reference have their content.
 
-Why two notebooks: nbval already executes every notebook (test_notebooks.py, FutureWarnings as errors), and the
-main job's mechanics (parameters injected, outputs read back, figures extracted) do not depend on the notebook;
-running all of them a second time would roughly double the suite's notebook time for no new check. Notebook 02
-is the one with the most figures and the library warning that must stay filtered; 00 has the widget explorer.
-Every notebook's parameters cell is checked statically for what the main job injects (test_notebooks.py).
+Why not 05: nbval already executes every notebook (test_notebooks.py, FutureWarnings as errors), and the main job's
+mechanics (parameters injected, outputs read back, figures extracted) do not depend on the notebook; 00-04 are
+executed here because the book checks need their pages (05 is the slowest under ``ci`` and has no evidence
+appendix to fold that the others do not exercise). Every notebook's parameters cell is checked statically for
+what the main job injects (test_notebooks.py).
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 import nbformat
 import pytest
-from _browser import Screenshots, browser_page, require, require_browser, static_server
+from _browser import (
+    APPENDIX_COLLAPSED,
+    Screenshots,
+    book_page_report,
+    browser_page,
+    require,
+    require_browser,
+    static_server,
+)
+from test_glossary import ANCHORS
 
 from acpg_lab.runner import figure_prefix, list_notebooks, run_notebooks
 
 pytestmark = pytest.mark.slow
 
-MAIN_JOB = ["00_simplex_etf", "02_acpg_fixed_etf_head"]
+MAIN_JOB = ["00_simplex_etf", "01_observing_action_collapse", "02_acpg_fixed_etf_head", "03_ppo_trust_region_failure",
+            "04_acpg_meets_pfo"]
+#: The pages whose evidence appendix and layout the browser checks.
+LESSONS = MAIN_JOB[1:]
+MIN_IMAGE_SCALE = 0.7  # a figure shown below 70% of its natural width is unreadable (issue 22)
 #: Figures a reader looks for by name (the main job writes OUT/figures/<number>_<name>.png).
 EXPECTED_FIGURES = {"00_etf_pictures_and_separation.png", "00_etf_head_confidence.png", "00_etf_explorer.png",
                     "02_learning_curves.png", "02_aggregate.png", "02_head_options_ablation.png"}
@@ -46,7 +63,7 @@ def test_main_job_runs_notebooks_quietly_and_the_book_shows_them(tmp_path, capfd
     timings = {}
     start = time.perf_counter()
     executed = run_notebooks("ci", runs, device="cpu", only=names, log=lambda *_: None)
-    timings["main job, ci, notebooks 00 and 02"] = time.perf_counter() - start
+    timings["main job, ci, notebooks 00-04"] = time.perf_counter() - start
     terminal = capfd.readouterr()
     for noise in ("without encryption", "KeyboardInterrupt"):  # the kernels' own chatter, if any, lands here
         assert noise not in terminal.err + terminal.out, f"the main job's terminal shows {noise!r}"
@@ -72,8 +89,10 @@ def test_main_job_runs_notebooks_quietly_and_the_book_shows_them(tmp_path, capfd
     index = build_book(tmp_path / "site", runs=runs, execute=False, only=names, log=lambda *_: None)
     timings["book build"] = time.perf_counter() - start
     site = index.parent
-    assert {f"{name}.html" for name in names} | {"reproduction.html", "metrics.html"} <= {
-        p.name for p in site.glob("*.html")}
+    pages = {p.name for p in site.glob("*.html")}
+    assert {f"{name}.html" for name in names} | {"reproduction.html", "metrics.html", "glossary.html",
+                                                 "api.html"} <= pages, sorted(pages)
+    _check_links_to_the_reference(site, names)
 
     chromium = require_browser()
     shots = Screenshots(tmp_path / "screenshots")
@@ -86,21 +105,69 @@ def test_main_job_runs_notebooks_quietly_and_the_book_shows_them(tmp_path, capfd
             page.wait_for_url(f"{url}/intro.html", timeout=30_000)
             page.wait_for_load_state("load")
             assert "acpg_lab" in page.title()
-            assert "profile: ci" in page.locator("main").inner_text()
-            for name in names:  # every notebook has its page in the navigation
+            front = page.locator("main").inner_text()
+            assert "profile of this copy: ci" in front
+            for section in ("Course outline", "Prerequisites", "How to run it", "acpg-lab lab"):
+                assert section in front, f"the front page has no {section!r}"
+            for name in names:  # every notebook has its page in the navigation and in the course outline
                 assert page.locator(f"nav a[href='{name}.html']").count() >= 1, name
-            shots.take(page, "book_index")
+                assert page.locator(f"main a[href='{name}.html']").count() >= 1, name
+            for reference in ("glossary", "metrics", "reproduction", "api"):
+                assert page.locator(f"nav a[href='{reference}.html']").count() >= 1, reference
+            shots.take(page, "book_front_page")
 
-            page.goto(f"{url}/02_acpg_fixed_etf_head.html", wait_until="load")
-            page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=30_000)
-            images = page.evaluate("() => Array.from(document.images).map(i => [i.getAttribute('src'), "
-                                   "i.naturalWidth])")
-            shown = len([f for f in figures if f.startswith("02_")])
-            assert len(images) >= shown, (images, shown)
-            assert all(width > 0 for _, width in images), f"images that did not load: {images}"
-            page.locator("img").first.scroll_into_view_if_needed()
-            shots.take(page, "book_notebook_02_figure")
+            problems = {}
+            for name in names:
+                page.goto(f"{url}/{name}.html", wait_until="load")
+                page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=30_000)
+                images = page.evaluate("() => Array.from(document.images).map(i => [i.getAttribute('src'), "
+                                       "i.naturalWidth])")
+                shown = len([f for f in figures if f.startswith(figure_prefix(name) + "_")])
+                assert len(images) >= shown, (name, images, shown)
+                assert all(width > 0 for _, width in images), f"{name}: images that did not load: {images}"
+                if name not in LESSONS:
+                    continue
+                shots.take(page, f"book_{name}_top")
+                report = book_page_report(page, MIN_IMAGE_SCALE)
+                appendix = report["appendix"]
+                found = []
+                if appendix["heading"] != 1:
+                    found.append(f"{appendix['heading']} 'Evidence appendix' headings (expected 1)")
+                elif appendix["visible"] or not appendix["folds"]:
+                    found.append(f"evidence appendix not collapsed: {appendix['folds']} folds, "
+                                 f"{appendix.get('nvisible', 0)} pieces shown, e.g. {appendix['visible']}")
+                found += [f"image shown below {MIN_IMAGE_SCALE:.0%} of its width: {s}" for s in report["small"]]
+                found += [f"image that did not load: {s}" for s in report["broken"]]
+                found += [f"table overflowing the {report['column']}-px column: {s}" for s in report["overflowing"]]
+                if report["page_overflow"]:
+                    found.append("the page scrolls sideways")
+                if found:
+                    problems[name] = found
+                page.locator("h2", has_text="Evidence appendix").first.scroll_into_view_if_needed()
+                shots.take(page, f"book_{name}_appendix_opened")
+            assert not problems, "book pages 01-04:\n" + "\n".join(
+                f"{name}: " + "; ".join(found) for name, found in problems.items())
 
+            # the collapse check is strict: one opened fold of an appendix is reported
+            page.goto(f"{url}/{LESSONS[0]}.html", wait_until="load")
+            page.evaluate("() => { const h = [...document.querySelectorAll('article h2')].find(h => "
+                          "h.textContent.startsWith('Evidence appendix')); const d = [...document.querySelectorAll("
+                          "'article details')].filter(d => h.compareDocumentPosition(d) & 4); d[d.length - 1].open = "
+                          "true; }")
+            assert page.evaluate(APPENDIX_COLLAPSED)["visible"], "an opened fold of the appendix went unnoticed"
+
+            page.goto(f"{url}/glossary.html", wait_until="load")
+            glossary = page.locator("main")
+            assert glossary.locator("h2").count() == len(ANCHORS)
+            assert "Holm" in glossary.inner_text()
+            shots.take(page, "book_glossary")
+            page.goto(f"{url}/api.html", wait_until="load")
+            api = page.locator("main").inner_text()
+            for name in ("TrainConfig", "simplex_etf", "action_collapse", "welch", "holm", "collapse_events",
+                         "ETFActorCriticPolicy"):
+                assert name in api, f"the API reference does not document {name}"
+            assert page.locator("main dl.py").count() >= 30, "the API reference documents too few objects"
+            shots.take(page, "book_api_reference")
             page.goto(f"{url}/metrics.html", wait_until="load")
             assert "ratio_below_mean" in page.locator("main").inner_text()
             shots.take(page, "book_metric_reference")
@@ -110,6 +177,23 @@ def test_main_job_runs_notebooks_quietly_and_the_book_shows_them(tmp_path, capfd
         print(f"book browser check failed; {shots.where()}")
         raise
     print(f"timings: {', '.join(f'{k} {v:.1f} s' for k, v in timings.items())}; {shots.where()}")
+
+
+def _ids(html: str) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', html))
+
+
+def _check_links_to_the_reference(site, names) -> None:
+    """Every term of the glossary has its anchor in the built page, and every link of a notebook page to the
+    glossary, the metric reference or the claims table names a page of the book and an anchor on it."""
+    ids = {page: _ids((site / f"{page}.html").read_text()) for page in ("glossary", "metrics", "reproduction")}
+    assert ANCHORS <= ids["glossary"], f"glossary anchors missing in the book: {sorted(ANCHORS - ids['glossary'])}"
+    for name in names:
+        html = (site / f"{name}.html").read_text()
+        stale = [h for h in re.findall(r'href="([^"]+)"', html) if re.search(r"docs/|REPRODUCTION|\.md\b", h)]
+        assert not stale, f"{name}: links to the repository's files, not rewritten to the book's pages: {stale}"
+        for page, anchor in re.findall(r'href="(glossary|metrics|reproduction)\.html#([^"]+)"', html):
+            assert anchor in ids[page], f"{name} links {page}.html#{anchor}, which does not exist"
 
 
 def test_book_bad_input(tmp_path):

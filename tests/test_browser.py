@@ -3,8 +3,10 @@
 JupyterLab is started from this environment with ``acpg-lab lab --profile ci`` (the README's third command, so
 ``ACPG_LAB_PROFILE=ci``) on 127.0.0.1, a free port and a random token, and stopped at the end whatever happens. A
 headless Chromium opens notebook 00, runs every cell, checks that no cell shows an error, moves the K slider of
-the ETF explorer and checks that a new figure appears; then it opens notebook 01 and runs it to the end. The
-screenshots are kept under the test's temporary directory (printed on failure).
+the ETF explorer and checks that a new figure appears; then it opens notebook 03 as a learner does (its evidence
+appendix folded under its collapsed heading), runs it to the end, the learner path, the exercises' solutions and
+the appendix, and checks that no cell shows an error. The screenshots are kept under the test's temporary
+directory (printed on failure).
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ _APP_READY = """(path) => { const w = window.jupyterapp && window.jupyterapp.she
 _ALL_RAN = """() => { const w = window.jupyterapp.shell.currentWidget;
     const cells = w.content.widgets.filter(c => c.model.type === 'code');
     return cells.every(c => c.model.executionCount !== null) && w.sessionContext.session.kernel.status === 'idle'; }"""
+#: The notebook's markdown cells whose text starts with the appendix heading: [collapsed?, cells hidden under it].
+_APPENDIX_STATE = """() => { const w = window.jupyterapp.shell.currentWidget;
+    return w.content.widgets.filter(c => c.model.type === 'markdown'
+            && c.model.sharedModel.getSource().trimStart().startsWith('## Evidence appendix'))
+        .map(c => [!!c.headingCollapsed, w.content.widgets.filter(x => x.isHidden).length]); }"""
 _OUTPUTS = """() => window.jupyterapp.shell.currentWidget.content.widgets.filter(c => c.model.type === 'code')
     .map(c => c.model.outputs.toJSON())"""
 
@@ -105,12 +112,19 @@ def _jupyterlab(tmp: Path, profile: str):
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def _run_all(page, url: str, token: str, notebook: str, timeout_s: float) -> list[list[dict]]:
-    """Open ``notebook``, wait for its kernel, run all cells, wait until every code cell has run; return the
-    outputs of each code cell (nbformat JSON, read from JupyterLab's model)."""
+def _open(page, url: str, token: str, notebook: str) -> None:
+    """Open ``notebook`` in JupyterLab and wait until its kernel is idle."""
     path = f"notebooks/{notebook}.ipynb"
     page.goto(f"{url}/lab/tree/{path}?token={token}")
     page.wait_for_function(_APP_READY, arg=path, timeout=120_000, polling=250)
+
+
+def _run_all(page, url: str, token: str, notebook: str, timeout_s: float, *, opened: bool = False
+             ) -> list[list[dict]]:
+    """Open ``notebook`` (unless ``opened``), wait for its kernel, run all cells, wait until every code cell has
+    run; return the outputs of each code cell (nbformat JSON, read from JupyterLab's model)."""
+    if not opened:
+        _open(page, url, token, notebook)
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     page.wait_for_function(_ALL_RAN, timeout=timeout_s * 1000, polling=500)
     return page.evaluate(_OUTPUTS)
@@ -135,7 +149,11 @@ def _text(outputs: list[list[dict]]) -> str:
                      for cell in outputs for o in cell)
 
 
-def test_jupyterlab_runs_notebooks_00_and_01_in_a_real_browser(tmp_path):
+#: The lesson a learner runs to the end in the browser: the longest learner path, with the most to fold.
+LESSON = "03_ppo_trust_region_failure"
+
+
+def test_jupyterlab_runs_notebooks_00_and_03_in_a_real_browser(tmp_path):
     chromium = require_browser()
     _require_jupyterlab()
     shots = Screenshots(tmp_path / "screenshots")
@@ -165,15 +183,23 @@ def test_jupyterlab_runs_notebooks_00_and_01_in_a_real_browser(tmp_path):
             explorer.scroll_into_view_if_needed()  # the cell, not its image: the widget may redraw the image again
             shots.take(page, "00_explorer_after_K_slider")
 
+            _open(page, url, token, LESSON)
+            state = page.evaluate(_APPENDIX_STATE)
+            assert len(state) == 1, f"{LESSON}: {len(state)} markdown cells start with '## Evidence appendix'"
+            assert state[0][0] and state[0][1] > 0, (
+                f"{LESSON} opens with its evidence appendix unfolded (heading collapsed: {state[0][0]}, hidden "
+                f"cells: {state[0][1]}); acpg_lab.lesson.collapse_file saves it collapsed")
+            shots.take(page, "03_opened_appendix_collapsed")
             start = time.perf_counter()
-            outputs = _run_all(page, url, token, "01_observing_action_collapse", timeout_s=420)
-            timings["01 run all"] = time.perf_counter() - start
+            outputs = _run_all(page, url, token, LESSON, timeout_s=540, opened=True)
+            timings["03 run all"] = time.perf_counter() - start
             assert not _problems(outputs), _problems(outputs)
-            out_dir = tmp_path / "out" / "runs" / "notebooks" / "01_observing_action_collapse"
-            assert f"output_dir='{out_dir}'" in _text(outputs), "the notebook did not write to the one output tree"
-            assert list(out_dir.glob("*.csv")), f"no tables written to {out_dir}"
-            page.locator(".jp-Cell .jp-OutputArea-output img").last.scroll_into_view_if_needed()
-            shots.take(page, "01_ran_to_the_end")
+            assert "profile='ci'" in _text(outputs) or "Smoke test" in _text(outputs), (
+                "ACPG_LAB_PROFILE=ci did not reach notebook 03")
+            out_dir = tmp_path / "out" / "runs" / "notebooks" / LESSON
+            assert out_dir.is_dir() and any(out_dir.iterdir()), f"{LESSON} wrote nothing to {out_dir}"
+            page.locator(".jp-Cell .jp-OutputArea-output").last.scroll_into_view_if_needed()
+            shots.take(page, "03_ran_to_the_end")
             server_log = log_path.read_text()
             assert f"Serving notebooks from local directory: {tmp_path / 'root'}" in server_log
             assert "without encryption" not in server_log, "JupyterLab's kernels run over TCP (expected IPC)"
