@@ -190,7 +190,8 @@ def _check_links_to_the_reference(site, names) -> None:
     assert ANCHORS <= ids["glossary"], f"glossary anchors missing in the book: {sorted(ANCHORS - ids['glossary'])}"
     for name in names:
         html = (site / f"{name}.html").read_text()
-        stale = [h for h in re.findall(r'href="([^"]+)"', html) if re.search(r"docs/|REPRODUCTION|\.md\b", h)]
+        stale = [h for h in re.findall(r'href="([^"]+)"', html)
+                 if re.search(r"docs/|REPRODUCTION|\.md\b", h) and not h.startswith("_sources/")]
         assert not stale, f"{name}: links to the repository's files, not rewritten to the book's pages: {stale}"
         for page, anchor in re.findall(r'href="(glossary|metrics|reproduction)\.html#([^"]+)"', html):
             assert anchor in ids[page], f"{name} links {page}.html#{anchor}, which does not exist"
