@@ -1,39 +1,53 @@
-"""The algorithms, as small pure functions of seed-batched tensors: advantage estimators and losses.
+"""The algorithms, as small pure functions of seed-batched tensors and one table that names them: `ALGORITHMS`.
 
-REINFORCE, A2C and PPO share one training loop (`acpg_lab.training`); everything that makes them different is a
-function here or a `TrainConfig` field with a per-algorithm default:
+REINFORCE, A2C, PPO and GRPO share one training loop (`acpg_lab.training`); everything that makes them different
+is an `AlgoSpec` entry of `ALGORITHMS` (which advantage estimator, which policy loss, whether there is a critic,
+whether PFO and the clip apply, the per-algorithm defaults of `TrainConfig`), and the functions it names:
 
-==========================  =========================  ========================  =========================
-                            REINFORCE                  A2C                       PPO
-==========================  =========================  ========================  =========================
-advantage                   `monte_carlo_returns`      `gae` (lambda 1: n-step)  `gae` (lambda 0.95)
-                            minus a learned baseline
-                            (``reinforce_baseline``)
-steps that train            those whose episode ended  every real step           every real step
-                            inside the rollout
-policy loss                 `reinforce_loss`           `reinforce_loss`          `ppo_clip_loss`
-``norm_adv``                True                       False                     True
-``epochs``                  1                          1                         4 (CartPole preset: 20)
-``minibatch_size``          the whole rollout          the whole rollout         256
-``shuffle``                 False                      False                     True
-==========================  =========================  ========================  =========================
+=========  ===================================  ================  ========  ========  =================  =======
+algo       advantage (steps that train)         policy loss       critic    norm_adv  epochs x minibatch  shuffle
+=========  ===================================  ================  ========  ========  =================  =======
+reinforce  `monte_carlo_returns` minus a        `reinforce_loss`  baseline  True      1 x whole rollout  False
+           learned baseline (steps whose
+           episode ended inside the rollout)
+a2c        `gae`, lambda 1: n-step returns      `reinforce_loss`  yes       False     1 x whole rollout  False
+           (every real step)
+ppo        `gae`, lambda 0.95 (every real       `ppo_clip_loss`   yes       True      4 x 256            True
+           step)                                                                      (CartPole: 20)
+grpo       `group_relative_advantages`: the     `ppo_clip_loss`   no        False     4 x 512            True
+           episode's return against the other
+           episodes of the rollout (episodes
+           that start and end inside it)
+=========  ===================================  ================  ========  ========  =================  =======
 
-All three add ``vf_coef * value_loss`` (when there is a critic) and subtract ``ent_coef * entropy``; PFO adds
-``pfo_coef * pfo_loss`` to PPO's loss. Tensors are ``[S, N]`` (seeds x samples) unless said otherwise, and
-every loss is a per-seed masked mean of shape ``[S]``: summing it over seeds before ``backward`` gives each seed
-exactly its own gradient.
+``baseline``: REINFORCE learns a state-value baseline when ``TrainConfig.reinforce_baseline`` (the default).
+Algorithms with a critic add ``vf_coef * value_loss``; all subtract ``ent_coef * entropy``; PFO adds
+``pfo_coef * pfo_loss`` to the algorithms that reuse a rollout for several epochs (PPO, GRPO). Tensors are
+``[S, N]`` (seeds x samples) unless said otherwise, and every loss is a per-seed masked mean of shape ``[S]``:
+summing it over seeds before ``backward`` gives each seed exactly its own gradient.
+
+Adding an algorithm is one `AlgoSpec` entry in `ALGORITHMS` plus the functions it names (its policy loss or its
+advantage estimator, written with the loop's signature: see `PolicyLoss` and `AdvantageEstimator`); the config's
+checks, the loop and the command line's choices all read the table.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-__all__ = ["gae", "monte_carlo_returns", "reinforce_loss", "ppo_clip_loss", "value_loss", "entropy", "pfo_loss",
-           "masked_mean", "normalize_per_seed", "uniforms", "explore", "sample_actions", "clip_grad_norm_per_seed"]
+from acpg_lab.checks import check_choice
+
+__all__ = ["gae", "monte_carlo_returns", "group_relative_advantages", "reinforce_loss", "ppo_clip_loss",
+           "value_loss", "entropy", "pfo_loss", "masked_mean", "normalize_per_seed", "uniforms", "explore",
+           "sample_actions", "clip_grad_norm_per_seed", "AlgoSpec", "ALGORITHMS", "algo_spec", "PolicyLoss",
+           "AdvantageEstimator"]
 
 
 # ----------------------------------------------------------------------------- advantage estimators, [T, S, E]
@@ -70,6 +84,36 @@ def monte_carlo_returns(rewards: Tensor, terminated: Tensor, truncated: Tensor,
         c = torch.maximum(done[t], c)
         returns[t], complete[t] = g, c
     return returns, complete
+
+
+def group_relative_advantages(rewards: Tensor, terminated: Tensor, truncated: Tensor,
+                              valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Critic-free advantages ``[T, S, E]`` that compare whole episodes: (advantages, episode returns, mask).
+
+    GRPO's estimator (Shao et al. 2024, DeepSeekMath), with each episode of a seed's rollout as one sample of its
+    group (all start from the environment's initial-state distribution, as GRPO's answers share a prompt): every
+    step of an episode gets ``(R - mean(R)) / std(R)``, its undiscounted return standardised over the seed's
+    episodes in the rollout. No value function is learned and no reward is bootstrapped, at the price of one
+    advantage per episode (it cannot tell which steps made the episode good). Only an episode that starts and
+    ends inside the rollout has a known return and belongs to the group; the steps of the others are masked out,
+    so the rollout must be several episodes long. A group of one episode (or of equal returns) gives advantage 0.
+    """
+    outcome, complete = monte_carlo_returns(rewards, terminated, truncated, 1.0)  # at a reset step: the next
+    # episode's return (reward 0, no episode end), so an episode's return is read at the step before its first
+    done = torch.maximum(terminated, truncated)
+    episode_return, started = torch.zeros_like(rewards), torch.zeros_like(rewards)
+    total, begun = torch.zeros_like(rewards[0]), torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0]):
+        start = 1.0 - valid[t] if t == 0 else torch.maximum(done[t - 1], 1.0 - valid[t])
+        total = torch.where(start > 0, outcome[t], total)
+        begun = torch.maximum(begun, start)
+        episode_return[t], started[t] = total, begun
+    ends = done * started  # one entry per episode of the group: its last step
+    count = ends.sum((0, 2)).clamp_min(1.0)  # [S]
+    mean = (episode_return * ends).sum((0, 2)) / count
+    std = (((episode_return - mean.view(1, -1, 1)) ** 2 * ends).sum((0, 2)) / count).sqrt()
+    advantages = (episode_return - mean.view(1, -1, 1)) / (std.view(1, -1, 1) + 1e-8)
+    return advantages, episode_return, valid * started * complete
 
 
 # ----------------------------------------------------------------------------- policy losses, side by side
@@ -157,3 +201,107 @@ def clip_grad_norm_per_seed(params: Sequence[torch.nn.Parameter], max_norm: floa
         for g in grads:
             g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
     return norms
+
+
+# ----------------------------------------------------------------------------- the algorithms, as data
+class AdvantageEstimator(Protocol):
+    """How the loop calls an algorithm's advantage estimator on a rollout ``[T, S, E]`` (``values`` has T + 1
+    entries, zeros without a critic): (advantages, return targets of the critic, mask of the steps that train)."""
+
+    def __call__(self, rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor, valid: Tensor, *,
+                 gamma: float, lam: float, critic: bool) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
+class PolicyLoss(Protocol):
+    """How the loop calls an algorithm's policy loss on a minibatch ``[S, M]``: (per-seed loss ``[S]``, statistics
+    to log). ``old_logp`` is the behaviour policy's log-probability at collection; ``clip`` is ``clip_coef``."""
+
+    def __call__(self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
+                 clip: float) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+def _gae_on_every_step(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor, valid: Tensor, *,
+                       gamma: float, lam: float, critic: bool) -> tuple[Tensor, Tensor, Tensor]:
+    adv, returns = gae(rewards, values, terminated, truncated, gamma, lam)
+    return adv, returns, valid
+
+
+def _monte_carlo_on_ended_episodes(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor,
+                                   valid: Tensor, *, gamma: float, lam: float,
+                                   critic: bool) -> tuple[Tensor, Tensor, Tensor]:
+    returns, complete = monte_carlo_returns(rewards, terminated, truncated, gamma)
+    return (returns - values[:-1] if critic else returns), returns, valid * complete
+
+
+def _group_relative(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor, valid: Tensor, *,
+                    gamma: float, lam: float, critic: bool) -> tuple[Tensor, Tensor, Tensor]:
+    return group_relative_advantages(rewards, terminated, truncated, valid)
+
+
+def _score_function(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
+                    clip: float) -> tuple[Tensor, dict[str, Tensor]]:
+    return reinforce_loss(logp, advantages, mask), {}
+
+
+def _clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
+                       clip: float) -> tuple[Tensor, dict[str, Tensor]]:
+    return ppo_clip_loss(logp, old_logp, advantages, mask, clip)
+
+
+CRITICS = ("yes", "baseline", "no")
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """One algorithm of the shared loop, as data: what the config's checks, the loop and the command line ask."""
+
+    name: str  #: the ``TrainConfig.algo`` value
+    summary: str  #: one line, for documentation and ``--help``
+    advantage: AdvantageEstimator  #: advantages, return targets and the steps that train, from a rollout
+    policy_loss: PolicyLoss  #: the policy term of the loss
+    critic: str  #: "yes" (learns V), "baseline" (V as REINFORCE's baseline if ``reinforce_baseline``) or "no"
+    clip: bool  #: the policy loss clips the ratio at ``clip_coef`` (which must then be > 0)
+    pfo: bool  #: ``pfo_coef > 0`` is allowed (the algorithm reuses a rollout for several epochs)
+    defaults: Mapping[str, Any] = field(default_factory=dict)  #: generic `TrainConfig` defaults (presets win)
+
+    def __post_init__(self) -> None:
+        check_choice("critic", self.critic, CRITICS)
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
+    def uses_critic(self, *, reinforce_baseline: bool) -> bool:
+        """Whether the run learns a value function (REINFORCE only as its optional baseline)."""
+        return self.critic == "yes" or (self.critic == "baseline" and reinforce_baseline)
+
+
+#: Every algorithm the loop trains, by ``TrainConfig.algo``. Defaults: CleanRL's PPO, SB3's A2C with Adam,
+#: Monte-Carlo REINFORCE with a baseline, GRPO as PPO without a critic; ``minibatch_size`` absent means the whole
+#: rollout in one step, ``trust_region_clip`` absent means ``clip_coef``.
+ALGORITHMS: Mapping[str, AlgoSpec] = MappingProxyType({spec.name: spec for spec in (
+    AlgoSpec("reinforce", "Monte-Carlo returns minus a learned baseline, vanilla policy gradient",
+             advantage=_monte_carlo_on_ended_episodes, policy_loss=_score_function, critic="baseline", clip=False,
+             pfo=False,
+             defaults=dict(num_envs=8, rollout_steps=500, epochs=1, shuffle=False, norm_adv=True, lr=1e-3,
+                           anneal_lr=False, gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5,
+                           max_grad_norm=0.5, trust_region_clip=0.2)),
+    AlgoSpec("a2c", "n-step actor-critic (GAE with lambda 1), vanilla policy gradient",
+             advantage=_gae_on_every_step, policy_loss=_score_function, critic="yes", clip=False, pfo=False,
+             defaults=dict(num_envs=8, rollout_steps=5, epochs=1, shuffle=False, norm_adv=False, lr=7e-4,
+                           anneal_lr=False, gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5,
+                           max_grad_norm=0.5, trust_region_clip=0.2)),
+    AlgoSpec("ppo", "clipped surrogate over several epochs, GAE advantages from a critic",
+             advantage=_gae_on_every_step, policy_loss=_clipped_surrogate, critic="yes", clip=True, pfo=True,
+             defaults=dict(num_envs=8, rollout_steps=128, epochs=4, minibatch_size=256, shuffle=True,
+                           norm_adv=True, lr=2.5e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_coef=0.2,
+                           ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5)),
+    # gamma and gae_lambda are unused (episodes are compared by their undiscounted return) and so is vf_coef
+    AlgoSpec("grpo", "PPO's clipped surrogate on critic-free, group-relative episode advantages",
+             advantage=_group_relative, policy_loss=_clipped_surrogate, critic="no", clip=True, pfo=True,
+             defaults=dict(num_envs=8, rollout_steps=256, epochs=4, minibatch_size=512, shuffle=True,
+                           norm_adv=False, lr=1e-3, anneal_lr=True, gamma=1.0, gae_lambda=1.0, clip_coef=0.2,
+                           ent_coef=0.0, vf_coef=0.0, max_grad_norm=0.5)),
+)})
+
+
+def algo_spec(name: str) -> AlgoSpec:
+    """The `AlgoSpec` of ``name``; ValueError naming ``algo`` (with the closest name) for an unknown one."""
+    return ALGORITHMS[check_choice("algo", name, tuple(ALGORITHMS))]

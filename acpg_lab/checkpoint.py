@@ -29,15 +29,13 @@ import time
 import warnings
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from acpg_lab.config import TrainConfig
 from acpg_lab.run import Run
-
-if TYPE_CHECKING:  # pragma: no cover
-    from acpg_lab.training import TrainState
+from acpg_lab.state import TrainState
 
 __all__ = ["CheckpointError", "RunDirectory", "CHECKPOINT_NAME", "FORMAT", "read_checkpoint", "write_atomic"]
 

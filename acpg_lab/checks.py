@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_choice", "check_int", "check_number"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_number"]
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[str]) -> Any:
@@ -25,14 +25,30 @@ def check_choice(name: str, value: Any, allowed: Sequence[str]) -> Any:
 def check_int(name: str, value: Any, minimum: int) -> int:
     """``value`` as an int if it is an integer (not a bool) >= ``minimum``, else ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        what = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value)
 
 
-def check_number(name: str, value: Any, *, minimum: float, strict: bool) -> float:
-    """``value`` as a float if it is a finite number > ``minimum`` (``strict``) or >= it, else ValueError."""
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+def check_number(name: str, value: Any, *, minimum: float, strict: bool, maximum: float | None = None,
+                 strict_maximum: bool = False) -> float:
+    """``value`` as a float if it is a finite number (not a bool) > ``minimum`` (``strict``) or >= it, and, with
+    ``maximum``, < it (``strict_maximum``) or <= it; else ValueError naming ``name``."""
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
     ok = ok and math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    if maximum is not None:
+        ok = ok and (value < maximum if strict_maximum else value <= maximum)
     if not ok:
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}")
+        bound = f"{'>' if strict else '>='} {minimum}"
+        if maximum is not None:
+            bound += f" and {'<' if strict_maximum else '<='} {maximum}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is True or False (a numpy bool too), else ValueError naming ``name`` (1 and "yes" are
+    refused: a typo there should not silently switch a behaviour on)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

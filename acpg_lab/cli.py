@@ -20,7 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-from acpg_lab.config import TrainConfig
+from acpg_lab.algorithms import ALGORITHMS
+from acpg_lab.config import HEADS, TrainConfig
 
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -188,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("train", parents=[common], help="train one configuration and save the run")
     p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--algo", default="ppo", choices=["reinforce", "a2c", "ppo"])
-    p.add_argument("--head", default="linear", choices=["linear", "etf"])
+    p.add_argument("--algo", default="ppo", choices=list(ALGORITHMS),
+                   help="; ".join(f"{name}: {spec.summary}" for name, spec in ALGORITHMS.items()))
+    p.add_argument("--head", default="linear", choices=list(HEADS),
+                   help="linear (learnable), etf (fixed simplex ETF, ACPG) or random (fixed random unit rows)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any other TrainConfig field")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",

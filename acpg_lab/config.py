@@ -1,23 +1,24 @@
 """`TrainConfig`: every knob of a training run, per-environment presets, and validation of bad input.
 
 Fields left at ``None`` take the value of the preset for (environment, algorithm) if there is one, else the
-generic default of the algorithm (`ALGO_DEFAULTS`); a value you set always wins. ``resolve()`` returns the
+generic default of the algorithm (its `AlgoSpec.defaults` in `acpg_lab.algorithms.ALGORITHMS`); a value you set
+always wins. ``resolve()`` returns the
 config with every field filled in, and that resolved config is what a run records.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from acpg_lab.checks import check_choice
+from acpg_lab.algorithms import ALGORITHMS, algo_spec
+from acpg_lab.checks import check_bool, check_choice, check_int, check_number
 from acpg_lab.envs import is_atari, probe_spaces, resolve_env_id
 
-ALGOS = ("reinforce", "a2c", "ppo")
+ALGOS = tuple(ALGORITHMS)  #: the ``algo`` choices: the names of `acpg_lab.algorithms.ALGORITHMS`
 HEADS = ("linear", "etf", "random")
 ACTIVATIONS = ("tanh", "relu")
 NETWORKS = ("auto", "mlp", "cnn", "nature")
@@ -26,23 +27,9 @@ LABEL_SOURCES = ("greedy", "expert", "optimal")
 ON_NONFINITE = ("stop", "freeze_seed")
 RESUME_ENVS = ("exact", "reseed")
 
-#: Generic defaults per algorithm (CleanRL's PPO; SB3's A2C with Adam; Monte-Carlo REINFORCE with a baseline). The
-#: rows ``epochs`` .. ``norm_adv`` are where the algorithms differ (see the table in `acpg_lab.algorithms`);
-#: ``minibatch_size`` absent means the whole rollout in one step.
-ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": dict(num_envs=8, rollout_steps=128, epochs=4, minibatch_size=256, shuffle=True, norm_adv=True,
-                lr=2.5e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_coef=0.2, ent_coef=0.01, vf_coef=0.5,
-                max_grad_norm=0.5),
-    "a2c": dict(num_envs=8, rollout_steps=5, epochs=1, shuffle=False, norm_adv=False, lr=7e-4, anneal_lr=False,
-                gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
-                trust_region_clip=0.2),
-    "reinforce": dict(num_envs=8, rollout_steps=500, epochs=1, shuffle=False, norm_adv=True, lr=1e-3,
-                      anneal_lr=False, gamma=0.99, gae_lambda=1.0, clip_coef=0.0, ent_coef=0.0, vf_coef=0.5,
-                      max_grad_norm=0.5, trust_region_clip=0.2),
-}
 NETWORK_DEFAULTS: dict[str, Any] = dict(hidden_sizes=(64, 64), activation="tanh")
 
-#: Tuned values per (environment, algorithm); keys absent here fall back to `ALGO_DEFAULTS`.
+#: Tuned values per (environment, algorithm); keys absent here fall back to the algorithm's `AlgoSpec.defaults`.
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # rl-baselines3-zoo's CartPole PPO with an entropy bonus of 0.01 instead of 0: measured here, greedy 500 on
     # 16/16 seeds per head within 100k steps (without the bonus, 7/8 seeds: one stalled at 266).
@@ -72,7 +59,9 @@ class TrainConfig:
     env_id: str = "CartPole-v1"
     """gymnasium id with a discrete action space; MinAtar ("MinAtar/Breakout-v1") and acpg_lab/ ids need no set-up."""
     algo: str = "ppo"
-    """"reinforce" (Monte-Carlo returns), "a2c" (n-step actor-critic) or "ppo" (clipped surrogate, GAE)."""
+    """"reinforce" (Monte-Carlo returns), "a2c" (n-step actor-critic), "ppo" (clipped surrogate, GAE) or "grpo"
+    (PPO's surrogate on critic-free advantages that compare the episodes of a rollout): `acpg_lab.algorithms`
+    tables what each one does."""
     head: str = "linear"
     """Action-selection layer: "linear" (learnable), "etf" (fixed simplex ETF, ACPG) or "random" (fixed random unit
     rows: the control that is fixed like the ETF but not equiangular)."""
@@ -126,7 +115,7 @@ class TrainConfig:
     anneal_lr: bool | None = None
     """Decay the learning rate linearly to 0 over the run."""
     clip_coef: float | None = None
-    """PPO clip range epsilon of the probability ratio (unused by A2C and REINFORCE)."""
+    """Clip range epsilon of the probability ratio (PPO, GRPO; unused by A2C and REINFORCE)."""
     ent_coef: float | None = None
     """Entropy bonus coefficient."""
     vf_coef: float | None = None
@@ -156,7 +145,8 @@ class TrainConfig:
 
     # ---------------------------------------------------------------- PFO
     pfo_coef: float = 0.0
-    """PFO beta (PPO only): penalty on the change of the actor's pre-activations from collection time; 0 = off."""
+    """PFO beta (PPO and GRPO, the algorithms that reuse a rollout for several epochs): penalty on the change of
+    the actor's pre-activations from collection time; 0 = off."""
     pfo_layers: str = "last"
     """PFO on the "last" hidden layer's pre-activations or on "all" hidden layers' (concatenated)."""
 
@@ -213,7 +203,7 @@ class TrainConfig:
     def filled(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the preset or generic default, without any validation (`resolve`
         validates too; `Run.load` uses this to fill in fields added after a run was saved)."""
-        algo_defaults = ALGO_DEFAULTS[self.algo]
+        algo_defaults = algo_spec(self.algo).defaults
         family = ATARI_PRESETS.get(self.algo, {}) if is_atari(self.env_id) else {}
         preset = PRESETS.get((self.env_id, self.algo), family)
         filled = {}
@@ -244,7 +234,8 @@ class TrainConfig:
         return TrainConfig(**filled)
 
     def _check_choices(self) -> None:
-        for name, allowed in (("algo", ALGOS), ("head", HEADS), ("network", NETWORKS)):
+        algo_spec(self.algo)  # an unknown algorithm: "did you mean"
+        for name, allowed in (("head", HEADS), ("network", NETWORKS)):
             check_choice(name, getattr(self, name), allowed)
         if self.activation is not None:
             check_choice("activation", self.activation, ACTIVATIONS)
@@ -254,8 +245,8 @@ class TrainConfig:
         seeds = self.seeds
         if isinstance(seeds, int) or not hasattr(seeds, "__len__") or len(seeds) == 0:
             raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}")
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-            raise ValueError(f"seeds must be non-negative integers, got {seeds!r}")
+        for seed in seeds:
+            check_int(f"seeds (each of {tuple(seeds)!r})", seed, 0)
         if len(set(seeds)) != len(seeds):
             dup = sorted({s for s in seeds if list(seeds).count(s) > 1})
             raise ValueError(f"seeds must be distinct, {dup} appear more than once in {tuple(seeds)!r}")
@@ -269,49 +260,39 @@ class TrainConfig:
             if self.expert_run is None or not (Path(self.expert_run) / "model.pt").is_file():
                 raise ValueError(f"label_source='expert' needs expert_run = a directory written by Run.save, got "
                                  f"{self.expert_run!r}")
-        if not (isinstance(self.pfo_coef, int | float) and math.isfinite(self.pfo_coef) and self.pfo_coef >= 0):
-            raise ValueError(f"pfo_coef must be a non-negative number, got {self.pfo_coef!r}")
-        if self.pfo_coef > 0 and self.algo != "ppo":
-            raise ValueError(f"pfo_coef > 0 needs algo='ppo' (PFO regularises PPO's epochs), got algo={self.algo!r}")
-        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
-            raise ValueError(f"num_threads must be a positive integer or None, got {self.num_threads!r}")
         check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
         check_choice("resume_envs", self.resume_envs, RESUME_ENVS)
-        for name in ("diagnostics_every", "snapshot_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer (0 = off), got {value!r}")
 
     def _check_values(self) -> None:
+        """Check every number and flag of the filled config, through `acpg_lab.checks` (so booleans are refused
+        where a number belongs), and store it as a plain int, float or bool."""
+        def number(name: str, minimum: float, *, strict: bool, maximum: float | None = None,
+                   strict_maximum: bool = False) -> None:
+            setattr(self, name, check_number(name, getattr(self, name), minimum=minimum, strict=strict,
+                                             maximum=maximum, strict_maximum=strict_maximum))
+
         for name in ("total_steps", "num_envs", "rollout_steps", "epochs", "minibatch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            setattr(self, name, check_int(name, getattr(self, name), 1))
+        for name in ("diagnostics_every", "snapshot_every", "checkpoint_every"):
+            setattr(self, name, check_int(name, getattr(self, name), 0))  # 0 = off
+        if self.num_threads is not None:
+            self.num_threads = check_int("num_threads (or None)", self.num_threads, 1)
         for name in ("lr", "head_scale", "head_init_gain"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("ent_coef", "vf_coef", "clip_coef", "max_grad_norm"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        eps = self.explore_epsilon
-        if not (isinstance(eps, int | float) and not isinstance(eps, bool) and 0 <= eps < 1):
-            raise ValueError(f"explore_epsilon must be a number in [0, 1), got {eps!r}")
-        for name in ("shuffle", "norm_adv", "anneal_lr"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.algo == "ppo" and not self.clip_coef > 0:
-            raise ValueError(f"clip_coef must be > 0 for PPO, got {self.clip_coef!r}")
-        if not (isinstance(self.trust_region_clip, int | float) and math.isfinite(self.trust_region_clip)
-                and self.trust_region_clip > 0):
-            raise ValueError(f"trust_region_clip must be a positive number, got {self.trust_region_clip!r}")
+            number(name, 0.0, strict=True)
+        for name in ("ent_coef", "vf_coef", "clip_coef", "max_grad_norm", "pfo_coef"):
+            number(name, 0.0, strict=False)
         for name in ("gamma", "gae_lambda"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 <= value <= 1):
-                raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-        if not self.hidden_sizes or not all(isinstance(h, int) and h > 0 for h in self.hidden_sizes):
+            number(name, 0.0, strict=False, maximum=1.0)
+        number("explore_epsilon", 0.0, strict=False, maximum=1.0, strict_maximum=True)
+        for name in ("shuffle", "norm_adv", "anneal_lr", "reward_clip", "reinforce_baseline", "shared_trunk",
+                     "head_normalize", "head_bias", "diagnostics_null"):
+            setattr(self, name, check_bool(name, getattr(self, name)))
+        if not self.hidden_sizes:
             raise ValueError(f"hidden_sizes must be a non-empty tuple of positive integers, got {self.hidden_sizes!r}")
+        self.hidden_sizes = tuple(check_int(f"hidden_sizes (each of {self.hidden_sizes!r})", h, 1)
+                                  for h in self.hidden_sizes)
+        self._check_algorithm()
+        number("trust_region_clip", 0.0, strict=True)  # after the algorithm's clip_coef, its default
         batch = self.num_envs * self.rollout_steps
         if self.minibatch_size > batch:
             raise ValueError(f"minibatch_size={self.minibatch_size} exceeds the rollout of num_envs * "
@@ -319,6 +300,17 @@ class TrainConfig:
         if self.total_steps < batch:
             raise ValueError(f"total_steps={self.total_steps} is below one rollout (num_envs * rollout_steps = "
                              f"{batch}); nothing would be trained")
+
+    def _check_algorithm(self) -> None:
+        """What the algorithm's `AlgoSpec` allows: PFO only where it applies, a positive clip where it clips."""
+        spec = algo_spec(self.algo)
+        if self.pfo_coef > 0 and not spec.pfo:
+            with_pfo = tuple(name for name, other in ALGORITHMS.items() if other.pfo)
+            raise ValueError(f"pfo_coef > 0 needs an algorithm that reuses a rollout for several epochs, one of "
+                             f"{with_pfo} (PFO regularises those epochs), got algo={self.algo!r}")
+        if spec.clip and not self.clip_coef > 0:
+            raise ValueError(f"clip_coef must be > 0 for algo={self.algo!r} (it clips the probability ratio), got "
+                             f"{self.clip_coef!r}")
 
     def _check_env(self) -> None:
         obs_space, act_space, info = probe_spaces(self.env_id, self.env_kwargs, reset=self.label_source == "optimal")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,10 +20,8 @@ from torch import Tensor
 from acpg_lab.config import TrainConfig
 from acpg_lab.diagnostics import diagnose
 from acpg_lab.networks import ActorCritic
+from acpg_lab.rollout import Batch, Rollout
 from acpg_lab.run import compact_obs
-
-if TYPE_CHECKING:
-    from acpg_lab.training import Batch, Rollout
 
 __all__ = ["Instruments", "History", "episode_stats"]
 

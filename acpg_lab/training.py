@@ -1,12 +1,13 @@
-"""Training: REINFORCE, A2C and PPO for discrete actions, S seeds at once as one seed-batched model.
+"""Training: REINFORCE, A2C, PPO and GRPO for discrete actions, S seeds at once as one seed-batched model.
 
 `train` reads as its phases, each a named function below::
 
     collect_rollout -> advantages -> update (epochs x minibatches of loss_fn) -> Instruments.after_update -> History.log
 
-The algorithms themselves are the small functions of `acpg_lab.algorithms`, whose docstring tables every
-difference between them (advantage estimator, policy loss, ``norm_adv``, ``epochs``, ``minibatch_size``,
-``shuffle``); this module only calls them. What is recorded beyond the losses (diagnostics, actor snapshots, the
+The algorithms themselves are the small functions of `acpg_lab.algorithms`, and its table `ALGORITHMS` names,
+per algorithm, every difference between them (advantage estimator, policy loss, critic, per-algorithm defaults
+of ``norm_adv``, ``epochs``, ``minibatch_size``, ``shuffle``...); this module only reads the table and calls
+them, so it holds no algorithm's name. What is recorded beyond the losses (diagnostics, actor snapshots, the
 plasticity probe's batch) hangs off the loop in `Instruments`, so it cannot change what is trained.
 
 Every tensor has a leading seed dimension S. Losses are per-seed masked means summed over seeds, so each seed's
@@ -17,14 +18,11 @@ and minibatch order, all derived from the seed alone (`derived_seeds`).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,15 +30,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from acpg_lab.algorithms import (
+    algo_spec,
     clip_grad_norm_per_seed,
     entropy,
     explore,
-    gae,
-    monte_carlo_returns,
     normalize_per_seed,
     pfo_loss,
-    ppo_clip_loss,
-    reinforce_loss,
     sample_actions,
     uniforms,
     value_loss,
@@ -52,58 +47,20 @@ from acpg_lab.envs import SeedEnvs
 from acpg_lab.networks import ActorCritic
 from acpg_lab.nonfinite import NonFiniteError, NonFiniteGuard
 from acpg_lab.recording import History, Instruments, episode_stats
+from acpg_lab.rollout import Batch, Rollout
 from acpg_lab.run import Run, build_model, derived_seeds, resolve_device
+from acpg_lab.state import TrainState
 
 __all__ = ["train", "TrainState", "NonFiniteError", "Rollout", "Batch", "collect_rollout", "advantages", "update",
            "loss_fn", "Instruments"]
 
 
 def uses_critic(cfg: TrainConfig) -> bool:
-    """A2C and PPO learn a value function; REINFORCE only as its optional baseline."""
-    return cfg.algo != "reinforce" or cfg.reinforce_baseline
+    """Whether the run learns a value function (`AlgoSpec.critic`: REINFORCE only as its optional baseline)."""
+    return algo_spec(cfg.algo).uses_critic(reinforce_baseline=cfg.reinforce_baseline)
 
 
 # ----------------------------------------------------------------------------- phase 1: collect a rollout
-@dataclass
-class Rollout:
-    """T steps of S seeds x E environments, ``[T, S, E, ...]``, refilled in place by `collect_rollout`."""
-
-    obs: Tensor
-    actions: Tensor
-    logp: Tensor  #: log-probability of the sampled action under the behaviour policy
-    logits: Tensor  #: ``[T, S, E, K]`` behaviour policy's logits
-    rewards: Tensor
-    terminated: Tensor
-    truncated: Tensor
-    valid: Tensor  #: 0 on NEXT_STEP reset steps (no transition: masked out of every loss)
-    values: Tensor  #: ``[T + 1, S, E]``: V of each state and of the state after the rollout (0 without a critic)
-    labels: Tensor  #: the environment's optimal action, where it publishes one
-    next_obs: Tensor  #: where the next rollout starts
-    next_labels: Tensor | None
-    preacts: Tensor | None = None  #: `pfo_features` at collection time (PFO, diagnostics), allocated on first use
-    keep_preacts: bool = False
-    episode_returns: list[np.ndarray] | None = None  #: per seed, returns of the episodes that ended in the rollout
-    episode_lengths: list[np.ndarray] | None = None
-
-    @classmethod
-    def allocate(cls, cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, device: torch.device,
-                 first_obs: Tensor, first_labels: Tensor | None) -> Rollout:
-        shape = (cfg.rollout_steps, len(cfg.seeds), cfg.num_envs)
-
-        def zeros(*trailing: int, dtype: torch.dtype = torch.float32, steps: int = shape[0]) -> Tensor:
-            return torch.zeros((steps, *shape[1:], *trailing), dtype=dtype, device=device)
-
-        return cls(obs=zeros(*obs_shape), actions=zeros(dtype=torch.long), logp=zeros(), logits=zeros(num_actions),
-                   rewards=zeros(), terminated=zeros(), truncated=zeros(), valid=zeros(),
-                   values=zeros(steps=shape[0] + 1), labels=zeros(dtype=torch.long), next_obs=first_obs,
-                   next_labels=first_labels,
-                   keep_preacts=cfg.pfo_coef > 0 or cfg.diagnostics_every > 0)
-
-    def flat(self, x: Tensor) -> Tensor:
-        """``[T, S, E, ...] -> [S, T * E, ...]``: a seed's samples side by side, as the update reads them."""
-        return x.transpose(0, 1).reshape(x.shape[1], x.shape[0] * x.shape[2], *x.shape[3:])
-
-
 @torch.no_grad()
 def collect_rollout(model: ActorCritic, envs: SeedEnvs, rollout: Rollout, generators: Sequence[torch.Generator],
                     cfg: TrainConfig) -> None:
@@ -146,61 +103,26 @@ def collect_rollout(model: ActorCritic, envs: SeedEnvs, rollout: Rollout, genera
 
 # ----------------------------------------------------------------------------- phase 2: advantages
 def advantages(rollout: Rollout, cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """(advantages, return targets, mask of the steps that train), ``[T, S, E]``.
-
-    REINFORCE: Monte-Carlo returns minus the baseline, only on steps whose episode ended inside the rollout.
-    A2C and PPO: GAE(lambda) on every real step.
-    """
+    """(advantages, return targets, mask of the steps that train), ``[T, S, E]``, by the algorithm's estimator
+    (`AlgoSpec.advantage`): REINFORCE's Monte-Carlo returns minus the baseline on the steps whose episode ended
+    inside the rollout, A2C's and PPO's GAE(lambda) on every real step, GRPO's group-relative episode returns."""
     r = rollout
-    if cfg.algo == "reinforce":
-        returns, complete = monte_carlo_returns(r.rewards, r.terminated, r.truncated, cfg.gamma)
-        adv = returns - r.values[:-1] if uses_critic(cfg) else returns
-        return adv, returns, r.valid * complete
-    adv, returns = gae(r.rewards, r.values, r.terminated, r.truncated, cfg.gamma, cfg.gae_lambda)
-    return adv, returns, r.valid
-
-
-class Batch(NamedTuple):
-    """What the update trains on: one rollout flattened to ``[S, N, ...]`` with its advantages."""
-
-    obs: Tensor
-    actions: Tensor
-    logp: Tensor
-    advantages: Tensor
-    returns: Tensor
-    mask: Tensor
-    preacts: Tensor | None
-
-    @classmethod
-    def from_rollout(cls, rollout: Rollout, adv: Tensor, returns: Tensor, mask: Tensor) -> Batch:
-        r = rollout
-        return cls(*(r.flat(x) for x in (r.obs, r.actions, r.logp, adv, returns, mask)),
-                   r.flat(r.preacts) if r.keep_preacts else None)
-
-    def take(self, idx: Tensor) -> Batch:
-        """The minibatch of samples ``idx [S, M]`` (each seed its own indices)."""
-        num_seeds, n = self.obs.shape[:2]
-        flat = (idx + n * torch.arange(num_seeds, device=idx.device).unsqueeze(1)).reshape(-1)
-        # one index_select on [S * N, ...] per tensor: the same rows as x[seed, idx], ~3x faster than that
-        return Batch(*(None if x is None else x.reshape(num_seeds * n, *x.shape[2:]).index_select(0, flat)
-                       .view(num_seeds, idx.shape[1], *x.shape[2:]) for x in self))
+    return algo_spec(cfg.algo).advantage(r.rewards, r.values, r.terminated, r.truncated, r.valid, gamma=cfg.gamma,
+                                         lam=cfg.gae_lambda, critic=uses_critic(cfg))
 
 
 # ----------------------------------------------------------------------------- phase 3: update
 def loss_fn(model: ActorCritic, mb: Batch, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
     """The per-seed loss ``[S]`` of one minibatch and its statistics (detached)::
 
-        policy loss (reinforce_loss or ppo_clip_loss) - ent_coef * entropy [+ pfo_coef * pfo_loss]
-        [+ vf_coef * value_loss]
+        policy loss (`AlgoSpec.policy_loss`: reinforce_loss, ppo_clip_loss) - ent_coef * entropy
+        [+ pfo_coef * pfo_loss] [+ vf_coef * value_loss]
     """
     out = model.policy(mb.obs)
     logp_all = out.logits.log_softmax(-1)
     logp = logp_all.gather(-1, mb.actions.unsqueeze(-1)).squeeze(-1)
     adv = normalize_per_seed(mb.advantages, mb.mask) if cfg.norm_adv else mb.advantages
-    if cfg.algo == "ppo":
-        loss_pi, stats = ppo_clip_loss(logp, mb.logp, adv, mb.mask, cfg.clip_coef)
-    else:
-        loss_pi, stats = reinforce_loss(logp, adv, mb.mask), {}
+    loss_pi, stats = algo_spec(cfg.algo).policy_loss(logp, mb.logp, adv, mb.mask, clip=cfg.clip_coef)
     ent = entropy(logp_all, mb.mask)
     loss = loss_pi - cfg.ent_coef * ent
     if cfg.pfo_coef > 0:
@@ -273,36 +195,6 @@ def train(config: TrainConfig, *, progress: bool = True, run_dir: str | Path | N
         return _train_resolved(cfg, progress, directory, resume)
     finally:
         torch.set_num_threads(threads)
-
-
-@dataclass
-class TrainState:
-    """Everything that changes while training: what a checkpoint stores (`acpg_lab.checkpoint`)."""
-
-    cfg: TrainConfig
-    model: ActorCritic
-    optimizer: torch.optim.Optimizer
-    generators: list[torch.Generator]
-    envs: SeedEnvs
-    rollout: Rollout
-    instruments: Instruments
-    history: History
-    guard: NonFiniteGuard
-    next_update: int = 0  #: updates done
-    resumed_from: int = 0  #: the update a checkpoint was resumed at (0: trained from the start)
-    start: float = 0.0  #: perf_counter of a fresh start, shifted back by the time trained before a resume
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def restart_clock(self, elapsed: float) -> None:
-        self.start = time.perf_counter() - elapsed
-
-    def run(self, interrupted: bool = False) -> Run:
-        return Run(config=self.cfg, history=self.history.frame(), model=self.model, wall_time=self.elapsed(),
-                   interrupted=interrupted, snapshots=self.instruments.snapshots,
-                   probe_obs=self.instruments.probe_obs, resumed_from=self.resumed_from,
-                   nonfinite=[dataclasses.asdict(e) for e in self.guard.events])
 
 
 def _setup(cfg: TrainConfig) -> TrainState:

@@ -50,6 +50,21 @@ CASES = [
     (dict(device="tpu"), "device"),
     (dict(env_kwargs=[1]), "env_kwargs"),
     (dict(num_threads=0), "num_threads"),
+    # booleans are not numbers: refused wherever a number belongs, naming the field
+    (dict(lr=True), "lr.*got True"),
+    (dict(gamma=True), "gamma.*got True"),
+    (dict(gae_lambda=False), "gae_lambda.*got False"),
+    (dict(ent_coef=True), "ent_coef.*got True"),
+    (dict(max_grad_norm=False), "max_grad_norm.*got False"),
+    (dict(explore_epsilon=True), "explore_epsilon.*got True"),
+    (dict(pfo_coef=True), "pfo_coef.*got True"),
+    (dict(trust_region_clip=True), "trust_region_clip.*got True"),
+    (dict(epochs=True), "epochs.*got True"),
+    (dict(diagnostics_every=True), "diagnostics_every.*got True"),
+    (dict(hidden_sizes=(64, True)), "hidden_sizes.*got True"),
+    (dict(shuffle=1), "shuffle must be True or False, got 1"),
+    (dict(head_bias="yes"), "head_bias must be True or False"),
+    (dict(algo="a2c", pfo_coef=0.5), "pfo_coef > 0 needs .*algo='a2c'"),
 ]
 
 
