@@ -4,27 +4,29 @@ REINFORCE, A2C, PPO and GRPO share one training loop (`acpg_lab.training`); ever
 is an `AlgoSpec` entry of `ALGORITHMS` (which advantage estimator, which policy loss, whether there is a critic,
 whether PFO and the clip apply, the per-algorithm defaults of `TrainConfig`), and the functions it names:
 
-=========  ===================================  ================  ========  ========  =================  =======
-algo       advantage (steps that train)         policy loss       critic    norm_adv  epochs x minibatch  shuffle
-=========  ===================================  ================  ========  ========  =================  =======
-reinforce  `monte_carlo_returns` minus a        `reinforce_loss`  baseline  True      1 x whole rollout  False
+=========  ==================================  ================  ========  ========  ==================  =======
+algo       advantage (steps that train)        policy loss       critic    norm_adv  epochs x minibatch  shuffle
+=========  ==================================  ================  ========  ========  ==================  =======
+reinforce  `monte_carlo_returns` minus a       `reinforce_loss`  baseline  True      1 x whole rollout   False
            learned baseline (steps whose
            episode ended inside the rollout)
-a2c        `gae`, lambda 1: n-step returns      `reinforce_loss`  yes       False     1 x whole rollout  False
+a2c        `gae`, lambda 1: n-step returns     `reinforce_loss`  yes       False     1 x whole rollout   False
            (every real step)
-ppo        `gae`, lambda 0.95 (every real       `ppo_clip_loss`   yes       True      4 x 256            True
-           step)                                                                      (CartPole: 20)
-grpo       `group_relative_advantages`: the     `ppo_clip_loss`   no        False     4 x 512            True
+ppo        `gae`, lambda 0.95 (every real      `ppo_clip_loss`   yes       True      4 x 256 (CartPole   True
+           step)                                                                     preset: 20 x 256)
+grpo       `group_relative_advantages`: the    `ppo_clip_loss`   no        False     4 x 512             True
            episode's return against the other
            episodes of the rollout (episodes
            that start and end inside it)
-=========  ===================================  ================  ========  ========  =================  =======
+=========  ==================================  ================  ========  ========  ==================  =======
 
 ``baseline``: REINFORCE learns a state-value baseline when ``TrainConfig.reinforce_baseline`` (the default).
 Algorithms with a critic add ``vf_coef * value_loss``; all subtract ``ent_coef * entropy``; PFO adds
-``pfo_coef * pfo_loss`` to the algorithms that reuse a rollout for several epochs (PPO, GRPO). Tensors are
-``[S, N]`` (seeds x samples) unless said otherwise, and every loss is a per-seed masked mean of shape ``[S]``:
-summing it over seeds before ``backward`` gives each seed exactly its own gradient.
+``pfo_coef * pfo_loss`` to the algorithms that reuse a rollout for several epochs (PPO, GRPO). GRPO is the
+critic-free PPO of DeepSeekMath (Shao et al. 2024) without its KL penalty towards a reference policy (as DAPO
+and Dr. GRPO drop it): the clip is its only trust region. Tensors are ``[S, N]`` (seeds x samples) unless said
+otherwise, and every loss is a per-seed masked mean of shape ``[S]``: summing it over seeds before ``backward``
+gives each seed exactly its own gradient.
 
 Adding an algorithm is one `AlgoSpec` entry in `ALGORITHMS` plus the functions it names (its policy loss or its
 advantage estimator, written with the loop's signature: see `PolicyLoss` and `AdvantageEstimator`); the config's
@@ -98,12 +100,13 @@ def group_relative_advantages(rewards: Tensor, terminated: Tensor, truncated: Te
     ends inside the rollout has a known return and belongs to the group; the steps of the others are masked out,
     so the rollout must be several episodes long. A group of one episode (or of equal returns) gives advantage 0.
     """
-    outcome, complete = monte_carlo_returns(rewards, terminated, truncated, 1.0)  # at a reset step: the next
-    # episode's return (reward 0, no episode end), so an episode's return is read at the step before its first
+    # undiscounted returns-to-go; at a reset step (reward 0, no episode end) already the whole next episode's return
+    outcome, complete = monte_carlo_returns(rewards, terminated, truncated, 1.0)
     done = torch.maximum(terminated, truncated)
     episode_return, started = torch.zeros_like(rewards), torch.zeros_like(rewards)
     total, begun = torch.zeros_like(rewards[0]), torch.zeros_like(rewards[0])
     for t in range(rewards.shape[0]):
+        # an episode starts at a reset step, or right after an episode end; one running at t = 0 began before
         start = 1.0 - valid[t] if t == 0 else torch.maximum(done[t - 1], 1.0 - valid[t])
         total = torch.where(start > 0, outcome[t], total)
         begun = torch.maximum(begun, start)
@@ -222,6 +225,7 @@ class PolicyLoss(Protocol):
 
 def _gae_on_every_step(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor, valid: Tensor, *,
                        gamma: float, lam: float, critic: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """A2C, PPO: GAE(lambda) on every real step (a step of an unfinished episode bootstraps from the critic)."""
     adv, returns = gae(rewards, values, terminated, truncated, gamma, lam)
     return adv, returns, valid
 
@@ -229,26 +233,31 @@ def _gae_on_every_step(rewards: Tensor, values: Tensor, terminated: Tensor, trun
 def _monte_carlo_on_ended_episodes(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor,
                                    valid: Tensor, *, gamma: float, lam: float,
                                    critic: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """REINFORCE: Monte-Carlo returns, minus the critic's baseline if there is one, on the steps whose episode
+    ended inside the rollout (the others have no return yet)."""
     returns, complete = monte_carlo_returns(rewards, terminated, truncated, gamma)
     return (returns - values[:-1] if critic else returns), returns, valid * complete
 
 
 def _group_relative(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor, valid: Tensor, *,
                     gamma: float, lam: float, critic: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """GRPO: `group_relative_advantages` (no critic: ``values``, ``gamma`` and ``lam`` are not read)."""
     return group_relative_advantages(rewards, terminated, truncated, valid)
 
 
 def _score_function(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
                     clip: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """REINFORCE, A2C: `reinforce_loss` (on-policy: ``old_logp`` and ``clip`` are not read)."""
     return reinforce_loss(logp, advantages, mask), {}
 
 
 def _clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
                        clip: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO, GRPO: `ppo_clip_loss` and its statistics (``approx_kl``, ``clip_frac``)."""
     return ppo_clip_loss(logp, old_logp, advantages, mask, clip)
 
 
-CRITICS = ("yes", "baseline", "no")
+CRITICS = ("yes", "baseline", "no")  #: the values of `AlgoSpec.critic`
 
 
 @dataclass(frozen=True)
