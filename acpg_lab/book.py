@@ -143,13 +143,17 @@ def _title(notebook: Path) -> str:
 
 
 def _sentence(text: str, limit: int = 320) -> str:
-    """``text`` on one line, cut after the sentence that passes ``limit`` characters."""
+    """``text`` on one line, cut after the sentence that passes ``limit`` characters (whole when no sentence ends
+    there outside a link, math or code)."""
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    cut = re.search(r"[.?!](\s|$)", text[limit // 2:])
-    return text[:limit // 2 + cut.end()].strip() if cut and limit // 2 + cut.end() <= 2 * limit else \
-        text[:limit].rstrip() + " …"
+    for cut in re.finditer(r"[.?!](?=\s|$)", text):
+        head = text[:cut.end()]
+        if cut.end() >= limit // 2 and head.count("$") % 2 == 0 and head.count("`") % 2 == 0 \
+                and head.count("[") == head.count("]") and head.count("(") == head.count(")"):
+            return head
+    return text
 
 
 def _label(paragraph: str, *names: str) -> str | None:
@@ -160,15 +164,23 @@ def _label(paragraph: str, *names: str) -> str | None:
 
 def _outline(notebook: Path) -> dict[str, object]:
     """What the front page says about a notebook, read from its first markdown cells: its title; its question
-    (the paragraph labelled **Question** or **Claim(s) under test**, else the first paragraph after the title and
-    the sequence line); the bullets of its goals cell (a heading with "Goals") and its **Prerequisites**
-    paragraph; its run time (the paragraph labelled **Run time...**, else the first sentence that gives a time)."""
+    (the paragraph labelled **Question**, else the first plain paragraph after the title and the sequence line,
+    else the paragraph or bullet labelled **Claim(s)** / **The paper claims**); the bullets of its goals cell (a
+    heading with "Goals") and its **Prerequisites** paragraph; its run time (the paragraph labelled **Run
+    time...**, else the first sentence that gives a time)."""
     sources = _markdown(notebook)[:8]
     paragraphs = [p.strip() for s in sources for p in re.split(r"\n\s*\n", s) if p.strip()]
+    items = [re.sub(r"\s+", " ", i).strip() for p in paragraphs if p.startswith("- ")
+             for i in re.split(r"(?:^|\n)- ", p) if i.strip()]  # bullets, each on one line
     body = [p for p in paragraphs[:8] if not p.startswith(("#", ">", "- ", "|")) and
             not (p.startswith("*") and not p.startswith("**"))]
-    question = next((q for p in body if (q := _label(p, "Question", "Claims? under test")) is not None),
-                    next((p for p in body if not p.startswith("**")), ""))
+    kind, question = "Question", next((q for p in paragraphs if (q := _label(p, "Question")) is not None), "")
+    if not question:  # the notebook's own opening paragraph, else the claim it tests
+        question = next((p for p in body if not p.startswith("**")), "")
+    if not question:
+        kind = "Claim under test"
+        question = next((q for p in paragraphs + items if (q := _label(
+            p, "Claims? under test", "Claims?", "The paper(?:'s)? claims?")) is not None), "")
     goals: list[str] = []
     for source in sources:
         if re.search(r"^#+ .*Goals", source, flags=re.M):
@@ -194,7 +206,8 @@ def _outline(notebook: Path) -> dict[str, object]:
             if time_:
                 break
     question = re.sub(r"^\([^)]*\)[.:]?\s*", "", question)  # "(arXiv 2509.02737): when ..."
-    return dict(title=_title(notebook), question=_sentence(question), goals=[_sentence(g, 200) for g in goals[:5]],
+    question = question[:1].upper() + question[1:]
+    return dict(title=_title(notebook), kind=kind, question=_sentence(question), goals=goals[:5],
                 prerequisites=_sentence(prerequisites, 240), time=_sentence(re.split(r"\s+To change", time_)[0], 260))
 
 
@@ -237,7 +250,7 @@ def _intro(names: Sequence[str], profile: str, executed: Path) -> str:
         info = _outline(executed / f"{name}.ipynb")
         lines += [f"### [{info['title']}]({name}.ipynb)", ""]
         if info["question"]:
-            lines += [f"**Question.** {info['question']}", ""]
+            lines += [f"**{info['kind']}.** {info['question']}", ""]
         if info["goals"]:
             lines += ["**Goals.** After this notebook you can:", ""] + [f"- {g}" for g in info["goals"]] + [""]
         if info["prerequisites"]:
