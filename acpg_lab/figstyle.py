@@ -167,7 +167,8 @@ def _texts(fig: Figure) -> list:
         legend = ax.get_legend()
         if legend is not None:
             found += legend.get_texts()
-    return [t for t in found if t.get_visible() and t.get_text().strip()]
+    unique = list({id(t): t for t in found}.values())  # a suptitle is also one of fig.texts
+    return [t for t in unique if t.get_visible() and t.get_text().strip()]
 
 
 def _rows(fig: Figure) -> dict[tuple[float, float], int]:

@@ -92,6 +92,7 @@ def _figures():
                     ratio_below_mean=0.7, frac_outside=0.2, kl_old_new=0.01, actor_srank=30.0)
     made = []
     ax = plot_curves({"linear": hist, "etf": hist}, "episode_return", null=True)
+    ax.figure.suptitle("A suptitle is one text, not two")
     made.append(("plot_curves, one panel", ax.figure))
     fig, axes = panels(5)
     for ax, metric in zip(axes, ["episode_return", "actor_dead_neurons", "ratio_below_mean", "frac_outside",
