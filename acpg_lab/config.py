@@ -2,8 +2,8 @@
 
 Fields left at ``None`` take the value of the preset for (environment, algorithm) if there is one, else the
 generic default of the algorithm (its `AlgoSpec.defaults` in `acpg_lab.algorithms.ALGORITHMS`); a value you set
-always wins. ``resolve()`` returns the
-config with every field filled in, and that resolved config is what a run records.
+always wins. ``resolve()`` returns the config with every field filled in, and that resolved config is what a run
+records. Every check goes through `acpg_lab.checks`, so a bad value is refused with its field's name.
 """
 
 from __future__ import annotations

@@ -13,11 +13,12 @@ import pandas as pd
 import torch
 
 import acpg_lab as al
+from acpg_lab.algorithms import ALGORITHMS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", default="ppo", choices=["reinforce", "a2c", "ppo"])
+    parser.add_argument("--algo", default="ppo", choices=list(ALGORITHMS))
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--threads", type=int, default=1)
