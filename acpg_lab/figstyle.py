@@ -185,6 +185,13 @@ def _rows(fig: Figure) -> dict[tuple[float, float], int]:
     return rows
 
 
+def _numeric(tick: str) -> bool:
+    """Whether a tick label is a number (``0.5``, ``−3``, ``250k``, ``1.5M``, ``10%``, mathtext ``$10^{2}$``) rather
+    than a category name (which needs no axis label)."""
+    text = tick.replace("\\mathdefault", "").replace("\\times", "×")
+    return bool(re.search(r"[0-9]", text)) and re.fullmatch(r"[−\-+0-9.,eEkM%×^{}$ ]*", text) is not None
+
+
 def layout_problems(fig: Figure, *, tolerance_px: float = 1.0) -> list[str]:
     """What makes ``fig`` hard to read at book width, one line per problem (empty: it reads).
 
@@ -215,7 +222,7 @@ def layout_problems(fig: Figure, *, tolerance_px: float = 1.0) -> list[str]:
             continue  # an empty or "no data" panel
         for axis, label in ((ax.xaxis, ax.get_xlabel()), (ax.yaxis, ax.get_ylabel())):
             ticks = [t.get_text() for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
-            numeric = ticks and all(re.fullmatch(r"[−\-+0-9.,eEkM%×^{}$\\ a-z]*", t) for t in ticks)
+            numeric = ticks and all(_numeric(t) for t in ticks)
             if numeric and not label.strip():
                 problems.append(f"panel {ax.get_title() or '(untitled)'!r}: its {axis.axis_name} axis has no label")
     renderer = fig.canvas.get_renderer()

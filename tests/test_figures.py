@@ -190,3 +190,15 @@ def test_figure_functions_given_nothing_say_so_in_the_panel():
                plotting.plot_plasticity(pd.DataFrame(columns=["condition", "seed", "step", "plasticity_kl"]))):
         assert any("no data" in t.get_text() for t in ax.texts), ax
     plt.close("all")
+
+
+def test_a_category_axis_needs_no_label_but_a_numeric_one_does():
+    fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+    ax.barh(["balanced bandit", "imbalanced bandit"], [0.2, 0.5])
+    ax.set_xlabel("nc1")
+    assert layout_problems(fig) == []
+    ax.set_xlabel("")
+    assert layout_problems(fig) == ["panel '(untitled)': its x axis has no label"]
+    assert [figstyle._numeric(t) for t in ("−3", "250k", "1.5M", "$\\mathdefault{10^{2}}$", "learnable head")] == [
+        True, True, True, True, False]
+    plt.close(fig)
