@@ -102,6 +102,7 @@ _CSS = """\
 .cell_output table.dataframe { font-size: 0.85em; }
 """
 
+_COUNT = {1: "One", 2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six", 7: "Seven", 8: "Eight"}
 _PREREQUISITES = [
     "Python and NumPy; enough PyTorch to read a small `nn.Module`.",
     "Policy gradients at the level of a first course: a policy network with a softmax over actions, returns and "
@@ -229,7 +230,8 @@ def _intro(names: Sequence[str], profile: str, executed: Path) -> str:
     lines = [
         "# acpg_lab: a course on what happens inside policy-gradient networks",
         "",
-        "Six notebooks that teach, by experiment, two recent claims about the last layers of policy networks: "
+        f"{_COUNT.get(len(names), len(names))} notebooks that teach, by experiment, two recent claims about the "
+        "last layers of policy networks: "
         "**action collapse** and **ACPG**, a fixed simplex-ETF action layer "
         "([arXiv 2509.02737](https://arxiv.org/abs/2509.02737)), and **PPO's representation collapse** and "
         "**PFO** ([arXiv 2405.00662](https://arxiv.org/abs/2405.00662)). Each notebook is a learner path (goals, a "
@@ -341,8 +343,11 @@ def _dropdown(source: str, default_title: str = "Details") -> str:
     if lines and re.match(r"#{1,6} ", lines[0]):
         title = lines[0].lstrip("#").strip() or default_title
         lines = lines[1:]
-    elif lines and not lines[0].startswith(("|", "$", "<", "```", "- ", "* ", ":::")):  # its first words
+    elif lines and not lines[0].startswith(("|", "$", "<", "```", "- ", "* ", ":::")):  # its first sentence
         title = _short(re.split(r"\n\s*\n", source.strip())[0])
+        rest = source.strip()[len(title):].strip() if not title.endswith("…") else ""
+        if rest and source.strip().startswith(title):  # the title is the whole first sentence: not twice
+            lines = rest.splitlines()
     body = [re.sub(r"^#{1,6} +(.*?)\s*#*\s*$", r"**\1**", line) for line in lines]
     fence = ":" * max(3, max((len(m) for m in re.findall(r"^:{3,}", "\n".join(body), flags=re.M)), default=0) + 1)
     return "\n".join([f"{fence}{{dropdown}} {title}", *body, fence])

@@ -94,6 +94,13 @@ def test_main_job_runs_notebooks_quietly_and_the_book_shows_them(tmp_path, capfd
                                                  "api.html"} <= pages, sorted(pages)
     _check_links_to_the_reference(site, names)
 
+    timings |= check_the_book(site, names, figures, tmp_path)
+    print(f"timings: {', '.join(f'{k} {v:.1f} s' for k, v in timings.items())}")
+
+
+def check_the_book(site, names, figures, tmp_path) -> dict[str, float]:
+    """Open the built book in Chromium and check its pages (see the module's docstring); return the timing."""
+    timings = {}
     chromium = require_browser()
     shots = Screenshots(tmp_path / "screenshots")
     try:
@@ -143,7 +150,9 @@ def test_main_job_runs_notebooks_quietly_and_the_book_shows_them(tmp_path, capfd
                     found.append("the page scrolls sideways")
                 if found:
                     problems[name] = found
-                page.locator("h2", has_text="Evidence appendix").first.scroll_into_view_if_needed()
+                heading = page.locator("article h2", has_text="Evidence appendix")
+                if heading.count():
+                    heading.first.scroll_into_view_if_needed()
                 shots.take(page, f"book_{name}_appendix_opened")
             assert not problems, "book pages 01-04:\n" + "\n".join(
                 f"{name}: " + "; ".join(found) for name, found in problems.items())
@@ -176,7 +185,8 @@ def test_main_job_runs_notebooks_quietly_and_the_book_shows_them(tmp_path, capfd
     except BaseException:
         print(f"book browser check failed; {shots.where()}")
         raise
-    print(f"timings: {', '.join(f'{k} {v:.1f} s' for k, v in timings.items())}; {shots.where()}")
+    print(shots.where())
+    return timings
 
 
 def _ids(html: str) -> set[str]:
