@@ -74,8 +74,8 @@ NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
     "02_acpg_fixed_etf_head": {  # the live run: PPO on CartPole, learnable vs fixed ETF head (seeds x cartpole_steps)
         "seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=tuple(range(20))),
         "device": dict(ci="cpu", default="auto", full="cuda"),
-        "cartpole_steps": dict(ci=2_048, default=60_000, full=500_000),
-        "episode_steps": dict(ci=30, default=500, full=500),  # the animated episode of each trained agent
+        "cartpole_steps": dict(ci=2_048, default=50_000, full=500_000),
+        "episode_steps": dict(ci=30, default=300, full=500),  # the animated episode of each trained agent
         # the exercises (~1 minute each under default): REINFORCE on CartPole, the ETF's scale, ETF vs random on Acrobot
         "exercise_seeds": dict(ci=(0, 1), default=(0, 1, 2), full=tuple(range(10))),
         "reinforce_steps": dict(ci=8_000, default=150_000, full=300_000),
@@ -86,7 +86,7 @@ NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
         **_STRESSED_PPO,
         # the exercises: each a short run on fewer seeds and steps than the live run (~1 minute under default)
         "exercise_seeds": dict(ci=(0, 1), default=(0, 1), full=(0, 1, 2, 3, 4)),
-        "exercise_steps": dict(ci=2_048, default=40_000, full=1_000_000),
+        "exercise_steps": dict(ci=2_048, default=30_000, full=1_000_000),
         "exercise_epochs": dict(ci=80, default=80, full=16),
         "animation_steps": dict(ci=20, default=240, full=1_000),  # steps of the animated episode (every 2nd drawn)
     },
