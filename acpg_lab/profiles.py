@@ -75,7 +75,7 @@ NOTEBOOKS: dict[str, dict[str, dict[str, Any]]] = {
         "seeds": dict(ci=(0, 1), default=(0, 1, 2, 3, 4), full=tuple(range(20))),
         "device": dict(ci="cpu", default="auto", full="cuda"),
         "cartpole_steps": dict(ci=2_048, default=50_000, full=500_000),
-        "episode_steps": dict(ci=30, default=300, full=500),  # the animated episode of each trained agent
+        "episode_steps": dict(ci=30, default=500, full=500),  # the animated episode of each trained agent
         # the exercises (~1 minute each under default): REINFORCE on CartPole, the ETF's scale, ETF vs random on Acrobot
         "exercise_seeds": dict(ci=(0, 1), default=(0, 1, 2), full=tuple(range(10))),
         "reinforce_steps": dict(ci=8_000, default=150_000, full=300_000),
