@@ -9,12 +9,12 @@ on the very same numbers: on the CPU its history (but for the wall-clock ``time`
 bitwise those of a run never interrupted (``tests/test_checkpoint.py`` kills runs with SIGKILL, also during a
 write). When the run finishes, the directory holds the saved `Run` (`Run.save`) and the checkpoint is removed.
 
-The file is written atomically (a temporary file, fsync, rename, fsync of the directory), so it is always either
-the previous checkpoint or the new one; a failed write (a full disk) warns, keeps the previous one and training
-goes on. It is a small header (magic, format number, payload length, SHA-256) and a ``torch.save`` payload of
-tensors and plain data only, read back with ``torch.load(weights_only=True)``. A truncated or corrupted file, a
-checkpoint of another config or of another checkpoint format is refused with `CheckpointError` before anything
-is loaded into the training state.
+The file is written atomically (`acpg_lab.store.write_atomic`: a temporary file, fsync, rename, fsync of the
+directory), so it is always either the previous checkpoint or the new one; a failed write (a full disk) warns,
+keeps the previous one and training goes on. It is a small header (magic, format number, payload length,
+SHA-256) and a ``torch.save`` payload of tensors and plain data only, read back with
+``torch.load(weights_only=True)``. A truncated or corrupted file, a checkpoint of another config or of another
+checkpoint format is refused with `CheckpointError` before anything is loaded into the training state.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pickle
 import struct
 import time
@@ -33,9 +32,11 @@ from typing import Any
 
 import torch
 
+from acpg_lab import store
 from acpg_lab.config import TrainConfig
 from acpg_lab.run import Run
 from acpg_lab.state import TrainState
+from acpg_lab.store import config_json, write_atomic
 
 __all__ = ["CheckpointError", "RunDirectory", "CHECKPOINT_NAME", "FORMAT", "read_checkpoint", "write_atomic"]
 
@@ -53,25 +54,6 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------- the file
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is at every moment either its old content or ``data``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a power cut
-    finally:
-        os.close(directory)
-
-
 def encode(payload: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -102,22 +84,17 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(f"{path} holds objects other than tensors and plain data: {err}") from None
 
 
-def _config_json(cfg: TrainConfig) -> dict[str, Any]:
-    return json.loads(json.dumps(cfg.to_dict()))
-
-
 def config_differences(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Fields whose stored value differs from ``cfg``'s; fields the stored config lacks (added to TrainConfig
-    later) count as equal, as in `acpg_lab.experiments.run_cached`."""
-    current = _config_json(cfg)
-    return sorted(k for k in current.keys() & stored.keys() - RESUMABLE_CHANGES if stored[k] != current[k])
+    """Fields whose stored value differs from ``cfg``'s, but for those a resumed run may change
+    (`acpg_lab.store.config_differences`)."""
+    return store.config_differences(stored, cfg, ignore=RESUMABLE_CHANGES)
 
 
 # ----------------------------------------------------------------------------- the training state
 def capture(state: TrainState) -> dict[str, Any]:
     """The complete training state as tensors and plain data."""
     return dict(format=FORMAT, version=version("acpg-lab"), torch=str(torch.__version__),
-                config=_config_json(state.cfg), update=state.next_update, elapsed=state.elapsed(),
+                config=config_json(state.cfg), update=state.next_update, elapsed=state.elapsed(),
                 model=state.model.state_dict(), optimizer=state.optimizer.state_dict(),
                 generators=[g.get_state() for g in state.generators],
                 envs=state.envs.get_state() if state.cfg.resume_envs == "exact" else None,
@@ -135,7 +112,7 @@ def restore(state: TrainState, payload: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path} lacks {sorted(missing)}: not a complete training state")
     differ = config_differences(payload["config"], state.cfg)
     if differ:
-        detail = ", ".join(f"{k}={payload['config'][k]!r} (now {_config_json(state.cfg)[k]!r})" for k in differ)
+        detail = ", ".join(f"{k}={payload['config'][k]!r} (now {config_json(state.cfg)[k]!r})" for k in differ)
         raise CheckpointError(f"{path} is a checkpoint of another config: {detail}; use another run directory")
     update = payload["update"]
     if not 0 < update <= state.cfg.num_updates or payload["history"]["rows"] != update:
@@ -174,9 +151,8 @@ class RunDirectory:
     def finished(self, *, resume: bool) -> Run | None:
         """The finished run of this config the directory holds (when resuming), else None; ValueError if it holds
         a run or a checkpoint that must not be overwritten."""
-        saved = self.path / "config.json"
-        if saved.exists():
-            meta = json.loads(saved.read_text())
+        if store.is_finished(self.path, kind="run"):
+            meta = json.loads((self.path / store.MARKERS["run"][0]).read_text())
             differ = config_differences(meta["config"], self.cfg)
             if meta.get("interrupted") and not differ:
                 raise ValueError(f"{self.path} holds a run saved after an interrupt (Ctrl-C), which cannot be "

@@ -35,6 +35,8 @@ import torch
 
 from acpg_lab.config import TrainConfig
 from acpg_lab.profiles import repository_root
+from acpg_lab.ray_tasks import run_tasks
+from acpg_lab.store import MARKERS, check_stored_config, is_finished, write_atomic, write_atomic_with
 from acpg_lab.training import train
 
 __all__ = ["Condition", "EXPERIMENTS", "evidence_dir", "run_experiment", "load_condition", "stored_pieces", "piece_dir",
@@ -173,6 +175,9 @@ EXPERIMENTS: dict[str, dict[str, Condition]] = {
 }
 
 
+PIECE = MARKERS["piece"][0]  #: the file a finished piece writes last
+
+
 def evidence_dir(root: str | Path | None = None) -> Path:
     """``results/evidence`` of the repository (or under ``root``)."""
     return Path(root) if root is not None else repository_root() / "results" / "evidence"
@@ -180,14 +185,6 @@ def evidence_dir(root: str | Path | None = None) -> Path:
 
 def piece_dir(root: Path, experiment: str, condition: str, seeds: Sequence[int]) -> Path:
     return root / experiment / condition / f"seeds_{seeds[0]}-{seeds[-1]}"
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _compact(history: pd.DataFrame, max_rows_per_seed: int = 1000) -> pd.DataFrame:
@@ -210,10 +207,11 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
               episodes: int = 10) -> Path:
     """Train one piece (if it is not stored yet) and store it; returns its directory."""
     out = piece_dir(root, experiment, condition, seeds)
-    if (out / "meta.json").exists():
-        return out
     cond = EXPERIMENTS[experiment][condition]
     cfg = TrainConfig(**cond.config, seeds=seeds, device="cpu", checkpoint_every=cond.checkpoint_every)
+    if is_finished(out, kind="piece"):
+        check_stored_config(out, cfg.resolve(), marker=PIECE)
+        return out
     run_dir = out.parent / f".{out.name}.run" if cond.checkpoint_every else None
     start = time.perf_counter()
     run = train(cfg, progress=False, run_dir=run_dir, resume=True)
@@ -221,18 +219,18 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
     sampled = run.evaluate(episodes, greedy=False).set_index("seed").return_mean.rename("sampled")
     wall = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "history.parquet", lambda p: _compact(cond.stored(run.history)).to_parquet(
+    write_atomic_with(out / "history.parquet", lambda p: _compact(cond.stored(run.history)).to_parquet(
         p, index=False, compression="zstd"))
-    _write_atomic(out / "evaluation.csv", lambda p: pd.concat([greedy, sampled], axis=1).to_csv(p))
+    write_atomic_with(out / "evaluation.csv", lambda p: pd.concat([greedy, sampled], axis=1).to_csv(p))
     if cfg.snapshot_every:  # the plasticity probe on every snapshot: as trained, and the backbone under one head
         probe = run.plasticity().merge(run.plasticity(part="backbone"), on=["seed", "step"],
                                        suffixes=("", "_backbone"))
-        _write_atomic(out / "plasticity.csv", lambda p: probe.to_csv(p, index=False, float_format="%.6g"))
+        write_atomic_with(out / "plasticity.csv", lambda p: probe.to_csv(p, index=False, float_format="%.6g"))
     meta = dict(experiment=experiment, condition=condition, seeds=list(seeds), wall_seconds=round(wall, 1),
                 train_seconds=round(run.wall_time, 1), config=dataclasses.asdict(run.config), episodes=episodes,
                 torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
                 cpus=os.cpu_count(), date=time.strftime("%Y-%m-%d"))
-    _write_atomic(out / "meta.json", lambda p: Path(p).write_text(json.dumps(meta, indent=1, default=str)))
+    write_atomic(out / PIECE, json.dumps(meta, indent=1, default=str))
     if run_dir is not None:
         shutil.rmtree(run_dir, ignore_errors=True)  # the piece is stored: its checkpoints are no longer needed
     return out
@@ -258,12 +256,14 @@ def run_experiment(experiment: str, *, root: str | Path | None = None, only: Seq
         TrainConfig(**cfg.config, seeds=cfg.seeds, device="cpu").resolve()
     base = evidence_dir(root)
     pieces = [(name, seeds) for name in conditions for seeds in EXPERIMENTS[experiment][name].groups()]
-    pending = [(n, s) for n, s in pieces if not (piece_dir(base, experiment, n, s) / "meta.json").exists()]
+    pending = [(n, s) for n, s in pieces if not is_finished(piece_dir(base, experiment, n, s), kind="piece")]
     for name, seeds in pieces:
         if (name, seeds) not in pending:
             print(f"{experiment}/{name} seeds {seeds[0]}-{seeds[-1]}: stored", flush=True)
     if ray and pending:
-        _run_on_ray(experiment, pending, base, address=address, num_cpus=num_cpus)
+        calls = {f"{name} seeds {seeds[0]}-{seeds[-1]}": (experiment, name, seeds, str(base),
+                                                          EXPERIMENTS[experiment]) for name, seeds in pending}
+        run_tasks(_piece_task, calls, address=address, num_cpus=num_cpus, what=f"evidence pieces of {experiment}")
         return
     for name, seeds in pending:
         start = time.perf_counter()
@@ -279,46 +279,17 @@ def _piece_task(experiment: str, name: str, seeds: tuple[int, ...], base: str, c
     return str(run_piece(experiment, name, tuple(seeds), Path(base)))
 
 
-def _run_on_ray(experiment: str, pending: list[tuple[str, tuple[int, ...]]], base: Path, *, address: str | None,
-                num_cpus: int | None) -> None:
-    try:
-        import ray
-    except ImportError as err:
-        raise ValueError("--ray needs Ray: pip install -e '.[sweep]'") from err
-    from tqdm.auto import tqdm
-
-    from acpg_lab.sweep import _connect
-
-    _connect(address, num_cpus)
-    remote = ray.remote(num_cpus=1, max_retries=2)(_piece_task)
-    conditions = EXPERIMENTS[experiment]
-    refs = {remote.remote(experiment, n, s, str(base), conditions): (n, s) for n, s in pending}
-    failed = []
-    with tqdm(total=len(pending), unit="piece", desc=f"evidence {experiment}") as bar:
-        while refs:
-            [done], _ = ray.wait(list(refs), num_returns=1)
-            name, seeds = refs.pop(done)
-            try:
-                ray.get(done)
-            except Exception as err:  # noqa: BLE001 - reported together below
-                failed.append(f"{name} seeds {seeds[0]}-{seeds[-1]}: {getattr(err, 'cause', None) or err}")
-            bar.update()
-    if failed:
-        raise RuntimeError(f"{len(failed)} pieces failed (the others are stored; rerun to retry):\n"
-                           + "\n".join(failed))
-
-
 def complete(experiment: str, condition: str, *, root: str | Path | None = None) -> bool:
     """Whether every seed group of a condition is stored."""
     base = evidence_dir(root)
-    return all((piece_dir(base, experiment, condition, seeds) / "meta.json").exists()
+    return all(is_finished(piece_dir(base, experiment, condition, seeds), kind="piece")
                for seeds in EXPERIMENTS[experiment][condition].groups())
 
 
 def stored_pieces(experiment: str, condition: str, *, root: str | Path | None = None) -> list[Path]:
     """The directories of a condition's stored pieces (FileNotFoundError when there is none)."""
     base = evidence_dir(root) / experiment / condition
-    pieces = sorted(p for p in base.glob("seeds_*") if (p / "meta.json").exists())
+    pieces = sorted(p for p in base.glob("seeds_*") if is_finished(p, kind="piece"))
     if not pieces:
         raise FileNotFoundError(f"no stored pieces under {base}; run `python -m acpg_lab.evidence run "
                                 f"{experiment}` first")

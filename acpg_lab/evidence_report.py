@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acpg_lab.evidence import EXPERIMENTS, HEAD_TASKS, evidence_dir, load_condition
+from acpg_lab.evidence import EXPERIMENTS, HEAD_TASKS, PIECE, evidence_dir, load_condition
 from acpg_lab.heads_report import complete_tasks, exploration_tables, heads_tables
 from acpg_lab.profiles import repository_root
 from acpg_lab.stats import VERDICT_RULE, contrast_table, paired, verdict, welch
@@ -147,7 +147,7 @@ def compute_time(root: Path | None = None) -> pd.DataFrame:
     seconds summed over pieces (one core per piece, ``num_threads=1``; for a piece resumed from a checkpoint,
     the time before and after the resume; on a shared machine it includes waiting for the core)."""
     rows = []
-    for meta_path in sorted(evidence_dir(root).glob("*/**/seeds_*/meta.json")):
+    for meta_path in sorted(evidence_dir(root).glob(f"*/**/seeds_*/{PIECE}")):
         meta = json.loads(meta_path.read_text())
         rows.append(dict(experiment=meta["experiment"], group=meta["condition"].split("/")[0],
                          seeds=len(meta["seeds"]), train_seconds=meta["train_seconds"],

@@ -21,6 +21,7 @@ import pandas as pd
 from acpg_lab.config import TrainConfig
 from acpg_lab.run import Run
 from acpg_lab.stats import contrast_table, holm, welch
+from acpg_lab.store import check_stored_config, is_finished, write_atomic_with
 from acpg_lab.training import train
 
 __all__ = ["REFERENCE_SCORES", "run_cached", "condition_slug", "run_conditions", "plasticity_cached",
@@ -54,20 +55,13 @@ def run_cached(config: TrainConfig, directory: str | Path, *, episodes: int = 10
     keeps the earlier behaviour).
     """
     out = Path(directory)
-    resolved = config.resolve()
-    saved = out / "config.json"
-    if saved.exists() and (out / "evaluation.csv").exists():
-        stored = json.loads(saved.read_text())["config"]
-        current = json.loads(json.dumps(resolved.to_dict()))
-        # a field added to TrainConfig after the run was saved reproduces the earlier behaviour by default
-        stored = {**{k: current[k] for k in current.keys() - stored.keys()}, **stored}
-        if stored != current:
-            raise ValueError(f"{out} holds a run of another config; remove it or choose another directory")
+    if is_finished(out, kind="cached_run"):
+        check_stored_config(out, config.resolve())
         return Run.load(out), pd.read_csv(out / "evaluation.csv")
     run = train(config, progress=progress)
     run.save(out)
     evaluation = run.evaluate(episodes=episodes)
-    evaluation.to_csv(out / "evaluation.csv", index=False)
+    write_atomic_with(out / "evaluation.csv", lambda tmp: evaluation.to_csv(tmp, index=False))
     return run, evaluation
 
 

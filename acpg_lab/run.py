@@ -23,6 +23,7 @@ from acpg_lab.algorithms import sample_actions, uniforms
 from acpg_lab.config import TrainConfig
 from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
 from acpg_lab.networks import ActorCritic
+from acpg_lab.store import MARKERS, write_atomic
 
 __all__ = ["Run", "build_model", "compact_obs", "derived_seeds", "resolve_device"]
 
@@ -105,7 +106,7 @@ class Run:
                 torch.save(self.snapshot(step), out / "snapshots" / f"actor_step{step}.pt")
         if self.probe_obs is not None:
             torch.save(compact_obs(self.probe_obs), out / "probe_obs.pt")
-        (out / "config.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks a complete run
+        write_atomic(out / MARKERS["run"][0], json.dumps(meta, indent=2))  # last: it marks a complete run
         return out
 
     @classmethod

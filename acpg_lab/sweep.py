@@ -46,6 +46,8 @@ import pandas as pd
 
 from acpg_lab.checks import check_int
 from acpg_lab.config import TrainConfig
+from acpg_lab.ray_tasks import run_tasks
+from acpg_lab.store import MARKERS, differences, is_finished, write_atomic, write_atomic_with
 
 __all__ = ["SweepSpec", "SweepTask", "SweepResult", "load_spec", "parse_spec", "run_sweep", "load_sweep"]
 
@@ -189,7 +191,7 @@ def train_task(config: dict[str, Any], condition: dict[str, Any], run_dir: str) 
     cfg = TrainConfig(**{**config, "seeds": tuple(config["seeds"]), "hidden_sizes": tuple(config["hidden_sizes"])})
     directory = Path(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    finished = (directory / "config.json").exists()
+    finished = is_finished(directory, kind="run")
     ckpt = directory / CHECKPOINT_NAME
     start = read_checkpoint(ckpt)["update"] if ckpt.exists() and not finished else 0
     with open(directory / "attempts.jsonl", "a") as f:  # who trains it, from where: one line per attempt
@@ -199,9 +201,7 @@ def train_task(config: dict[str, Any], condition: dict[str, Any], run_dir: str) 
     table = run.history.copy()
     for i, (key, value) in enumerate(condition.items()):
         table.insert(i, condition_column(key), _text(value) if isinstance(value, list | tuple | dict) else value)
-    tmp = directory / ".history.parquet.tmp"
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, directory / "history.parquet")
+    write_atomic_with(directory / MARKERS["sweep_task"][0], lambda tmp: table.to_parquet(tmp, index=False))
     return 0 if finished else (cfg.num_updates - run.resumed_from) * cfg.batch_size * len(cfg.seeds)
 
 
@@ -212,24 +212,6 @@ class SweepResult:
     tasks: int  #: tasks in the sweep
     trained: int  #: tasks this call trained or resumed (the others had finished before)
     steps: int  #: environment steps this call trained, all seeds together
-
-
-def _connect(address: str | None, num_cpus: int | None) -> None:
-    import ray
-
-    if address not in (None, "auto"):
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-        except (OSError, ValueError) as err:
-            raise ValueError(f"cannot reach a Ray cluster at --address {address!r} ({err}); start one with "
-                             "`ray start --head --port=6379` and pass its address HOST:6379") from None
-    if ray.is_initialized():  # a session the caller started (a notebook, the tests): use it
-        return
-    if address is None:
-        ray.init(num_cpus=num_cpus, logging_level="warning")  # a local instance sized to the machine
-    else:
-        ray.init(address=address, logging_level="warning")
 
 
 def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | None = None,
@@ -246,43 +228,28 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
     out.mkdir(parents=True, exist_ok=True)
     stored, what = out / "spec.json", json.loads(json.dumps({k: v for k, v in spec.source.items()
                                                             if k != "resources"}))  # resources may change
-    if stored.exists() and json.loads(stored.read_text()) != what:
-        raise ValueError(f"{out} holds another sweep (its spec.json differs in [sweep], [base] or [grid]); use "
-                         "another --out directory")
-    stored.write_text(json.dumps(what, indent=2))
-    pending = [t for t in tasks if not (out / "runs" / t.name / "history.parquet").exists()]
+    if stored.exists():
+        differ = differences(_flat(json.loads(stored.read_text())), _flat(what))
+        if differ:
+            raise ValueError(f"{out} holds another sweep (its spec.json differs in {differ}); use another --out "
+                             "directory")
+    write_atomic(stored, json.dumps(what, indent=2))
+    pending = [t for t in tasks if not is_finished(out / "runs" / t.name, kind="sweep_task")]
     steps = 0
     if pending:
-        try:
-            import ray
-        except ImportError as err:
-            raise ValueError("sweeps need Ray: pip install -e '.[sweep]'") from err
-        _connect(address, num_cpus)
-        remote = ray.remote(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries)(train_task)
-        refs = {remote.remote(t.config.to_dict(), t.condition, str(out / "runs" / t.name)): t for t in pending}
-        failed = []
-        from tqdm.auto import tqdm
-
-        with tqdm(total=len(tasks), initial=len(tasks) - len(pending), disable=not progress, unit="task",
-                  desc=f"sweep {out.name}") as bar:
-            while refs:
-                [done], _ = ray.wait(list(refs), num_returns=1)
-                task = refs.pop(done)
-                try:
-                    steps += ray.get(done)
-                except Exception as err:  # noqa: BLE001 - reported together below
-                    cause = getattr(err, "cause", None) or err  # a RayTaskError wraps the task's own exception
-                    failed.append(f"{task.name}: {type(cause).__name__}: {cause}")
-                bar.update()
-        if failed:
-            raise RuntimeError(f"{len(failed)} of {len(tasks)} sweep tasks failed (the others are kept; rerun to "
-                               "retry):\n" + "\n".join(failed))
-    table = pd.concat([pd.read_parquet(out / "runs" / t.name / "history.parquet") for t in tasks],
+        calls = {t.name: (t.config.to_dict(), t.condition, str(out / "runs" / t.name)) for t in pending}
+        steps = sum(run_tasks(train_task, calls, address=address, num_cpus=num_cpus, task_cpus=spec.num_cpus,
+                              task_gpus=spec.num_gpus, max_retries=spec.max_retries, what="sweep tasks",
+                              total=len(tasks), progress=progress).values())
+    table = pd.concat([pd.read_parquet(out / "runs" / t.name / MARKERS["sweep_task"][0]) for t in tasks],
                       ignore_index=True)
-    tmp = out / f".{TABLE}.tmp"
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, out / TABLE)
+    write_atomic_with(out / TABLE, lambda tmp: table.to_parquet(tmp, index=False))
     return SweepResult(out / TABLE, len(tasks), len(pending), steps)
+
+
+def _flat(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec's fields as ``section.field`` (the names a difference is reported by)."""
+    return {f"{section}.{key}": value for section, table in spec.items() for key, value in table.items()}
 
 
 def load_sweep(out: str | Path) -> pd.DataFrame:

@@ -130,7 +130,7 @@ def test_sweep_with_a_killed_task_equals_the_runs_trained_here(ray_session, tmp_
     again = run_sweep(spec, out, progress=False)  # a rerun (say, after the driver was killed) redoes nothing
     assert (again.trained, again.steps) == (0, 0)
     pd.testing.assert_frame_equal(load_sweep(out), table)
-    with pytest.raises(ValueError, match="holds another sweep"):
+    with pytest.raises(ValueError, match=r"holds another sweep \(its spec.json differs in \['grid.head'\]\)"):
         run_sweep(parse_spec(_spec(grid__head=["etf"])), out, progress=False)
 
 
