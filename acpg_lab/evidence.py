@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from acpg_lab.config import TrainConfig
+from acpg_lab.metric_registry import require
 from acpg_lab.profiles import repository_root
 from acpg_lab.ray_tasks import run_tasks
 from acpg_lab.store import MARKERS, check_stored_config, is_finished, write_atomic, write_atomic_with
@@ -123,14 +124,14 @@ SHIFTING_BASE = dict(env_id="acpg_lab/ShiftingBandit-v0", algo="ppo", head="line
 
 #: what a pfo piece stores of the history (diagnosed every 2nd update, so everything would be ~1.2 MB per cell):
 #: the return, the losses, the actor's representation and its untrained null, the trust region
-PFO_COLUMNS = ("seed", "update", "step", "episode_return", "episode_length", "episodes", "approx_kl", "clip_frac",
-               "loss_value", "loss_policy", "entropy", "grad_norm_actor", "grad_norm_critic", "policy_entropy",
-               "preact_change", "ratio_below_mean", "ratio_above_mean", "frac_outside", "excess_ratio", "kl_old_new",
-               "ratio_below_mean_adv_pos", "ratio_below_mean_adv_neg", "frac_outside_adv_pos",
-               "frac_outside_adv_neg",
-               *(f"{p}actor_{m}" for p in ("", "null_") for m in ("effective_rank", "approx_rank", "srank",
-                                                                  "dead_neurons", "preactivation_norm",
-                                                                  "feature_norm")))
+PFO_METRICS = require(("episode_return", "policy_entropy", "preact_change", "ratio_below_mean", "ratio_above_mean",
+                       "frac_outside", "excess_ratio", "kl_old_new", "ratio_below_mean_adv_pos",
+                       "ratio_below_mean_adv_neg", "frac_outside_adv_pos", "frac_outside_adv_neg"))
+PFO_NULL_METRICS = require(("actor_effective_rank", "actor_approx_rank", "actor_srank", "actor_dead_neurons",
+                            "actor_preactivation_norm", "actor_feature_norm"), null=True)
+PFO_COLUMNS = ("seed", "update", "step", "episode_length", "episodes", "approx_kl", "clip_frac", "loss_value",
+               "loss_policy", "entropy", "grad_norm_actor", "grad_norm_critic", *PFO_METRICS, *PFO_NULL_METRICS,
+               *(f"null_{m}" for m in PFO_NULL_METRICS))
 
 
 def _pfo() -> dict[str, Condition]:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from acpg_lab.evidence import EXPERIMENTS, HEAD_TASKS, PIECE, evidence_dir, load_condition
 from acpg_lab.heads_report import complete_tasks, exploration_tables, heads_tables
+from acpg_lab.metric_registry import require
 from acpg_lab.profiles import repository_root
 from acpg_lab.stats import VERDICT_RULE, contrast_table, paired, verdict, welch
 
@@ -32,6 +33,7 @@ __all__ = ["COLLAPSE_METRICS", "collapse_final", "collapse_tables", "labels_vs_n
 #: metric -> the sign of (trained - untrained) that collapse predicts
 COLLAPSE_METRICS = {"nc1": -1, "equinorm_features": -1, "max_angle_features": -1, "max_angle_weights": -1,
                     "self_duality": -1, "ncc_mismatch": -1, "label_alignment": 1}
+require(COLLAPSE_METRICS, null=True)
 
 
 #: condition -> (the condition it is compared with, +1 if the paper expects it to collapse more, -1 if less):
@@ -42,7 +44,9 @@ COMPARISONS = {"onehot/imbalanced": ("onehot/balanced", -1), "onehot/zipf": ("on
                "dense/balanced_etf": ("dense/balanced", 1)}
 
 #: statistics compared between conditions as log(trained / null): positive, and their nulls differ in scale
-RATIO_METRICS = ("nc1", "equinorm_features", "max_angle_features", "max_angle_weights", "self_duality")
+RATIO_METRICS = require(("nc1", "equinorm_features", "max_angle_features", "max_angle_weights", "self_duality"))
+#: the statistics of notebook 01's CartPole and MinAtar label runs against their untrained null
+LABEL_METRICS = require(("nc1", "max_angle_features", "self_duality", "ncc_mismatch", "label_alignment"), null=True)
 
 
 def collapse_final(history: pd.DataFrame) -> pd.DataFrame:
@@ -134,7 +138,7 @@ def labels_vs_null() -> dict[str, pd.DataFrame]:
     per_seed = pd.read_csv(path)
     rows = {}
     for (env, labels), g in per_seed.groupby(["env", "labels"]):
-        for metric in ("nc1", "max_angle_features", "self_duality", "ncc_mismatch", "label_alignment"):
+        for metric in LABEL_METRICS:
             rows[(env, labels, metric)] = paired(g[metric], g[f"null_{metric}"])
     table = contrast_table(rows)
     table.index = pd.MultiIndex.from_tuples(table.index, names=["env", "labels", "metric"])

@@ -31,6 +31,7 @@ import pandas as pd
 from acpg_lab.evidence import EXPERIMENTS, PFO_BETAS, complete, load_condition, stored_pieces
 from acpg_lab.experiments import lead_lag_table
 from acpg_lab.leadlag import collapse_events, event_counts
+from acpg_lab.metric_registry import require
 from acpg_lab.stats import contrast_table, holm, paired, verdict
 
 __all__ = ["EVENTS", "STRESS_SIGN", "pfo_per_seed", "pfo_tables"]
@@ -41,12 +42,13 @@ STRESS_SIGN = {"final_train": -1, "greedy": -1, "sampled": -1, "events": 1, "act
                "actor_preactivation_norm": 1, "actor_approx_rank": -1, "actor_srank": -1,
                "actor_effective_rank": -1, "plasticity_kl": 1, "plasticity_kl_backbone": 1,
                "ratio_below_mean": -1, "frac_outside": 1, "kl_old_new": 1}
+require(STRESS_SIGN)
 #: diagnostics with an untrained null (``null_<name>``)
-REPRESENTATION = ("actor_dead_neurons", "actor_preactivation_norm", "actor_approx_rank", "actor_srank",
-                  "actor_effective_rank")
+REPRESENTATION = require(("actor_dead_neurons", "actor_preactivation_norm", "actor_approx_rank", "actor_srank",
+                          "actor_effective_rank"), null=True)
 #: reported per seed; the advantage-sign variants (ratios of actions with positive / negative advantage) have no claim
-DIAGNOSTICS = (*REPRESENTATION, "ratio_below_mean", "frac_outside", "kl_old_new", "policy_entropy",
-               "ratio_below_mean_adv_pos", "ratio_below_mean_adv_neg", "frac_outside_adv_pos", "frac_outside_adv_neg")
+DIAGNOSTICS = require((*REPRESENTATION, "ratio_below_mean", "frac_outside", "kl_old_new", "policy_entropy",
+               "ratio_below_mean_adv_pos", "ratio_below_mean_adv_neg", "frac_outside_adv_pos", "frac_outside_adv_neg"))
 #: a collapse event: the training return falls by more than 30% of the seed's best within 10 updates and stays
 #: there for 10 updates (CartPole; the shifting bandit's return falls by design at every re-labelling)
 EVENTS = dict(drop_fraction=0.3, window=10, min_duration=10, floor=0.0)
@@ -260,8 +262,8 @@ def events_table(per_seed: pd.DataFrame) -> pd.DataFrame:
 #: the conditions and statistics of the lead-lag table: the stressed cells without PFO, each statistic's change
 #: against the training return's later/earlier changes, and the representation against the trust region
 LEAD_LAG_CELLS = ("cartpole/e40_b0", "cartpole/e80_b0")
-LEAD_LAG_METRICS = ("ratio_below_mean", "frac_outside", "kl_old_new", "actor_dead_neurons",
-                    "actor_preactivation_norm", "actor_approx_rank", "actor_srank")
+LEAD_LAG_METRICS = require(("ratio_below_mean", "frac_outside", "kl_old_new", "actor_dead_neurons",
+                            "actor_preactivation_norm", "actor_approx_rank", "actor_srank"))
 
 
 def lead_lag(root: Path | None, cells: dict[str, dict]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.font_manager import FontProperties
 
 from acpg_lab.figstyle import check_layout, checking_enabled, plain_label, steps_axis
+from acpg_lab.metric_registry import figure_labels
 
 __all__ = ["mean_ci", "bootstrap_ci", "plot_curves", "plot_dose", "plot_plasticity", "plot_aggregate", "plot_frame",
            "plot_gram", "plot_collapse_projection", "METRIC_LABELS", "metric_label", "titled", "no_data", "show",
@@ -65,40 +66,9 @@ def bootstrap_ci(values: np.ndarray, axis: int = 0, *, level: float = 0.95, samp
     return mean, np.where(one, mean, lo), np.where(one, mean, hi)
 
 
-#: Words a learner understands for the code names of the logged quantities (the code name goes in a subtitle).
-METRIC_LABELS = {
-    "episode_return": "training episode return",
-    "nc1": "within-action feature spread (NC1)",
-    "equinorm_features": "unequal lengths of the action means",
-    "equinorm_weights": "unequal lengths of the head rows",
-    "equiangular_features": "unequal angles between action means",
-    "equiangular_weights": "unequal angles between head rows",
-    "max_angle_features": "action means' distance from simplex-ETF angles",
-    "max_angle_weights": "head rows' distance from simplex-ETF angles",
-    "self_duality": "misalignment of head rows and action means",
-    "ncc_mismatch": "policy disagrees with nearest action mean (fraction)",
-    "label_alignment": "feature alignment with its action's head row (cos)",
-    "actor_approx_rank": "feature rank, 99% PCA",
-    "actor_srank": "feature rank, srank",
-    "actor_effective_rank": "effective feature rank",
-    "actor_feature_rank": "feature rank (Lyle et al.)",
-    "actor_dead_neurons": "dead units in the actor's last layer",
-    "actor_preactivation_norm": "size of the pre-activations",
-    "actor_feature_norm": "size of the features",
-    "policy_entropy": "policy entropy",
-    "preact_change": "change of the pre-activations in an update",
-    "ratio_below_mean": "mean of the ratios below 1 − ε",
-    "ratio_above_mean": "mean of the ratios above 1 + ε",
-    "excess_ratio": "ratios above over ratios below",
-    "frac_outside": "fraction of ratios outside the clip range",
-    "kl_old_new": "KL(old ‖ new)",
-    "plasticity_kl": "KL left after the plasticity probe's fit",
-    "plasticity_kl_backbone": "probe KL, backbone under one fixed head",
-    "final_train": "final training return",
-    "greedy": "greedy evaluation return",
-    "sampled": "sampled evaluation return",
-    "events": "collapse events per seed",
-}
+#: Words a learner understands for the code names of the logged quantities (the code name goes in a subtitle):
+#: the labels of `acpg_lab.metric_registry.METRICS`.
+METRIC_LABELS = figure_labels()
 
 #: Key of a displayed figure's output metadata that carries its name (the main job names the PNG after it).
 FIGURE_NAME_KEY = "acpg_lab_figure"

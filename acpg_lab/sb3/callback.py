@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 import acpg_lab.optimal_envs  # noqa: F401  (registers the acpg_lab/ ids with gymnasium, for make_vec_env)
 from acpg_lab import metrics
+from acpg_lab.metric_registry import names
 from acpg_lab.sb3.policy import _last_activation, _pi_path
 
 
@@ -38,7 +39,7 @@ def policy_features(policy: ActorCriticPolicy, obs: Tensor) -> tuple[Tensor, Ten
 
 
 #: The trust-region statistics defined relative to the clip range (NaN for an update made with clip range 0).
-_CLIP_DEPENDENT = ("ratio_above_mean", "ratio_below_mean", "frac_outside", "excess_ratio")
+_CLIP_DEPENDENT = names(clip_relative=True)
 
 
 class DiagnosticsCallback(BaseCallback):
@@ -206,7 +207,7 @@ class DiagnosticsCallback(BaseCallback):
         values = metrics.trust_region(new_logp, pending["old_logp"], clip if clip > 0 else 1.0, logits,
                                       pending["old_logits"])
         if not clip > 0:  # a linearly decayed clip range reaches 0 at the last update: no range to escape from
-            values.update({key: math.nan for key in _CLIP_DEPENDENT})
+            values.update({key: math.nan for key in _CLIP_DEPENDENT if key in values})
         pending["row"].update(values)
         for key, value in values.items():
             self.logger.record(f"diagnostics/{key}", value)
