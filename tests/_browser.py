@@ -146,19 +146,19 @@ APPENDIX_COLLAPSED = """() => {
   return {heading: 1, visible: visible.slice(0, 8), nvisible: visible.length, folds: folds.length,
           open: folds.filter(d => d.open).length};
 }"""
-#: Opens every fold of the page (so that what is inside is laid out too), then reports each displayed image
-#: narrower than ``minimum`` x its natural width, each image that did not load, and each table whose right edge
+#: With every fold of the page open (so that what is inside is laid out too), reports each displayed image
+#: narrower than ``minimum`` x its natural width, each image that did not load or is not displayed (``hidden``:
+#: none should be, with every fold open), and each table whose right edge
 #: passes the content column's unless an element between it and the column (the table included) scrolls
 #: horizontally within the column.
 LAYOUT_PROBLEMS = """(minimum) => {
   const article = document.querySelector('article.bd-article') || document.querySelector('main');
-  for (const d of article.querySelectorAll('details')) d.open = true;
   const column = article.getBoundingClientRect();
   const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
-  const small = [], broken = [], overflowing = [];
+  const small = [], broken = [], overflowing = [], hidden = [];
   for (const img of article.querySelectorAll('img')) {
     if (!img.complete || img.naturalWidth === 0) { broken.push(img.getAttribute('src')); continue; }
-    if (img.clientWidth === 0) continue;
+    if (img.clientWidth === 0) { hidden.push((img.getAttribute('src') || '').slice(-60)); continue; }
     const ratio = img.clientWidth / img.naturalWidth;
     if (ratio < minimum)
       small.push(`${(img.getAttribute('src') || '').slice(-60)}: ${img.clientWidth}/${img.naturalWidth} px`);
@@ -175,15 +175,27 @@ LAYOUT_PROBLEMS = """(minimum) => {
     if (!ok) overflowing.push(`${table.className || 'table'} ${Math.round(r.width)} px wide, right edge `
                               + `${Math.round(r.right)} > ${Math.round(column.right)}`);
   }
-  return {small, broken, overflowing, tables, column: Math.round(column.width),
+  return {small, broken, overflowing, hidden, tables, column: Math.round(column.width),
           page_overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth};
 }"""
 
 
+#: Resolves after two animation frames: what a change of the page (a fold opened) looks like once drawn.
+NEXT_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
+
+
+def open_folds(page) -> None:
+    """Open every <details> of the page's article, and wait until it is drawn and its images loaded."""
+    page.evaluate("() => document.querySelectorAll('article details').forEach(d => { d.open = true; })")
+    page.evaluate(NEXT_FRAMES)
+    page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=30_000)
+    page.wait_for_timeout(300)  # a dropdown's opening transition
+
+
 def book_page_report(page, minimum: float = 0.7) -> dict:
     """The appendix and layout checks of the book page open in ``page``: ``appendix`` (`APPENDIX_COLLAPSED`, as
-    the page opens), then every fold opened and the layout (`LAYOUT_PROBLEMS`) measured once the images loaded."""
+    the page opens), then every fold opened and the layout (`LAYOUT_PROBLEMS`) measured once drawn."""
+    page.evaluate(NEXT_FRAMES)
     collapsed = page.evaluate(APPENDIX_COLLAPSED)
-    page.evaluate("() => document.querySelectorAll('article details').forEach(d => { d.open = true; })")
-    page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=30_000)
+    open_folds(page)
     return {"appendix": collapsed, **page.evaluate(LAYOUT_PROBLEMS, minimum)}
