@@ -47,7 +47,7 @@ API_MODULES: dict[str, str] = {
     "acpg_lab": "training in one call: `TrainConfig`, `train`, `Run`, the heads and the actor",
     "acpg_lab.etf": "the simplex ETF and the fixed ETF head",
     "acpg_lab.metrics": "action collapse, representation, trust region, plasticity probe",
-    "acpg_lab.algorithms": "the losses of REINFORCE, A2C, PPO and PFO",
+    "acpg_lab.algorithms": "each algorithm as data (`AlgoSpec`) and the losses of REINFORCE, A2C, PPO, GRPO, PFO",
     "acpg_lab.training": "the seed-batched training loop",
     "acpg_lab.stats": "Welch and paired t intervals, Holm, the verdict rule",
     "acpg_lab.experiments": "cached runs, steps to threshold, contrasts, rliable aggregates",
@@ -296,11 +296,14 @@ def _api_page() -> str:
              "everything they use from here; the [metric reference](metrics.md) defines the metrics and the "
              "[glossary](glossary.md) the statistics.", ""]
     for module, what in API_MODULES.items():
-        # acpg_lab re-exports what its modules define: its entries are not indexed, so no object is described twice
-        options = ([f"   :members: {', '.join(_TOP_LEVEL)}", "   :no-index:"] if module == "acpg_lab"
-                   else ["   :members:"])
-        lines += [f"## `{module}`", "", what[0].upper() + what[1:] + ".", "", "```{eval-rst}",
-                  f".. automodule:: {module}", *options, "```", ""]
+        lines += [f"## `{module}`", "", what[0].upper() + what[1:] + ".", "", "```{eval-rst}"]
+        if module == "acpg_lab":  # what it re-exports for users, in the order a user meets it; documented (and
+            # indexed) again under the module that defines it, so not indexed here
+            lines += [f".. autofunction:: acpg_lab.{name}\n   :no-index:\n" if name == "train" else
+                      f".. autoclass:: acpg_lab.{name}\n   :members:\n   :no-index:\n" for name in _TOP_LEVEL]
+        else:
+            lines += [f".. automodule:: {module}", "   :members:"]
+        lines += ["```", ""]
     return "\n".join(lines)
 
 
