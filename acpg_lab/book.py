@@ -11,7 +11,8 @@ glossary (``docs/glossary.md``), the metric reference (``docs/metrics.md``), the
 
 In the book each notebook's evidence appendix (the cells from ``## Evidence appendix`` on, tagged ``appendix`` by
 `acpg_lab.lesson.collapse`) is folded: its code cells are hidden whole (``hide-cell``) and its markdown cells
-become closed dropdowns titled by their leading heading. Links to the glossary, the metric reference and
+become closed dropdowns titled by their leading heading (or first sentence); a cell that is only a heading stays
+a heading. Links to the glossary, the metric reference and
 ``REPRODUCTION.md`` are rewritten to the book's pages; wide tables scroll inside their own box.
 
 It is built by Jupyter Book 1.x (Sphinx and the sphinx-book-theme), which works offline; notebooks are never
@@ -374,6 +375,8 @@ def _for_the_book(notebook: Path, target: Path) -> None:
         elif cell.cell_type == "markdown" and is_heading:
             rest = cell.source.lstrip()[len(_APPENDIX_HEADING):].strip()
             cell.source = _APPENDIX_HEADING + ("\n\n" + _dropdown(rest, "About this appendix") if rest else "")
+        elif cell.cell_type == "markdown" and re.fullmatch(r"#{2,6} [^\n]+", cell.source.strip()):
+            pass  # a heading alone stays a heading: it structures the appendix and folds nothing
         elif cell.cell_type == "markdown" and cell.source.strip():
             cell.source = _dropdown(cell.source)
     nbformat.write(nb, target)
