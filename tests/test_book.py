@@ -236,3 +236,45 @@ def test_cli_book_reports_errors(tmp_path, capsys):
     assert main(["book", "--out", str(tmp_path / "site"), "--runs", str(tmp_path), "--no-execute"]) == 1
     assert "no executed notebook(s)" in capsys.readouterr().err
     assert not (tmp_path / "site").exists()
+
+
+def test_the_book_folds_the_appendix_and_links_the_reference_pages(tmp_path):
+    """What `acpg_lab.book` does to a notebook before the build, and what the front page reads from it."""
+    from acpg_lab.book import _for_the_book, _outline
+
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# 09 · A lesson\n\n*Sequence: ...*\n\n**Run time and profile.** About 30 s with `ci`, "
+                             "about 3 minutes with `default`. To change it, set `profile`."),
+        v4.new_markdown_cell("## Goals and prerequisites\n\n- see a thing;\n- measure it\n  on two lines.\n\n"
+                             "**Prerequisites.** Notebook 00."),
+        v4.new_markdown_cell("## The claim\n\n- **The paper claims** (arXiv 1): things collapse.\n\n"
+                             "[Holm](../docs/glossary.md#holm-correction), [nc1](../docs/metrics.md#action-collapse), "
+                             "[claims](../REPRODUCTION.md), [appendix](#Evidence-appendix)"),
+        v4.new_code_cell("1 + 1", metadata={"tags": ["solution", "hide-input"]}),
+        v4.new_markdown_cell("## Evidence appendix\n\nFor researchers. A learner can skip it."),
+        v4.new_markdown_cell("### The search\n\nWe searched; see [Welch](../docs/glossary.md#welch-t-interval).\n\n"
+                             "#### A detail\n\n:::{note}\nnested\n:::"),
+        v4.new_markdown_cell("### Only a heading"),
+        v4.new_code_cell("table", metadata={"tags": ["appendix", "hide-input"]}),
+    ])
+    source = tmp_path / "09_lesson.ipynb"
+    nbformat.write(nb, source)
+    _for_the_book(source, tmp_path / "book.ipynb")
+    cells = nbformat.read(tmp_path / "book.ipynb", as_version=4).cells
+    assert cells[2].source.endswith("[Holm](glossary.md#holm-correction), [nc1](metrics.md#action-collapse), "
+                                    "[claims](reproduction.md), [appendix](#evidence-appendix)")
+    assert cells[3].metadata.tags == ["solution", "hide-input"]  # the path is left as it is
+    assert cells[4].source.startswith("## Evidence appendix\n\n:::{dropdown} For researchers.\nA learner can skip")
+    assert cells[5].source.splitlines()[0] == "::::{dropdown} The search"  # longer fence than the nested one
+    assert "**A detail**" in cells[5].source and "#### " not in cells[5].source
+    assert "(glossary.md#welch-t-interval)" in cells[5].source and cells[5].source.endswith("\n::::")
+    assert cells[6].source == "### Only a heading"
+    assert cells[7].metadata.tags == ["appendix", "hide-cell"]
+
+    outline = _outline(source)
+    assert outline["title"] == "09 · A lesson"
+    assert (outline["kind"], outline["question"]) == ("Claim under test", "Things collapse.")
+    assert outline["goals"] == ["see a thing;", "measure it on two lines."]
+    assert outline["prerequisites"] == "Notebook 00."
+    assert outline["time"] == "About 30 s with `ci`, about 3 minutes with `default`."
