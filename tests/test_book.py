@@ -278,3 +278,20 @@ def test_the_book_folds_the_appendix_and_links_the_reference_pages(tmp_path):
     assert outline["goals"] == ["see a thing;", "measure it on two lines."]
     assert outline["prerequisites"] == "Notebook 00."
     assert outline["time"] == "About 30 s with `ci`, about 3 minutes with `default`."
+
+
+def test_the_front_page_finds_every_notebooks_question_goals_and_time():
+    """The course outline is read from the notebooks: each one must keep what the front page looks for (an
+    opening paragraph or a **Question** / claim, the bullets under ``## Goals and prerequisites``, a
+    **Prerequisites** paragraph and a **Run time...** paragraph), or its entry silently loses a part."""
+    from acpg_lab.book import _outline
+    from acpg_lab.runner import NOTEBOOK_DIR
+
+    missing = {}
+    for name in list_notebooks():
+        outline = _outline(NOTEBOOK_DIR / f"{name}.ipynb")
+        lost = [part for part in ("question", "prerequisites", "time") if not outline[part]]
+        lost += [] if 3 <= len(outline["goals"]) <= 5 else [f"goals ({len(outline['goals'])} bullets, 3-5 expected)"]
+        if lost:
+            missing[name] = lost
+    assert not missing, f"the book's course outline cannot find: {missing}"
