@@ -1,48 +1,38 @@
-"""Running comparisons: cached runs (finished work is never lost), steps to a threshold, the lead-lag table,
-rliable aggregates.
+"""Running comparisons: cached runs (finished work is never lost), per-condition tables, the lead-lag table.
 
-`run_cached` trains a config unless a run with the very same resolved config is already saved in its directory,
-so a sweep interrupted after 9 of 12 runs resumes at the 10th. `aggregate` computes IQM (interquartile mean) with
-stratified-bootstrap 95% confidence intervals and the probability of improvement (Agarwal et al. 2021, the
-`rliable` package) from per-seed scores normalised per environment.
+`run_cached` trains a config unless a run with the very same resolved config is already saved in its directory
+(`acpg_lab.store`), so a sweep interrupted after 9 of 12 runs resumes at the 10th. The per-seed summaries
+(`steps_to_threshold`, `learning_summary`, `final_metrics`) come from `acpg_lab.summaries` and the rliable
+aggregates (`aggregate`: IQM with stratified-bootstrap 95% confidence intervals, `probability_of_improvement`,
+`normalized`, `REFERENCE_SCORES`) from `acpg_lab.stats`; both are re-exported here for the notebooks.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from acpg_lab.config import TrainConfig
+from acpg_lab.leadlag import collapse_events, diagnosed_series, event_triggered_average, lead_lag_test
 from acpg_lab.run import Run
-from acpg_lab.stats import contrast_table, holm, welch
+from acpg_lab.stats import REFERENCE_SCORES as REFERENCE_SCORES  # re-exported for the notebooks
+from acpg_lab.stats import aggregate as aggregate
+from acpg_lab.stats import contrast_table, enough_seeds, holm, welch
+from acpg_lab.stats import normalized as normalized
+from acpg_lab.stats import probability_of_improvement as probability_of_improvement
 from acpg_lab.store import check_stored_config, is_finished, write_atomic_with
+from acpg_lab.summaries import final_metrics, learning_summary, steps_to_threshold
 from acpg_lab.training import train
 
-__all__ = ["REFERENCE_SCORES", "run_cached", "condition_slug", "run_conditions", "plasticity_cached",
-           "show_stored_results", "steps_to_threshold", "learning_summary", "final_metrics", "final_summary",
-           "per_condition_table", "lead_lag_table", "compare_final", "normalized", "aggregate",
-           "probability_of_improvement"]
-
-#: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
-#: random-policy returns rounded; targets are the maximum (CartPole), "solved" (LunarLander 200), or roughly what a
-#: well-tuned agent reaches (Acrobot, MinAtar). Aggregates depend on these choices; per-environment tables do not.
-REFERENCE_SCORES: dict[str, tuple[float, float]] = {
-    "CartPole-v1": (22.0, 500.0),
-    "Acrobot-v1": (-500.0, -70.0),
-    "LunarLander-v3": (-180.0, 200.0),
-    "MinAtar/Breakout-v1": (0.5, 30.0),
-    "MinAtar/SpaceInvaders-v1": (3.0, 150.0),
-    "MinAtar/Asterix-v1": (0.5, 20.0),
-    "MinAtar/Freeway-v1": (0.0, 60.0),
-    "MinAtar/Seaquest-v1": (0.1, 30.0),
-    "ALE/Phoenix-v5": (761.4, 7242.6),  # the usual Atari random and human scores
-}
+#: what this module offers (with the summaries it re-exports); the rliable helpers imported above for the notebooks
+#: are documented where they are defined, `acpg_lab.stats`
+__all__ = ["run_cached", "condition_slug", "run_conditions", "plasticity_cached", "show_stored_results",
+           "steps_to_threshold", "learning_summary", "final_metrics", "final_summary", "per_condition_table",
+           "lead_lag_table", "compare_final"]
 
 
 def run_cached(config: TrainConfig, directory: str | Path, *, episodes: int = 10,
@@ -135,44 +125,6 @@ def show_stored_results(notebook: str, tables: Sequence[str], *,
     return shown
 
 
-def steps_to_threshold(history: pd.DataFrame, threshold: float, *, window: int = 5) -> pd.Series:
-    """Per seed, the first environment step at which the mean training return over the last ``window`` updates
-    with finished episodes reaches ``threshold`` (NaN if never): the paper's "epoch at which 500 is reached"."""
-    out = {}
-    for seed, h in history.dropna(subset=["episode_return"]).groupby("seed"):
-        smooth = h.episode_return.rolling(window, min_periods=window).mean()
-        hit = h.step[smooth >= threshold]
-        out[seed] = float(hit.iloc[0]) if len(hit) else np.nan
-    return pd.Series(out, name="steps_to_threshold")
-
-
-def learning_summary(history: pd.DataFrame, *, final_fraction: float = 0.1) -> pd.DataFrame:
-    """Per seed: the mean training return over the whole run (area under the learning curve, a speed measure) and
-    over its last ``final_fraction`` of steps (where training ended, with exploration noise, unlike a greedy
-    evaluation)."""
-    if not 0 < final_fraction <= 1:
-        raise ValueError(f"final_fraction must lie in (0, 1], got {final_fraction!r}")
-    h = history.dropna(subset=["episode_return"])
-    late = h[h.step > (1 - final_fraction) * h.step.max()]
-    return pd.DataFrame({"mean_return": h.groupby("seed").episode_return.mean(),
-                         "final_return": late.groupby("seed").episode_return.mean()})
-
-
-def final_metrics(history: pd.DataFrame, metrics: list[str], *, final_fraction: float = 0.2) -> pd.DataFrame:
-    """Per seed (rows) and metric (columns): the mean of the values logged in the last ``final_fraction`` of steps.
-
-    NaNs (updates without diagnostics, or a statistic with nothing to average) are skipped; a longer window gives
-    a steadier value that reacts later to a collapse near the end.
-    """
-    if not 0 < final_fraction <= 1:
-        raise ValueError(f"final_fraction must lie in (0, 1], got {final_fraction!r}")
-    missing = [m for m in metrics if m not in history]
-    if missing:
-        raise ValueError(f"metrics {missing} are not columns of the history; columns: {list(history.columns)}")
-    late = history[history.step > (1 - final_fraction) * history.step.max()]
-    return late.groupby("seed")[list(metrics)].mean()
-
-
 def final_summary(run: Run, evaluation: pd.DataFrame, metrics: list[str], *, plasticity: pd.DataFrame | None = None,
                   final_fraction: float = 0.2) -> pd.DataFrame:
     """Per seed: `final_metrics` of ``metrics``, the greedy ``evaluation`` return (``greedy_return``) and, given a
@@ -218,8 +170,6 @@ def lead_lag_table(runs: Mapping[str, Run | pd.DataFrame], metrics: Sequence[str
     Lags count diagnosed updates (``diagnostics_every`` updates each); p-values are two-sided and no finer than
     1 / (``draws`` + 1). Seeds are the units: no update is pooled across seeds.
     """
-    from acpg_lab.leadlag import collapse_events, diagnosed_series, event_triggered_average, lead_lag_test
-
     max_lag = int(max_lag)
     if max_lag < 1:
         raise ValueError(f"max_lag must be an integer >= 1 (diagnosed updates), got {max_lag!r}")
@@ -260,7 +210,7 @@ def compare_final(values: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame
     rows = {}
     for metric in values.columns:
         x, y = values[metric].to_numpy(dtype=float), reference[metric].to_numpy(dtype=float)
-        if min(np.isfinite(x).sum(), np.isfinite(y).sum()) < 2:
+        if not enough_seeds(x, y):
             rows[metric] = dict(value=np.nanmean(x) if np.isfinite(x).any() else np.nan,
                                 reference=np.nanmean(y) if np.isfinite(y).any() else np.nan, difference=np.nan,
                                 ci_low=np.nan, ci_high=np.nan, df=np.nan, p=np.nan)
@@ -271,58 +221,3 @@ def compare_final(values: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame
     table = contrast_table(rows)
     table.index.name = "metric"
     return table
-
-
-def normalized(env_id: str, returns: np.ndarray) -> np.ndarray:
-    """Returns mapped so that a random policy scores 0 and the reference target 1 (`REFERENCE_SCORES`)."""
-    if env_id not in REFERENCE_SCORES:
-        raise ValueError(f"no reference scores for env_id={env_id!r}; known: {sorted(REFERENCE_SCORES)}")
-    low, high = REFERENCE_SCORES[env_id]
-    return (np.asarray(returns, dtype=float) - low) / (high - low)
-
-
-@contextmanager
-def _rliable_bootstrap(seed: int) -> Iterator[None]:
-    """Around an rliable call: seed numpy's global generator, then restore it, and silence the one warning arch
-    gives on every call. rliable hands ``random_state`` to arch's bootstrap, which (arch 7) warns that the argument
-    is deprecated and draws from the global generator anyway: without the seed, the same scores gave different
-    intervals in every process."""
-    state = np.random.get_state()  # noqa: NPY002 (the legacy global generator is what arch uses)
-    np.random.seed(seed)  # noqa: NPY002 (the legacy global generator is what arch uses)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"random_state is deprecated", category=FutureWarning,
-                                    module=r"arch\.bootstrap")
-            yield
-    finally:
-        np.random.set_state(state)  # noqa: NPY002 (the legacy global generator is what arch uses)
-
-
-def aggregate(scores: Mapping[str, np.ndarray], *, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """IQM and mean with stratified-bootstrap 95% CIs; ``scores[method]`` is ``[runs, tasks]`` normalised."""
-    from rliable import library as rly
-    from rliable import metrics
-
-    def iqm_and_mean(x: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
-
-    with _rliable_bootstrap(seed):
-        point, interval = rly.get_interval_estimates(dict(scores), iqm_and_mean, reps=reps,
-                                                     random_state=np.random.RandomState(seed))
-    rows = [dict(method=m, iqm=point[m][0], iqm_low=interval[m][0, 0], iqm_high=interval[m][1, 0],
-                 mean=point[m][1], mean_low=interval[m][0, 1], mean_high=interval[m][1, 1],
-                 runs=np.asarray(scores[m]).shape[0], tasks=np.asarray(scores[m]).shape[1]) for m in scores]
-    return pd.DataFrame(rows).set_index("method")
-
-
-def probability_of_improvement(x: np.ndarray, y: np.ndarray, *, reps: int = 2000, seed: int = 0) -> dict[str, float]:
-    """P(X > Y) averaged over tasks, with a stratified-bootstrap 95% CI; ``x``, ``y`` are ``[runs, tasks]``."""
-    from rliable import library as rly
-    from rliable import metrics
-
-    with _rliable_bootstrap(seed):
-        point, interval = rly.get_interval_estimates({"x,y": (np.asarray(x), np.asarray(y))},
-                                                     metrics.probability_of_improvement, reps=reps,
-                                                     random_state=np.random.RandomState(seed))
-    low, high = np.asarray(interval["x,y"]).reshape(-1)[:2]
-    return dict(probability=float(point["x,y"]), low=float(low), high=float(high))

@@ -9,26 +9,55 @@
   family-wise error rate); tables show the raw p beside the adjusted one (`contrast_table`).
 - `verdict` turns one contrast into the vocabulary of `REPRODUCTION.md` and names the rule that gave it.
 
-Aggregates over tasks (IQM, probability of improvement) come from rliable, in `acpg_lab.experiments`.
+- Too few seeds: every test needs at least `MIN_SEEDS` finite values per arm (`enough_seeds`); a table row with
+  fewer says so (`unmeasurable`) instead of failing.
+- Aggregates over tasks (IQM, probability of improvement): rliable's stratified bootstrap on scores normalised per
+  environment (`normalized`, `aggregate`, `probability_of_improvement`, `REFERENCE_SCORES`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-__all__ = ["welch", "welch_contrast", "paired", "holm", "contrast_table", "verdict", "VERDICT_RULE"]
+__all__ = ["welch", "welch_contrast", "paired", "holm", "contrast_table", "verdict", "VERDICT_RULE", "MIN_SEEDS",
+           "enough_seeds", "unmeasurable", "REFERENCE_SCORES", "normalized", "aggregate", "probability_of_improvement"]
+
+#: the fewest finite values (seeds) per arm a t interval is computed from
+MIN_SEEDS = 2
 
 
 def _clean(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=float).reshape(-1)
     arr = arr[np.isfinite(arr)]
-    if len(arr) < 2:
-        raise ValueError(f"{name} needs at least 2 finite values (one per seed), got {len(arr)}")
+    if len(arr) < MIN_SEEDS:
+        raise ValueError(f"{name} needs at least {MIN_SEEDS} finite values (one per seed), got {len(arr)}")
     return arr
+
+
+def enough_seeds(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray | None = None, *,
+                 paired: bool = False) -> bool:
+    """Whether ``x`` (and ``y``) have `MIN_SEEDS` finite values each, and, ``paired``, as many complete pairs:
+    whether `welch` / `paired` can give an interval."""
+    arrays = [np.asarray(v, dtype=float).reshape(-1) for v in (x, y) if v is not None]
+    if any(np.isfinite(a).sum() < MIN_SEEDS for a in arrays):
+        return False
+    if paired and len(arrays) == 2:
+        a, b = arrays
+        return len(a) == len(b) and int((np.isfinite(a) & np.isfinite(b)).sum()) >= MIN_SEEDS
+    return True
+
+
+def unmeasurable(x: pd.Series, y: pd.Series) -> dict[str, float]:
+    """The row of a contrast with too few seeds (`enough_seeds` false): NaN statistics beside the means and the
+    counts of the values there are."""
+    return dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan, df=np.nan, t=np.nan, p=np.nan,
+                mean_x=x.mean(), mean_y=y.mean(), n_x=int(x.notna().sum()), n_y=int(y.notna().sum()))
 
 
 def _t_result(diff: float, se: float, df: float, confidence: float) -> dict[str, float]:
@@ -155,3 +184,74 @@ def contrast_table(contrasts: Mapping[str, Mapping[str, float]]) -> pd.DataFrame
     if len(table):
         table["p_holm"] = holm(table["p"].to_numpy())
     return table
+
+
+#: (random policy, target) per environment, only to put environments on one scale for aggregates. Approximate:
+#: random-policy returns rounded; targets are the maximum (CartPole), "solved" (LunarLander 200), or roughly what a
+#: well-tuned agent reaches (Acrobot, MinAtar). Aggregates depend on these choices; per-environment tables do not.
+REFERENCE_SCORES: dict[str, tuple[float, float]] = {
+    "CartPole-v1": (22.0, 500.0),
+    "Acrobot-v1": (-500.0, -70.0),
+    "LunarLander-v3": (-180.0, 200.0),
+    "MinAtar/Breakout-v1": (0.5, 30.0),
+    "MinAtar/SpaceInvaders-v1": (3.0, 150.0),
+    "MinAtar/Asterix-v1": (0.5, 20.0),
+    "MinAtar/Freeway-v1": (0.0, 60.0),
+    "MinAtar/Seaquest-v1": (0.1, 30.0),
+    "ALE/Phoenix-v5": (761.4, 7242.6),  # the usual Atari random and human scores
+}
+
+
+def normalized(env_id: str, returns: np.ndarray) -> np.ndarray:
+    """Returns mapped so that a random policy scores 0 and the reference target 1 (`REFERENCE_SCORES`)."""
+    if env_id not in REFERENCE_SCORES:
+        raise ValueError(f"no reference scores for env_id={env_id!r}; known: {sorted(REFERENCE_SCORES)}")
+    low, high = REFERENCE_SCORES[env_id]
+    return (np.asarray(returns, dtype=float) - low) / (high - low)
+
+
+@contextmanager
+def _rliable_bootstrap(seed: int) -> Iterator[None]:
+    """Around an rliable call: seed numpy's global generator, then restore it, and silence the one warning arch
+    gives on every call. rliable hands ``random_state`` to arch's bootstrap, which (arch 7) warns that the argument
+    is deprecated and draws from the global generator anyway: without the seed, the same scores gave different
+    intervals in every process."""
+    state = np.random.get_state()  # noqa: NPY002 (the legacy global generator is what arch uses)
+    np.random.seed(seed)  # noqa: NPY002 (the legacy global generator is what arch uses)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"random_state is deprecated", category=FutureWarning,
+                                    module=r"arch\.bootstrap")
+            yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002 (the legacy global generator is what arch uses)
+
+
+def aggregate(scores: Mapping[str, np.ndarray], *, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """IQM and mean with stratified-bootstrap 95% CIs; ``scores[method]`` is ``[runs, tasks]`` normalised."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    def iqm_and_mean(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    with _rliable_bootstrap(seed):
+        point, interval = rly.get_interval_estimates(dict(scores), iqm_and_mean, reps=reps,
+                                                     random_state=np.random.RandomState(seed))
+    rows = [dict(method=m, iqm=point[m][0], iqm_low=interval[m][0, 0], iqm_high=interval[m][1, 0],
+                 mean=point[m][1], mean_low=interval[m][0, 1], mean_high=interval[m][1, 1],
+                 runs=np.asarray(scores[m]).shape[0], tasks=np.asarray(scores[m]).shape[1]) for m in scores]
+    return pd.DataFrame(rows).set_index("method")
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray, *, reps: int = 2000, seed: int = 0) -> dict[str, float]:
+    """P(X > Y) averaged over tasks, with a stratified-bootstrap 95% CI; ``x``, ``y`` are ``[runs, tasks]``."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    with _rliable_bootstrap(seed):
+        point, interval = rly.get_interval_estimates({"x,y": (np.asarray(x), np.asarray(y))},
+                                                     metrics.probability_of_improvement, reps=reps,
+                                                     random_state=np.random.RandomState(seed))
+    low, high = np.asarray(interval["x,y"]).reshape(-1)[:2]
+    return dict(probability=float(point["x,y"]), low=float(low), high=float(high))

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acpg_lab import evidence, evidence_report
-from acpg_lab.evidence import Condition
+from acpg_lab import evidence
+from acpg_lab.evidence import Condition, collapse, conditions, heads, pfo, pieces
+from acpg_lab.evidence import report as report_module
 
 TINY = dict(algo="ppo", label_source="optimal", diagnostics_every=2, diagnostics_null=True, total_steps=2048)
 
@@ -50,7 +51,7 @@ def test_long_histories_are_averaged_in_blocks():
     h = pd.DataFrame(dict(seed=np.repeat([3, 5], 2500), update=np.tile(updates, 2), step=np.tile(updates * 40 + 40, 2),
                           episodes=1, episode_return=np.tile(updates.astype(float), 2),
                           nc1=np.tile(np.where(updates % 25 == 0, 1.0, np.nan), 2)))
-    c = evidence._compact(h)
+    c = pieces._compact(h)
     assert len(c) == 2 * 834 and c.episodes.sum() == 5000 and c.step.max() == 2500 * 40
     first = c.iloc[0]
     assert (first["update"], first["episode_return"], first["episodes"]) == (2, 1.0, 3)
@@ -58,9 +59,9 @@ def test_long_histories_are_averaged_in_blocks():
 
 
 def test_collapse_tables_are_paired_contrasts_with_holm_and_verdicts(tiny_collapse):
-    tables = evidence_report.collapse_tables(tiny_collapse)
+    tables = collapse.collapse_tables(tiny_collapse)
     vs_null = tables["collapse_vs_null"]
-    assert len(vs_null) == 2 * len(evidence_report.COLLAPSE_METRICS)
+    assert len(vs_null) == 2 * len(collapse.COLLAPSE_METRICS)
     assert (vs_null.p_holm >= vs_null.p).all() and (vs_null.df == 2).all()  # 3 seeds, paired
     assert set(vs_null.verdict) <= {"reproduced", "contradicted", "not reproduced", "inconclusive (power)"}
     between = tables["collapse_between"]
@@ -68,9 +69,9 @@ def test_collapse_tables_are_paired_contrasts_with_holm_and_verdicts(tiny_collap
 
 
 def test_report_writes_then_checks_tables(tiny_collapse, monkeypatch):
-    monkeypatch.setattr(evidence_report, "heads_tables", lambda root: {})
-    assert evidence_report.report(root=tiny_collapse) == 0
-    assert evidence_report.report(root=tiny_collapse, check=True) == 0
+    monkeypatch.setattr(report_module, "BUILDERS", tuple(b for b in report_module.BUILDERS if b.family != "heads"))
+    assert report_module.report(root=tiny_collapse) == 0
+    assert report_module.report(root=tiny_collapse, check=True) == 0
     cpu = pd.read_csv(tiny_collapse / "tables" / "evidence_cpu.csv", index_col=["experiment", "group"])
     assert cpu.loc[("collapse", "onehot"), "pieces"] == 4 and cpu.loc[("collapse", "onehot"), "seed_runs"] == 6
     assert cpu.train_seconds.gt(0).all()
@@ -78,14 +79,14 @@ def test_report_writes_then_checks_tables(tiny_collapse, monkeypatch):
     table = pd.read_csv(path)
     table.loc[0, "difference"] += 1e-3
     table.to_csv(path, index=False)
-    assert evidence_report.report(root=tiny_collapse, check=True) == 1
+    assert report_module.report(root=tiny_collapse, check=True) == 1
 
 
 def test_reproduction_numbers_must_come_from_the_tables():
     tables = {"t": pd.DataFrame(dict(a=[0.01234, -1.5]), index=pd.Index(["x", "y"], name="k"))}
     rows = ("<!-- evidence:acpg -->\n| claim | setting | measurement | verdict | nb |\n"
             "| c | s | 0.0123 and −1.50, p < 0.05 | ok | 01 |\n<!-- /evidence:acpg -->")
-    check = evidence_report.unmatched_numbers
+    check = report_module.unmatched_numbers
     assert check(rows, tables, sections=("acpg",)) == []
     assert check(rows.replace("0.0123", "0.0124"), tables, sections=("acpg",)) == ["0.0124"]
     assert check(rows.replace("| c |", "| c **to be rerun** |").replace("0.0123", "9.99"), tables,
@@ -96,7 +97,7 @@ def test_reproduction_numbers_must_come_from_the_tables():
 
 def test_the_stored_evidence_recomputes_and_backs_every_number_of_reproduction_md():
     """The committed tables equal what the committed histories give, and REPRODUCTION.md quotes only them."""
-    assert evidence_report.report(check=True) == 0
+    assert report_module.report(check=True) == 0
 
 
 def test_long_pieces_train_with_checkpoints_and_leave_no_run_directory(monkeypatch, tmp_path):
@@ -107,15 +108,15 @@ def test_long_pieces_train_with_checkpoints_and_leave_no_run_directory(monkeypat
     monkeypatch.setitem(evidence.EXPERIMENTS, "tiny", {"plain": Condition(config, seeds=(0, 1)),
                                                        "ckpt": Condition(config, seeds=(0, 1), checkpoint_every=4)})
     calls = []
-    original = evidence.train
+    original = pieces.train
 
     def recording_train(cfg, **kw):
         calls.append((cfg.checkpoint_every, kw.get("run_dir"), kw.get("resume")))
         return original(cfg, **kw)
 
-    monkeypatch.setattr(evidence, "train", recording_train)
-    plain = evidence.run_piece("tiny", "plain", (0, 1), tmp_path)
-    ckpt = evidence.run_piece("tiny", "ckpt", (0, 1), tmp_path)
+    monkeypatch.setattr(pieces, "train", recording_train)
+    plain = pieces.run_piece("tiny", "plain", (0, 1), tmp_path)
+    ckpt = pieces.run_piece("tiny", "ckpt", (0, 1), tmp_path)
     run_dir = tmp_path / "tiny" / "ckpt" / ".seeds_0-1.run"
     assert calls == [(0, None, True), (4, run_dir, True)] and not run_dir.exists()
     a, b = (pd.read_parquet(p / "history.parquet").drop(columns="time") for p in (plain, ckpt))
@@ -143,15 +144,13 @@ def test_pieces_train_as_ray_tasks_like_in_process(monkeypatch, tmp_path):
 def test_pfo_tables_pair_cells_by_seed_and_test_trends_over_seeds(monkeypatch, tmp_path):
     """A tiny dose grid: every statistic of every cell per seed, slopes per seed (df = seeds - 1, nothing pooled),
     the PFO contrasts paired by seed, Holm over each table, collapse events counted per seed."""
-    from acpg_lab import pfo_report
-
-    base = dict(evidence.PFO_BASE, total_steps=2048, snapshot_every=4)
+    base = dict(conditions.PFO_BASE, total_steps=2048, snapshot_every=4)
     cells = {f"cartpole/e{e}_b{b:g}": Condition(dict(base, epochs=e, pfo_coef=b), seeds=(0, 1, 2), group=3,
-                                                keep=evidence.PFO_COLUMNS)
+                                                keep=conditions.PFO_COLUMNS)
              for e in (1, 2, 4) for b in (0.0, 1.0)}
     monkeypatch.setitem(evidence.EXPERIMENTS, "pfo", cells)
     evidence.run_experiment("pfo", root=tmp_path)
-    tables = pfo_report.pfo_tables(tmp_path)
+    tables = pfo.pfo_tables(tmp_path)
     per_seed = tables["pfo_per_seed"]
     assert len(per_seed) == 6 * 3 and per_seed.plasticity_kl_backbone.notna().all()
     dose = tables["pfo_dose"].sort_index()
@@ -170,11 +169,9 @@ def test_pfo_tables_pair_cells_by_seed_and_test_trends_over_seeds(monkeypatch, t
 
 
 def test_dose_slopes_recover_a_known_linear_trend():
-    from acpg_lab import pfo_report
-
     idx = pd.MultiIndex.from_product([["a", "b", "c"], [0, 1]], names=["condition", "seed"])
     per_seed = pd.DataFrame(dict(x=[1.0, 5.0, 3.0, 6.0, 5.0, 7.0]), index=idx)
-    slopes = pfo_report._dose_slopes(per_seed, {"a": 0.0, "b": 1.0, "c": 2.0}, "x")
+    slopes = pfo._dose_slopes(per_seed, {"a": 0.0, "b": 1.0, "c": 2.0}, "x")
     assert slopes.to_numpy() == pytest.approx([2.0, 1.0])
 
 
@@ -182,14 +179,13 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
     """Tiny head arms on a 4- and a 3-action task and the exploration arms: Theorem 1 rows per arm (paired against the
     untrained network) and ETF against each other arm (Welch); the exploration interaction is the difference of
     the two ETF - learnable differences; claims and descriptive rows are separate Holm families."""
-    from acpg_lab import heads_report
     from acpg_lab.evidence import HEAD_ARMS
 
     small = dict(algo="ppo", num_envs=4, rollout_steps=16, minibatch_size=32, diagnostics_every=2,
                  diagnostics_null=True, total_steps=1024)
     tasks = {"tiny_lunar": (dict(small, env_id="LunarLander-v3"), -150.0),
              "ppo_minatar_breakout": (dict(small, env_id="MinAtar/Breakout-v1"), 0.1)}
-    monkeypatch.setattr(heads_report, "HEAD_TASKS", tasks)
+    monkeypatch.setattr(heads, "HEAD_TASKS", tasks)
     monkeypatch.setitem(evidence.EXPERIMENTS, "heads", {
         f"{task}/{arm}": Condition(dict(shared, **head), seeds=(0, 1, 2), group=3)
         for task, (shared, _) in tasks.items() for arm, head in HEAD_ARMS.items()})
@@ -197,10 +193,10 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
         f"eps{eps}/{arm}": Condition(dict(tasks["ppo_minatar_breakout"][0], **HEAD_ARMS[arm], explore_epsilon=eps),
                                      seeds=(0, 1, 2), group=3) for eps in (0.01, 0.1) for arm in ("linear", "etf")})
     evidence.run_experiment("heads", root=tmp_path)
-    assert heads_report.exploration_tables(tmp_path) == {}  # its epsilon > 0 arms are not stored yet
+    assert heads.exploration_tables(tmp_path) == {}  # its epsilon > 0 arms are not stored yet
     evidence.run_experiment("exploration", root=tmp_path)
 
-    tables = heads_report.heads_tables(tmp_path)
+    tables = heads.heads_tables(tmp_path)
     per_seed = tables["heads_per_seed"]
     assert len(per_seed) == 2 * 4 * 3 and per_seed.xs("ppo_minatar_breakout")["best"].notna().all()
     align = tables["heads_alignment"]
@@ -228,7 +224,7 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
         undecided = bool(undecided.too_little.any() or undecided.still_rising.any())
         assert (row.verdict == "inconclusive (budget)") == undecided, (task, contrast, row.verdict)
 
-    ex = heads_report.exploration_tables(tmp_path)
+    ex = heads.exploration_tables(tmp_path)
     per = ex["exploration_per_seed"]
     assert len(per) == 3 * 2 * 3
     table = ex["exploration_contrasts"]
@@ -248,7 +244,7 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
 
 
 def test_an_arm_that_learned_too_little_or_still_rises_makes_the_budget_undecided():
-    from acpg_lab.heads_report import MIN_LEARNED, _budget_reason, budget_table
+    from acpg_lab.evidence.heads import MIN_LEARNED, _budget_reason, budget_table
 
     rng = np.random.default_rng(0)
     rows = [dict(task="t", arm=arm, seed=s, final_train=final + rng.normal(0, 0.1), plateau_change=change
@@ -274,3 +270,59 @@ def test_a_linear_contrast_of_two_groups_is_welch():
         assert b[key] == pytest.approx(a[key])
     with pytest.raises(ValueError, match="one weight per group"):
         welch_contrast([x, y], [1])
+
+
+def test_pfo_factors_come_from_the_stored_config_not_the_name():
+    """A plain cell whose name says "linear" stays on the dose lines and in the PFO contrasts; a learnable head
+    without a bias (the ETF comparison's arm) leaves them, whatever its name: the factors are the stored config's."""
+    def cell(**kw):
+        return dict(dict(setting="cartpole", epochs=10, beta=0.0, layers="last", head="linear", bias=True,
+                         shared=False), **kw)
+
+    cells = {"cartpole/linear_e10": cell(), "cartpole/linear_e20": cell(epochs=20),
+             "cartpole/linear_e10_pfo": cell(beta=1.0), "cartpole/plain_name": cell(bias=False)}
+    lines = pfo._grids(cells)
+    assert lines[("cartpole", "log2(epochs)", "beta=0")] == {"cartpole/linear_e10": np.log2(10),
+                                                             "cartpole/linear_e20": np.log2(20)}
+    assert lines[("cartpole", "beta step", "epochs=10")] == {"cartpole/linear_e10": 0.0,
+                                                             "cartpole/linear_e10_pfo": 2.0}
+    assert [pair[:3] for pair in pfo._contrast_pairs(cells)] == [
+        ("PFO beta=1 last layer - none (epochs=10)", "cartpole/linear_e10_pfo", "cartpole/linear_e10")]
+    stored = dict(env_id="CartPole-v1", epochs=40, pfo_coef=1, pfo_layers="last", head="etf", head_bias=False,
+                  shared_trunk=False)
+    assert pfo.factors(stored) == cell(epochs=40, beta=1.0, head="etf", bias=False)
+    with pytest.raises(ValueError, match="'Pong-v5' is no pfo setting"):
+        pfo.factors(dict(stored, env_id="Pong-v5"))
+
+
+def test_one_verdict_table_for_every_family():
+    from acpg_lab.evidence.verdicts import Claim, smallest_effect, verdict_table
+    from acpg_lab.stats import contrast_table
+
+    def rows():
+        return contrast_table({("a", "x"): dict(difference=1.0, ci_low=0.5, ci_high=1.5, p=0.01),
+                               ("a", "y"): dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan),
+                               ("a", "z"): dict(difference=0.0, ci_low=-0.01, ci_high=0.01, p=0.9),
+                               ("a", "w"): dict(difference=0.0, ci_low=-0.01, ci_high=0.01, p=0.9)})
+
+    claims = {("a", "x"): Claim(1), ("a", "y"): Claim(1), ("a", "z"): Claim(1, smallest_effect("bounded")),
+              ("a", "w"): Claim(0)}
+    table = verdict_table(rows(), claims, names=["k", "m"], descriptive="no claim")
+    assert table.index.names == ["k", "m"]
+    assert list(table.verdict) == ["reproduced", "not measurable", "not reproduced", "descriptive"]
+    assert table.rule.iloc[3] == "no claim" and "0.05" in table.rule.iloc[2]
+    with pytest.raises(ValueError, match="rows without a claim"):
+        verdict_table(rows(), {("a", "x"): Claim(1)}, names=["k", "m"])
+    with pytest.raises(ValueError, match="unknown kind of smallest effect 'huge'"):
+        smallest_effect("huge")
+    assert smallest_effect("log") == pytest.approx(np.log(1.25)) and smallest_effect("return", span=500.0) == 25.0
+
+
+def test_a_stored_piece_of_another_config_is_refused_not_reused(tiny_collapse, monkeypatch):
+    changed = {name: Condition(dict(cond.config, lr=1e-2), seeds=cond.seeds, group=cond.group)
+               for name, cond in evidence.EXPERIMENTS["collapse"].items()}
+    monkeypatch.setitem(evidence.EXPERIMENTS, "collapse", changed)
+    with pytest.raises(ValueError, match=r"another config \(differing: \['lr'\]\)"):
+        evidence.run_experiment("collapse", root=tiny_collapse)
+    with pytest.raises(ValueError, match=r"another config \(differing: \['lr'\]\)"):
+        pieces.run_piece("collapse", "onehot/balanced", (0, 1), tiny_collapse)

@@ -15,13 +15,38 @@ import numpy as np
 import pandas as pd
 
 from acpg_lab.envs import probe_spaces
-from acpg_lab.evidence import HEAD_ARMS, HEAD_TASKS, complete, load_condition
-from acpg_lab.experiments import REFERENCE_SCORES, aggregate, normalized, probability_of_improvement
-from acpg_lab.stats import contrast_table, holm, paired, verdict, welch, welch_contrast
+from acpg_lab.evidence.conditions import EXPLORATION_EPSILONS, HEAD_ARMS, HEAD_TASKS, exploration_condition
+from acpg_lab.evidence.pieces import complete, load_condition
+from acpg_lab.evidence.verdicts import Claim, measured, smallest_effect, verdict_table
+from acpg_lab.stats import (
+    REFERENCE_SCORES,
+    aggregate,
+    contrast_table,
+    enough_seeds,
+    holm,
+    normalized,
+    paired,
+    probability_of_improvement,
+    welch,
+    welch_contrast,
+)
+from acpg_lab.summaries import area, final_window, first_reach, window
 
 __all__ = ["complete_tasks", "heads_per_seed", "still_rising", "budget_table", "MIN_LEARNED", "heads_tables",
-           "alignment_table", "exploration_condition", "exploration_tables", "HEAD_CONTRASTS", "HEAD_OUTCOMES",
-           "EXPLORATION_EPSILONS"]
+           "alignment_table", "exploration_tables", "HEAD_CONTRASTS", "HEAD_OUTCOMES", "FINAL_FRACTION", "TABLES",
+           "EXPLORATION_TABLES"]
+
+#: the final window of a head run (`acpg_lab.summaries.final_window`): its last 10% of steps; the 10% before it
+#: tell whether the return was still rising
+FINAL_FRACTION = 0.1
+#: the tables `heads_tables` builds -> their index columns
+TABLES = {"heads_per_seed": ["task", "arm", "seed"], "heads_contrasts": ["task", "contrast", "outcome"],
+          "heads_aggregate": ["arm"], "heads_convergence": ["task", "arm"],
+          "heads_alignment": ["task", "actions", "contrast"]}
+#: the tables `exploration_tables` builds -> their index columns
+EXPLORATION_TABLES = {"exploration_per_seed": ["epsilon", "arm", "seed"],
+                      "exploration_contrasts": ["epsilon", "contrast", "outcome"],
+                      "exploration_convergence": ["epsilon", "arm"]}
 
 
 def complete_tasks(root: Path | None = None) -> list[str]:
@@ -35,23 +60,18 @@ def _seed_rows(history: pd.DataFrame, evaluation: pd.DataFrame, threshold: float
     rows = []
     for seed, h in history.groupby("seed"):
         h = h.sort_values("update")
-        last = h["update"].max()
-        ret = h.dropna(subset=["episode_return"])
-        tail = ret[ret["update"] >= 0.9 * last]
-        before = ret[(ret["update"] >= 0.8 * last) & (ret["update"] < 0.9 * last)]
-        smooth = ret.episode_return.rolling(5, min_periods=5).mean()
-        hit = ret[smooth >= threshold]
+        final, before = final_window(h, FINAL_FRACTION), window(h, 1 - 2 * FINAL_FRACTION, 1 - FINAL_FRACTION)
+        reach = first_reach(h, threshold).reindex([seed]).iloc[0]
         logged = h.dropna(subset=["label_alignment"])  # NaN where fewer than 2 actions were taken
         last_logged = logged.iloc[-1] if len(logged) else pd.Series(np.nan, ["label_alignment",
                                                                              "null_label_alignment"])
-        rows.append(dict(keys, seed=seed, area=ret.episode_return.mean(), final_train=tail.episode_return.mean(),
-                         best=smooth.max(), greedy=evaluation.greedy[seed], sampled=evaluation.sampled[seed],
-                         updates_to_threshold=float(hit["update"].iloc[0] + 1) if len(hit) else np.nan,
-                         steps_to_threshold=float(hit["step"].iloc[0]) if len(hit) else np.nan,
-                         final_entropy=h[h["update"] >= 0.9 * last].entropy.mean(),
-                         label_alignment=last_logged.label_alignment,
+        final_train = area(final).get(seed, np.nan)
+        rows.append(dict(keys, seed=seed, area=area(h).get(seed, np.nan), final_train=final_train,
+                         best=reach["best"], greedy=evaluation.greedy[seed], sampled=evaluation.sampled[seed],
+                         updates_to_threshold=reach["update"], steps_to_threshold=reach["step"],
+                         final_entropy=final.entropy.mean(), label_alignment=last_logged.label_alignment,
                          null_label_alignment=last_logged.null_label_alignment,
-                         plateau_change=tail.episode_return.mean() - before.episode_return.mean()))
+                         plateau_change=final_train - area(before).get(seed, np.nan)))
     return rows
 
 
@@ -85,7 +105,7 @@ def still_rising(per_seed: pd.DataFrame, by: tuple[str, str] = ("task", "arm")) 
     out = {}
     for key, t in per_seed.groupby(list(by)):
         change = t.plateau_change.to_numpy(dtype=float)
-        r = paired(change, np.zeros_like(change)) if np.isfinite(change).sum() >= 2 else None
+        r = paired(change, np.zeros_like(change)) if enough_seeds(change) else None
         out[key] = bool(r is not None and r["difference"] > 0 and r["p"] / 2 < 0.05)
     return pd.Series(out, name="still_rising")
 
@@ -119,43 +139,18 @@ def _budget_reason(budget: pd.DataFrame, keys) -> str:
     return ""
 
 
-def _verdicts(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    """Holm over the claimed rows and, separately, over the descriptive ones (sign 0); then the verdicts.
-    ``meta[key] = (claimed sign, smallest effect, ceiling, budget)``, where ``budget`` says why the budget cannot
-    decide the contrast ("" when it can: `budget_table`)."""
-    claimed = np.array([meta[key][0] != 0 for key in table.index])
+def _return_scale(env_id: str) -> float:
+    """The smallest effect of interest on returns: 5% of the reference range (`REFERENCE_SCORES`)."""
+    low, high = REFERENCE_SCORES[env_id]
+    return smallest_effect("return", span=high - low)
+
+
+def _holm_by_claim(table: pd.DataFrame, claims: dict) -> pd.DataFrame:
+    """Holm over the claimed rows and, separately, over the descriptive ones (sign 0)."""
+    claimed = np.array([claims[key].sign != 0 for key in table.index])
     table.loc[claimed, "p_holm"] = holm(table.loc[claimed, "p"].to_numpy())
     table.loc[~claimed, "p_holm"] = holm(table.loc[~claimed, "p"].to_numpy())
-    verdicts, rules = [], []
-    for key, row in table.iterrows():
-        sign, smallest, ceiling, budget = meta[key]
-        if not np.isfinite(row["p"]):
-            v, r = "not measurable", "fewer than 2 seeds of an arm have a value"
-        elif sign == 0:
-            v, r = "descriptive", "reported beside the claims, no claim"
-        elif ceiling:
-            v, r = "no difference (ceiling)", "every seed of both arms at the same value"
-        else:
-            v, r = verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest,
-                           budget=budget)
-        verdicts.append(v), rules.append(r)
-    table["verdict"], table["rule"] = verdicts, rules
     return table
-
-
-def _measurable(test, x: pd.Series, y: pd.Series) -> dict[str, float]:
-    """``test(x, y)`` (`welch` or `paired`), or NaN where fewer than 2 seeds have a value (updates to a threshold
-    few seeds reached; an alignment where a policy took one action only)."""
-    both = x.notna().to_numpy() & y.notna().to_numpy() if test is paired else None
-    if min(x.notna().sum(), y.notna().sum()) < 2 or (both is not None and both.sum() < 2):
-        return dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan, df=np.nan, t=np.nan, p=np.nan,
-                    mean_x=x.mean(), mean_y=y.mean(), n_x=int(x.notna().sum()), n_y=int(y.notna().sum()))
-    return test(x, y)
-
-
-def _return_scale(env_id: str) -> float:
-    low, high = REFERENCE_SCORES[env_id]
-    return 0.05 * (high - low)  # the smallest effect of interest on returns: 5% of the reference range
 
 
 def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -172,22 +167,21 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
         return {}
     per_seed = heads_per_seed(root)
     budget = budget_table(per_seed, {task: HEAD_TASKS[task][0]["env_id"] for task in tasks})
-    rows, meta = {}, {}
+    rows, claims = {}, {}
     for task in tasks:
         t = per_seed[per_seed.task == task]
         for arm, against, _ in HEAD_CONTRASTS:
             for outcome, sign in HEAD_OUTCOMES.items():
                 x, y = t[t.arm == arm][outcome], t[t.arm == against][outcome]
                 key = (task, f"{arm} - {against}", outcome)
-                rows[key] = _measurable(welch, x, y) | dict(reached_x=int(x.notna().sum()),
-                                                            reached_y=int(y.notna().sum()))
-                smallest = (0.1 * pd.concat([x, y]).median() if outcome == "updates_to_threshold"
-                            else _return_scale(HEAD_TASKS[task][0]["env_id"]))
+                rows[key] = measured(welch, x, y) | dict(reached_x=int(x.notna().sum()),
+                                                         reached_y=int(y.notna().sum()))
+                smallest = (smallest_effect("relative", reference=pd.concat([x, y]).median())
+                            if outcome == "updates_to_threshold" else _return_scale(HEAD_TASKS[task][0]["env_id"]))
                 ceiling = x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]
-                meta[key] = (sign, smallest, ceiling, _budget_reason(budget, [(task, arm), (task, against)]))
-    contrasts = contrast_table(rows)
-    contrasts.index = pd.MultiIndex.from_tuples(contrasts.index, names=["task", "contrast", "outcome"])
-    contrasts = _verdicts(contrasts, meta)
+                claims[key] = Claim(sign, smallest, ceiling, _budget_reason(budget, [(task, arm), (task, against)]))
+    contrasts = _holm_by_claim(contrast_table(rows), claims)
+    contrasts = verdict_table(contrasts, claims, names=TABLES["heads_contrasts"])
     # rliable wants a [runs, tasks] matrix: the aggregate uses the seeds every task has (200-209)
     common = sorted(set.intersection(*(set(per_seed[per_seed.task == task].seed) for task in tasks)))
     agg = []
@@ -226,26 +220,18 @@ def alignment_table(per_seed: pd.DataFrame) -> pd.DataFrame:
         by_arm = {arm: t[t.arm == arm].sort_values("seed") for arm in HEAD_ARMS}
         for arm, a in by_arm.items():
             key = (task, actions, f"{arm}: trained - untrained")
-            rows[key] = _measurable(paired, a.label_alignment, a.null_label_alignment)
+            rows[key] = measured(paired, a.label_alignment, a.null_label_alignment)
         for other in ("linear", "linear_scaled", "random"):
-            rows[(task, actions, f"etf - {other}")] = _measurable(welch, by_arm["etf"].label_alignment,
-                                                                   by_arm[other].label_alignment)
+            rows[(task, actions, f"etf - {other}")] = measured(welch, by_arm["etf"].label_alignment,
+                                                                by_arm[other].label_alignment)
     if not rows:
         return pd.DataFrame()
-    table = contrast_table(rows)
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["task", "actions", "contrast"])
-    return _verdicts(table, {key: (1, 0.05, False, "") for key in table.index})
+    claims = dict.fromkeys(rows, Claim(1, smallest_effect("bounded")))
+    return verdict_table(_holm_by_claim(contrast_table(rows), claims), claims, names=TABLES["heads_alignment"])
 
 
-#: the exploration ablation's epsilons; 0 is the heads experiment's Breakout run (same seeds and config)
-EXPLORATION_EPSILONS = (0.0, 0.01, 0.1)
 #: outcome -> claimed sign of the ETF's gain with exploration (the paper reports the best score)
 EXPLORATION_OUTCOMES = {"best": 1, "final_train": 1, "greedy": 1, "sampled": 1}
-
-
-def exploration_condition(eps: float, arm: str) -> tuple[str, str]:
-    """(experiment, condition) of one arm of the exploration ablation."""
-    return ("heads", f"ppo_minatar_breakout/{arm}") if eps == 0 else ("exploration", f"eps{eps}/{arm}")
 
 
 def exploration_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -275,21 +261,20 @@ def exploration_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     def arm(eps: float, name: str, outcome: str) -> pd.Series:
         return per_seed[(per_seed.epsilon == eps) & (per_seed.arm == name)][outcome]
 
-    contrasts, meta = {}, {}
+    contrasts, claims = {}, {}
     for outcome, sign in EXPLORATION_OUTCOMES.items():
         for eps in EXPLORATION_EPSILONS:
             key = (eps, "etf - linear", outcome)
             contrasts[key] = welch(arm(eps, "etf", outcome), arm(eps, "linear", outcome))
-            meta[key] = (sign if eps > 0 else 0, smallest, False,
-                         _budget_reason(budget, [(eps, "etf"), (eps, "linear")]))
+            claims[key] = Claim(sign if eps > 0 else 0, smallest, False,
+                                _budget_reason(budget, [(eps, "etf"), (eps, "linear")]))
         for eps in EXPLORATION_EPSILONS[1:]:
             key = (eps, "(etf - linear) - (etf - linear at 0)", outcome)
             contrasts[key] = welch_contrast([arm(eps, "etf", outcome), arm(eps, "linear", outcome),
                                              arm(0.0, "etf", outcome), arm(0.0, "linear", outcome)], [1, -1, -1, 1])
-            meta[key] = (sign, smallest, False,
-                         _budget_reason(budget, [(e, a) for e in (0.0, eps) for a in ("etf", "linear")]))
-    table = contrast_table(contrasts)
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["epsilon", "contrast", "outcome"])
+            claims[key] = Claim(sign, smallest, False,
+                                _budget_reason(budget, [(e, a) for e in (0.0, eps) for a in ("etf", "linear")]))
+    table = _holm_by_claim(contrast_table(contrasts), claims)
     return {"exploration_per_seed": per_seed.set_index(["epsilon", "arm", "seed"]),
-            "exploration_contrasts": _verdicts(table, meta),
+            "exploration_contrasts": verdict_table(table, claims, names=EXPLORATION_TABLES["exploration_contrasts"]),
             "exploration_convergence": budget.rename_axis(["epsilon", "arm"])}

@@ -2,10 +2,12 @@
 run pfo`` (written by ``python -m acpg_lab.evidence report``, checked by ``report --check``).
 
 Design: every cell of the grid trains the same held-out seeds 16-31, so a seed's initial network and environment
-streams are shared by all cells, and every comparison between cells is *paired* by seed. Per seed, a statistic's
-final value is its mean over the last 20% of updates (diagnosed updates for the diagnostics), the plasticity
-probe's is its value at the last snapshot, and its null is the same seed's untrained network on the same states
-(``null_actor_*``, logged at the same updates; the probe at the initial snapshot).
+streams are shared by all cells, and every comparison between cells is *paired* by seed. A cell's factors (setting,
+epochs, PFO coefficient and layers, head, shared trunk) are read from its stored config (`factors`), never from its
+name. Per seed, a statistic's final value is its mean over the last 20% of the run (the final window of
+`acpg_lab.summaries`; diagnosed updates for the diagnostics), the plasticity probe's is its value at the last
+snapshot, and its null is the same seed's untrained network on the same states (``null_actor_*``, logged at the
+same updates; the probe at the initial snapshot).
 
 - ``pfo_per_seed``: one row per (condition, seed).
 - ``pfo_dose``: seed-level trend tests. Per seed, the least-squares slope of a statistic over the dose (per
@@ -28,13 +30,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acpg_lab.evidence import EXPERIMENTS, PFO_BETAS, complete, load_condition, stored_pieces
+from acpg_lab.evidence.conditions import EXPERIMENTS, PFO_BETAS, PFO_SETTINGS
+from acpg_lab.evidence.pieces import complete, load_condition, load_probes, stored_config
+from acpg_lab.evidence.verdicts import Claim, smallest_effect, verdict_table
 from acpg_lab.experiments import lead_lag_table
 from acpg_lab.leadlag import collapse_events, event_counts
 from acpg_lab.metric_registry import require
-from acpg_lab.stats import contrast_table, holm, paired, verdict
+from acpg_lab.stats import contrast_table, enough_seeds, holm, paired
+from acpg_lab.summaries import final_window
 
-__all__ = ["EVENTS", "STRESS_SIGN", "pfo_per_seed", "pfo_tables"]
+__all__ = ["EVENTS", "STRESS_SIGN", "TABLES", "factors", "pfo_per_seed", "pfo_tables"]
 
 #: statistic -> the sign the PFO paper predicts for more optimisation pressure (more epochs); PFO is claimed to
 #: move it the other way. ``ratio_below_mean`` falls as ratios escape further below 1 - eps.
@@ -52,23 +57,45 @@ DIAGNOSTICS = require((*REPRESENTATION, "ratio_below_mean", "frac_outside", "kl_
 #: a collapse event: the training return falls by more than 30% of the seed's best within 10 updates and stays
 #: there for 10 updates (CartPole; the shifting bandit's return falls by design at every re-labelling)
 EVENTS = dict(drop_fraction=0.3, window=10, min_duration=10, floor=0.0)
+#: the final window of a pfo run (`acpg_lab.summaries.final_window`): its last 20% of steps
 FINAL_FRACTION = 0.2
 #: statistics left out per setting: the shifting bandit's evaluation scores phase 0's labelling (a fresh
 #: environment's clock starts at 0), not the one trained last, and its return falls at every re-labelling
 NOT_MEASURED = {"shifting": {"greedy", "sampled", "events"}}
+#: the tables `pfo_tables` builds -> their index columns
+TABLES = {"pfo_per_seed": ["condition", "seed"], "pfo_dose": ["setting", "factor", "held_fixed", "statistic"],
+          "pfo_vs_null": ["condition", "statistic"], "pfo_contrasts": ["setting", "contrast", "statistic"],
+          "pfo_events": ["condition"], "pfo_lead_lag": ["against", "condition", "metric"]}
+#: the rule of a row without a claim
+DESCRIPTIVE = "no claim: reported with its interval"
+
+
+def factors(config: dict) -> dict:
+    """The factors of a pfo cell, read from its stored (resolved) config: the setting (by environment), epochs,
+    PFO coefficient ``beta`` and layers, the head (``bias``: whether a learnable head has one: the head arms of the
+    ETF comparison have none) and whether the trunk is shared."""
+    if config["env_id"] not in PFO_SETTINGS:
+        raise ValueError(f"env_id {config['env_id']!r} is no pfo setting; known: {PFO_SETTINGS}")
+    return dict(setting=PFO_SETTINGS[config["env_id"]], epochs=int(config["epochs"]), beta=float(config["pfo_coef"]),
+                layers=config["pfo_layers"], head=config["head"], bias=bool(config["head_bias"]),
+                shared=bool(config["shared_trunk"]))
+
+
+def _plain(f: dict) -> bool:
+    """Whether a cell is on the dose grid: the usual learnable head (with its bias), separate trunks."""
+    return f["head"] == "linear" and f["bias"] and not f["shared"]
 
 
 def _cells(root: Path | None) -> dict[str, dict]:
-    """Stored pfo conditions -> their config."""
-    return {name: cond.config for name, cond in EXPERIMENTS["pfo"].items() if complete("pfo", name, root=root)}
+    """Stored pfo conditions -> their factors (`factors` of the stored config)."""
+    return {name: factors(stored_config("pfo", name, root=root)) for name in EXPERIMENTS["pfo"]
+            if complete("pfo", name, root=root)}
 
 
 def _load(name: str, root: Path | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(history, evaluation, plasticity probes) of a stored pfo condition."""
     history, evaluation = load_condition("pfo", name, root=root)
-    probe = pd.concat([pd.read_csv(p / "plasticity.csv") for p in stored_pieces("pfo", name, root=root)],
-                      ignore_index=True)
-    return history, evaluation, probe
+    return history, evaluation, load_probes("pfo", name, root=root)
 
 
 def pfo_per_seed(root: Path | None = None) -> pd.DataFrame:
@@ -77,17 +104,15 @@ def pfo_per_seed(root: Path | None = None) -> pd.DataFrame:
     null, the plasticity probes (as trained, and the backbone under one fixed head) at the last snapshot and at
     initialisation, and the number of collapse events (CartPole only)."""
     rows = []
-    for name, cfg in _cells(root).items():
+    for name, f in _cells(root).items():
         history, evaluation, probe = _load(name, root)
-        setting = name.split("/")[0]
-        events = (event_counts(history, collapse_events(history, **EVENTS)) if setting == "cartpole"
+        events = (event_counts(history, collapse_events(history, **EVENTS)) if f["setting"] == "cartpole"
                   else pd.Series(np.nan, index=history.seed.unique()))
         for seed, h in history.groupby("seed"):
-            tail = h[h["update"] >= (1 - FINAL_FRACTION) * h["update"].max()]
+            tail = final_window(h, FINAL_FRACTION)
             p = probe[probe.seed == seed].sort_values("step")
-            row = dict(condition=name, seed=seed, setting=setting, epochs=cfg["epochs"],
-                       beta=float(cfg.get("pfo_coef", 0.0)), layers=cfg.get("pfo_layers", "last"),
-                       head=cfg.get("head", "linear"), shared_trunk=bool(cfg.get("shared_trunk", False)),
+            row = dict(condition=name, seed=seed, setting=f["setting"], epochs=f["epochs"], beta=f["beta"],
+                       layers=f["layers"], head=f["head"], shared_trunk=f["shared"],
                        final_train=tail.episode_return.mean(), greedy=evaluation.greedy[seed],
                        sampled=evaluation.sampled[seed], events=float(events[seed]),
                        plasticity_kl=p.plasticity_kl.iloc[-1], null_plasticity_kl=p.plasticity_kl.iloc[0],
@@ -103,10 +128,7 @@ def pfo_per_seed(root: Path | None = None) -> pd.DataFrame:
 
 def _paired(x, y) -> dict | None:
     """`paired`, or None where fewer than two seeds have a value (a statistic undefined in a short run)."""
-    try:
-        return paired(x, y)
-    except ValueError:
-        return None
+    return paired(x, y) if enough_seeds(x, y, paired=True) else None
 
 
 #: the return range of each setting (a policy that learned nothing to the optimum), for the smallest effect
@@ -117,10 +139,10 @@ def _smallest(stat: str, reference: float, setting: str = "cartpole") -> float:
     """The smallest effect of interest: 5% of the setting's return range (25 points on CartPole, 0.8 on the
     shifting bandit), one collapse event per seed, otherwise 10% of the reference cell's mean."""
     if stat in ("final_train", "greedy", "sampled"):
-        return 0.05 * RETURN_RANGE[setting]
+        return smallest_effect("return", span=RETURN_RANGE[setting])
     if stat == "events":
-        return 1.0
-    return max(0.1 * abs(reference), 1e-6)
+        return smallest_effect("count")
+    return smallest_effect("relative", reference=reference, share=0.1, floor=1e-6)
 
 
 def _dose_slopes(per_seed: pd.DataFrame, conditions: dict[str, float], stat: str) -> pd.Series:
@@ -135,20 +157,19 @@ def _dose_slopes(per_seed: pd.DataFrame, conditions: dict[str, float], stat: str
 def _grids(cells: dict[str, dict]) -> dict[tuple[str, str, str], dict[str, float]]:
     """(setting, factor, held fixed) -> {condition: dose} for every dose-response line with >= 2 stored doses."""
     lines: dict[tuple[str, str, str], dict[str, float]] = {}
-    for name, cfg in cells.items():
-        setting, rest = name.split("/")
-        if cfg.get("head", "linear") != "linear" or cfg.get("shared_trunk") or "linear" in rest:
+    for name, f in cells.items():
+        if not _plain(f):
             continue  # the head and trunk arms are contrasts, not doses
-        beta, layers, epochs = float(cfg.get("pfo_coef", 0.0)), cfg.get("pfo_layers", "last"), cfg["epochs"]
-        fixed = f"beta={beta:g}" + (" all layers" if layers == "all" else "")
-        lines.setdefault((setting, "log2(epochs)", fixed), {})[name] = float(np.log2(epochs))
-        if layers == "last":
-            lines.setdefault((setting, "beta step", f"epochs={epochs}"), {})[name] = float(PFO_BETAS.index(beta))
+        fixed = f"beta={f['beta']:g}" + (" all layers" if f["layers"] == "all" else "")
+        lines.setdefault((f["setting"], "log2(epochs)", fixed), {})[name] = float(np.log2(f["epochs"]))
+        if f["layers"] == "last":
+            lines.setdefault((f["setting"], "beta step", f"epochs={f['epochs']}"), {})[name] = float(
+                PFO_BETAS.index(f["beta"]))
     return {k: v for k, v in lines.items() if len(v) >= 2}
 
 
 def dose_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFrame:
-    rows, meta = {}, {}
+    rows, claims = {}, {}
     for (setting, factor, fixed), doses in _grids(cells).items():
         lowest = min(doses, key=doses.get)
         for stat, sign in STRESS_SIGN.items():
@@ -161,89 +182,97 @@ def dose_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFrame:
             rows[key] = result | dict(
                 doses=len(doses), at_lowest=per_seed.loc[lowest, stat].mean(),
                 at_highest=per_seed.loc[max(doses, key=doses.get), stat].mean())
-            meta[key] = (sign if factor.startswith("log2") else -sign,
-                         _smallest(stat, rows[key]["at_lowest"], setting)
-                         / max(1.0, max(doses.values()) - min(doses.values())))
-    return _verdicts(contrast_table(rows), meta, ["setting", "factor", "held_fixed", "statistic"])
-
-
-def _verdicts(table: pd.DataFrame, meta: dict, names: list[str]) -> pd.DataFrame:
-    if not len(table):
-        return table
-    out = []
-    for key, row in table.iterrows():
-        sign, smallest = meta[key]
-        out.append(("descriptive", "no claim: reported with its interval") if sign == 0 else
-                   verdict(row, expected_sign=sign, p_adjusted=row["p_holm"], smallest_effect=smallest))
-    table["verdict"], table["rule"] = [v for v, _ in out], [r for _, r in out]
-    table.index = pd.MultiIndex.from_tuples(table.index, names=names)
-    return table
+            claims[key] = Claim(sign if factor.startswith("log2") else -sign,
+                                _smallest(stat, rows[key]["at_lowest"], setting)
+                                / max(1.0, max(doses.values()) - min(doses.values())))
+    return verdict_table(contrast_table(rows), claims, names=TABLES["pfo_dose"], descriptive=DESCRIPTIVE)
 
 
 def null_table(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Trained minus untrained per condition: representation statistics (a rank below the null is the rank
     collapse the paper reports) and the plasticity probes (final minus initial)."""
-    rows, meta = {}, {}
+    rows, claims = {}, {}
     for name, t in per_seed.groupby(level="condition"):
         for stat in (*REPRESENTATION, "plasticity_kl", "plasticity_kl_backbone"):
             key = (name, stat)
             if (result := _paired(t[stat], t[f"null_{stat}"])) is None:
                 continue
             rows[key] = result
-            meta[key] = (STRESS_SIGN[stat], _smallest(stat, rows[key]["mean_y"], name.split("/")[0]))
-    return _verdicts(contrast_table(rows), meta, ["condition", "statistic"])
+            claims[key] = Claim(STRESS_SIGN[stat], _smallest(stat, rows[key]["mean_y"], t.setting.iloc[0]))
+    return verdict_table(contrast_table(rows), claims, names=TABLES["pfo_vs_null"], descriptive=DESCRIPTIVE)
 
 
-def _contrast_pairs(cells: dict[str, dict]) -> list[tuple[str, str, str, int]]:
-    """(label, x condition, y condition, claimed sign multiplier on STRESS_SIGN: -1 = x should be healthier;
-    0 = no claim)."""
+#: the two Holm families of ``pfo_contrasts``: notebook 03's (PFO, shared trunk) and notebook 04's (the ETF head)
+FAMILY_03, FAMILY_04 = "03: PFO and trunk", "04: ETF head"
+
+
+def _find(cells: dict[str, dict], **want) -> str | None:
+    """The first stored cell whose factors have the values ``want`` (None if there is none)."""
+    return next((name for name, f in cells.items() if all(f[k] == v for k, v in want.items())), None)
+
+
+def _contrast_pairs(cells: dict[str, dict]) -> list[tuple[str, str, str, int, str]]:
+    """(label, x condition, y condition, claimed sign multiplier on STRESS_SIGN: -1 = x should be healthier,
+    0 = no claim; family), from the cells' factors."""
     pairs = []
-    for name, cfg in cells.items():
-        setting, rest = name.split("/")
-        e = cfg["epochs"]
-        base = f"{setting}/e{e}_b0"
-        if base not in cells or name == base or not rest.startswith(f"e{e}_"):
+    for name, f in cells.items():
+        base = _find(cells, setting=f["setting"], epochs=f["epochs"], beta=0.0, layers="last", head="linear",
+                     bias=True, shared=False)
+        if base is None or name == base:
             continue
-        if cfg.get("pfo_coef", 0) > 0 and cfg.get("head", "linear") == "linear" and "linear" not in rest:
-            where = "all layers" if cfg.get("pfo_layers") == "all" else "last layer"
-            pairs.append((f"PFO beta={cfg['pfo_coef']:g} {where} - none (epochs={e})", name, base, -1))
-        if rest == f"e{e}_shared_b0":
-            pairs.append((f"shared trunk - separate (epochs={e})", name, base, 0))
-    for b in ("0", "1"):
-        etf, lin = f"cartpole/e40_etf_b{b}", f"cartpole/e40_linear_b{b}"
-        if etf in cells and lin in cells:
-            pairs.append((f"ETF - linear, no bias (beta={b})", etf, lin, 0))
+        if f["beta"] > 0 and _plain(f):
+            where = "all layers" if f["layers"] == "all" else "last layer"
+            pairs.append((f"PFO beta={f['beta']:g} {where} - none (epochs={f['epochs']})", name, base, -1, FAMILY_03))
+        if f["shared"] and f["beta"] == 0 and f["head"] == "linear":
+            pairs.append((f"shared trunk - separate (epochs={f['epochs']})", name, base, 0, FAMILY_03))
+    for name, f in cells.items():
+        linear = _find(cells, **dict(f, head="linear", bias=False)) if f["head"] == "etf" else None
+        if linear is not None:
+            pairs.append((f"ETF - linear, no bias (beta={f['beta']:g})", name, linear, 0, FAMILY_04))
     return pairs
 
 
+def _interactions(cells: dict[str, dict]) -> list[tuple[str, str, list[str]]]:
+    """(setting, label, [ETF with PFO, ETF without, linear with, linear without]) for every ETF cell with PFO
+    whose three partners (same setting and epochs, learnable heads without a bias) are stored."""
+    out = []
+    for name, f in cells.items():
+        if f["head"] != "etf" or f["beta"] == 0:
+            continue
+        same = dict(setting=f["setting"], epochs=f["epochs"], layers=f["layers"], shared=f["shared"])
+        names = [name, _find(cells, **same, head="etf", beta=0.0),
+                 _find(cells, **same, head="linear", bias=False, beta=f["beta"]),
+                 _find(cells, **same, head="linear", bias=False, beta=0.0)]
+        if None not in names:
+            out.append((f["setting"], f"ETF x PFO interaction (epochs={f['epochs']})", names))
+    return out
+
+
 def contrasts_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFrame:
-    rows, meta = {}, {}
-    for label, x, y, claim in _contrast_pairs(cells):
-        setting = x.split("/")[0]
+    rows, claims, family = {}, {}, {}
+    for label, x, y, claim, fam in _contrast_pairs(cells):
+        setting = cells[x]["setting"]
         for stat, sign in STRESS_SIGN.items():
             if stat in NOT_MEASURED.get(setting, ()):
                 continue
             key = (setting, label, stat)
             if (result := _paired(per_seed.loc[x, stat], per_seed.loc[y, stat])) is None:
                 continue
-            rows[key] = result
-            meta[key] = (claim * sign, _smallest(stat, rows[key]["mean_y"], setting))
-    names = ["cartpole/e40_etf_b1", "cartpole/e40_etf_b0", "cartpole/e40_linear_b1", "cartpole/e40_linear_b0"]
-    if all(n in cells for n in names):  # does PFO do more (or less) under the ETF head? (b1 - b0) - (b1 - b0)
+            rows[key], family[key] = result, fam
+            claims[key] = Claim(claim * sign, _smallest(stat, rows[key]["mean_y"], setting))
+    for setting, label, names in _interactions(cells):  # does PFO do more (or less) under the ETF head?
         for stat in STRESS_SIGN:
             v = [per_seed.loc[n, stat] for n in names]
-            key = ("cartpole", "ETF x PFO interaction (epochs=40)", stat)
+            key = (setting, label, stat)
             if (result := _paired((v[0] - v[1]) - (v[2] - v[3]), np.zeros(len(v[0])))) is None:
                 continue
-            rows[key] = result
-            meta[key] = (0, None)
+            rows[key], family[key], claims[key] = result, FAMILY_04, Claim(0)
     table = contrast_table(rows)
-    if len(table):  # two families: notebook 03's (PFO, shared trunk) and notebook 04's (the ETF head and PFO)
-        table["family"] = ["04: ETF head" if label.startswith("ETF") else "03: PFO and trunk"
-                           for _, label, _ in table.index]
+    if len(table):  # two Holm families
+        table["family"] = [family[key] for key in table.index]
         for _, group in table.groupby("family"):
             table.loc[group.index, "p_holm"] = holm(group["p"].to_numpy())
-    return _verdicts(table, meta, ["setting", "contrast", "statistic"])
+    return verdict_table(table, claims, names=TABLES["pfo_contrasts"], descriptive=DESCRIPTIVE)
 
 
 def events_table(per_seed: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,50 @@
+"""The command line of the evidence (``python -m acpg_lab.evidence``): train the missing pieces of an experiment,
+or recompute every table from the stored pieces.
+
+    python -m acpg_lab.evidence run collapse           # trains the missing pieces of one experiment
+    python -m acpg_lab.evidence run heads --only reinforce_cartpole
+    python -m acpg_lab.evidence run heads --ray [--address HOST:6379]   # pieces in parallel on Ray
+    python -m acpg_lab.evidence report [--check]       # recomputes every table from results/evidence/
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import torch
+
+from acpg_lab.evidence.conditions import EXPERIMENTS
+from acpg_lab.evidence.pieces import run_experiment
+from acpg_lab.evidence.report import report
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m acpg_lab.evidence", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train the missing pieces of an experiment")
+    r.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    r.add_argument("--only", nargs="+", help="conditions whose name contains one of these")
+    r.add_argument("--root", help="results directory (default: results/evidence of the repository)")
+    r.add_argument("--ray", action="store_true", help="train the pieces as parallel Ray tasks (optional group sweep)")
+    r.add_argument("--address", help="with --ray: join the Ray cluster at HOST:PORT (shared filesystem for --root)")
+    r.add_argument("--num-cpus", type=int, help="with --ray and no --address: CPUs of the local Ray instance")
+    rep = sub.add_parser("report", help="recompute every table from the stored pieces")
+    rep.add_argument("--root")
+    rep.add_argument("--check", action="store_true", help="fail if a stored table differs from the recomputed one")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.command == "run":
+        if (args.address or args.num_cpus) and not args.ray:
+            parser.error("--address and --num-cpus need --ray")
+        run_experiment(args.experiment, root=args.root, only=args.only, ray=args.ray, address=args.address,
+                       num_cpus=args.num_cpus)
+        return 0
+    return report(root=args.root, check=args.check)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

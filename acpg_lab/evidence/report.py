@@ -1,0 +1,172 @@
+"""The report: every table behind `REPRODUCTION.md`'s ACPG and PFO rows, recomputed from the stored pieces by one
+ordered list of table builders (`BUILDERS`: each names its family, the tables it builds and their index).
+
+``python -m acpg_lab.evidence report`` writes the tables to ``results/evidence/tables/``; with ``--check`` it
+recomputes them, fails if a stored table differs, and checks that every number `REPRODUCTION.md` quotes in its
+evidence sections is one of the tables' (`unmatched_numbers`). `stored_table` reads a written table back, indexed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acpg_lab.evidence.collapse import LABEL_TABLES, collapse_tables, labels_vs_null
+from acpg_lab.evidence.collapse import TABLES as COLLAPSE_TABLES
+from acpg_lab.evidence.conditions import HEAD_TASKS
+from acpg_lab.evidence.heads import EXPLORATION_TABLES, complete_tasks, exploration_tables, heads_tables
+from acpg_lab.evidence.heads import TABLES as HEADS_TABLES
+from acpg_lab.evidence.pfo import TABLES as PFO_TABLES
+from acpg_lab.evidence.pfo import pfo_tables
+from acpg_lab.evidence.pieces import PIECE, evidence_dir
+from acpg_lab.profiles import repository_root
+from acpg_lab.stats import VERDICT_RULE
+
+__all__ = ["Builder", "BUILDERS", "TABLE_INDEX", "compute_time", "unmatched_numbers", "report", "stored_table"]
+
+
+def compute_time(root: Path | None = None) -> dict[str, pd.DataFrame]:
+    """``evidence_cpu``: what each experiment cost, from the stored pieces' ``meta.json``: per experiment and
+    condition group (the task, or the first part of the condition's name), the pieces and seeds stored, and the
+    training time in seconds summed over pieces (one core per piece, ``num_threads=1``; for a piece resumed from a
+    checkpoint, the time before and after the resume; on a shared machine it includes waiting for the core)."""
+    rows = []
+    for meta_path in sorted(evidence_dir(root).glob(f"*/**/seeds_*/{PIECE}")):
+        meta = json.loads(meta_path.read_text())
+        rows.append(dict(experiment=meta["experiment"], group=meta["condition"].split("/")[0],
+                         seeds=len(meta["seeds"]), train_seconds=meta["train_seconds"],
+                         wall_seconds=meta["wall_seconds"]))
+    if not rows:
+        return {"evidence_cpu": pd.DataFrame()}
+    table = pd.DataFrame(rows).groupby(["experiment", "group"]).agg(
+        pieces=("seeds", "size"), seed_runs=("seeds", "sum"), train_seconds=("train_seconds", "sum"),
+        wall_seconds=("wall_seconds", "sum"))
+    table["train_cpu_hours"] = table.train_seconds / 3600
+    return {"evidence_cpu": table}
+
+
+@dataclass(frozen=True)
+class Builder:
+    """One family's tables: ``build(root)`` returns them by name (empty while the family waits for pieces)."""
+
+    family: str  #: named when its pieces are not all stored yet
+    build: Callable[[Path | None], dict[str, pd.DataFrame]]
+    tables: dict[str, list[str]]  #: table name -> its index columns
+    partial: bool = False  #: whether missing pieces are reported (and the family left out) instead of failing
+
+
+#: every table, in the order the report writes them
+BUILDERS = (Builder("labels", labels_vs_null, LABEL_TABLES),
+            Builder("cpu", compute_time, {"evidence_cpu": ["experiment", "group"]}),
+            Builder("collapse", collapse_tables, COLLAPSE_TABLES, partial=True),
+            Builder("heads", heads_tables, HEADS_TABLES, partial=True),
+            Builder("exploration", exploration_tables, EXPLORATION_TABLES, partial=True),
+            Builder("pfo", pfo_tables, PFO_TABLES, partial=True))
+#: index columns of each stored table
+TABLE_INDEX = {name: index for builder in BUILDERS for name, index in builder.tables.items()}
+
+
+def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
+    tables: dict[str, pd.DataFrame] = {}
+    waiting = [task for task in HEAD_TASKS if task not in complete_tasks(root)]
+    if waiting:
+        print(f"heads: tasks not (fully) stored yet, left out of the tables: {waiting}")
+    for builder in BUILDERS:
+        try:
+            built = builder.build(root)
+        except FileNotFoundError as missing:
+            if not builder.partial:
+                raise
+            print(f"{builder.family}: not all pieces are stored yet ({missing})")
+            continue
+        unknown = sorted(set(built) - set(builder.tables))
+        if unknown:
+            raise ValueError(f"{builder.family} built tables it does not declare: {unknown}")
+        tables |= built
+    return tables
+
+
+#: constants of the verdict rule that the rows quote (alpha, the factor on log scales)
+RULE_CONSTANTS = (0.05, 1.25)
+#: the sections of REPRODUCTION.md whose numbers `report --check` verifies
+SECTIONS = ("acpg", "pfo")
+
+
+def unmatched_numbers(markdown: str, tables: dict[str, pd.DataFrame], *,
+                      sections: tuple[str, ...] = SECTIONS) -> list[str]:
+    """Decimal numbers in the rows between ``<!-- evidence:acpg -->`` and ``<!-- /evidence:acpg -->`` (and the
+    same for ``pfo``) that no table cell gives at the printed precision (rows marked "to be rerun" quote older
+    results and are skipped)."""
+    values = np.concatenate([t.reset_index().select_dtypes("number").to_numpy(float).ravel() for t in tables.values()]
+                            + [np.array(RULE_CONSTANTS)])
+    values = values[np.isfinite(values)]
+    missing = []
+    for name in sections:
+        if f"<!-- evidence:{name} -->" not in markdown:
+            missing.append(f"the markers <!-- evidence:{name} --> ... <!-- /evidence:{name} --> are missing")
+            continue
+        section = markdown.split(f"<!-- evidence:{name} -->", 1)[1].split(f"<!-- /evidence:{name} -->", 1)[0]
+        for line in section.splitlines():
+            if not line.startswith("| ") or line.startswith("| claim") or "to be rerun" in line:
+                continue
+            for text in re.findall(r"[−-]?\d+\.\d+", line):
+                x = float(text.replace("−", "-"))
+                digits = len(text.split(".")[1])
+                if not np.any(np.abs(np.round(values, digits) - x) < 0.5 * 10.0**-digits):
+                    missing.append(text)
+    return missing
+
+
+def _same(path: Path, table: pd.DataFrame) -> bool:
+    """Whether the stored CSV at ``path`` holds ``table`` (numbers to 1e-9 relative)."""
+    buffer = io.StringIO()
+    table.to_csv(buffer)
+    buffer.seek(0)
+    stored, fresh = pd.read_csv(path), pd.read_csv(buffer)
+    return stored.shape == fresh.shape and all(
+        np.allclose(stored[c], fresh[c], rtol=1e-9, atol=1e-12, equal_nan=True)
+        if pd.api.types.is_numeric_dtype(fresh[c]) else stored[c].equals(fresh[c]) for c in fresh)
+
+
+def report(*, root: str | Path | None = None, check: bool = False) -> int:
+    """Recompute every table; write them (or, with ``check``, compare them with the stored ones: 1 if any
+    differs or is missing)."""
+    out_dir = evidence_dir(root) / "tables"
+    tables = _tables(Path(root) if root else None)
+    bad = 0
+    for name, table in tables.items():
+        path = out_dir / f"{name}.csv"
+        if not check:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path)
+            print(f"wrote {path}")
+        elif not path.exists():
+            print(f"MISSING {path}")
+            bad += 1
+        else:
+            same = _same(path, table)
+            print(f"{'same' if same else 'DIFFERS'} {path}")
+            bad += not same
+    if check and root is None and tables:
+        missing = unmatched_numbers((repository_root() / "REPRODUCTION.md").read_text(), tables)
+        print(f"REPRODUCTION.md: {'every number found in the tables' if not missing else f'NOT FOUND: {missing}'}")
+        bad += bool(missing)
+    print(f"verdict rule: {VERDICT_RULE}")
+    return int(bad > 0)
+
+
+def stored_table(name: str, *, root: str | Path | None = None) -> pd.DataFrame:
+    """A table `python -m acpg_lab.evidence report` wrote (``results/evidence/tables/<name>.csv``), indexed."""
+    if name not in TABLE_INDEX:
+        raise ValueError(f"unknown table {name!r}; known: {sorted(TABLE_INDEX)}")
+    path = evidence_dir(root) / "tables" / f"{name}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is not stored yet: run `python -m acpg_lab.evidence report`")
+    return pd.read_csv(path, index_col=TABLE_INDEX[name])
