@@ -144,9 +144,10 @@ def animate(episodes: dict[str, Episode], *, fps: int = 25, width: float = 7.5) 
 
 
 #: The player's button icons as characters: matplotlib's player takes them from a font on a CDN, which an offline
-#: notebook or book cannot reach (the buttons would be blank).
-_ICONS = {"fa-fast-backward": "⏮", "fa-step-backward": "⏴", "fa-play fa-flip-horizontal": "◀", "fa-pause": "⏸",
-          "fa-play": "▶", "fa-step-forward": "⏵", "fa-fast-forward": "⏭", "fa-minus": "−", "fa-plus": "+"}
+#: notebook or book cannot reach (the buttons would be blank). Arrows and geometric shapes every common font has
+#: (the media-control symbols U+23EE.. are missing from many and show as boxes).
+_ICONS = {"fa-fast-backward": "⇤", "fa-step-backward": "◁", "fa-play fa-flip-horizontal": "◀", "fa-pause": "‖",
+          "fa-play": "▶", "fa-step-forward": "▷", "fa-fast-forward": "⇥", "fa-minus": "−", "fa-plus": "+"}
 
 
 def _offline(html: str) -> str:

@@ -56,4 +56,4 @@ def test_bad_input_is_refused_with_its_name(run):
 def test_the_player_needs_no_network(run):
     html = animate({"agent": episode(run, max_steps=3)}).data
     assert "http://" not in html and "https://" not in html and 'class="fa ' not in html
-    assert "▶" in html and "⏸" in html
+    assert "▶" in html and "‖" in html
