@@ -17,12 +17,16 @@ a heading. Links to the glossary, the metric reference and
 
 It is built by Jupyter Book 1.x (Sphinx and the sphinx-book-theme), which works offline; notebooks are never
 executed by the book builder itself (``execute_notebooks: off``): they come executed from `acpg_lab.runner`.
-Jupyter Book is in the optional ``book`` dependency group (``pip install -e '.[book]'``; ``.[dev]`` includes it).
+The math is typeset by a copy of MathJax 3 inside the book (``_static/mathjax``, taken from the installed
+``sphinx-mathjax-offline`` package, fonts included), not by Sphinx's default CDN, so the book also reads offline.
+Jupyter Book and that package are in the optional ``book`` dependency group (``pip install -e '.[book]'``;
+``.[dev]`` includes it).
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -62,6 +66,15 @@ API_MODULES: dict[str, str] = {
 }
 _TOP_LEVEL = ["TrainConfig", "train", "Run", "ETFHead", "LinearHead", "RandomHead", "Actor", "ActorCritic"]
 
+#: MathJax 3 as shipped by the ``sphinx-mathjax-offline`` package (its files only: the book copies them itself and
+#: sets ``mathjax_path``, so nothing depends on what the package's Sphinx extension does at setup).
+_MATHJAX_DIST = "sphinx-mathjax-offline"
+_MATHJAX_FILES = "sphinx-mathjax-offline/static/mathjax"
+#: Sphinx's own default component (TeX and MathML input, CommonHTML output), here from ``_static/mathjax``. It
+#: loads its fonts (``output/chtml/fonts/woff-v2``) and any TeX extension it autoloads (``input/tex/extensions``)
+#: from the folder it was loaded from; the other top-level bundles (SVG output, ...) are never loaded by it.
+_MATHJAX_ENTRY = "tex-mml-chtml.js"
+
 _CONFIG = """\
 title: "acpg_lab: a course on what happens inside policy-gradient networks"
 author: acpg_lab
@@ -85,6 +98,7 @@ sphinx:
     html_show_copyright: false
     html_last_updated_fmt: ""
     myst_heading_anchors: 3
+    mathjax_path: mathjax/tex-mml-chtml.js  # _MATHJAX_ENTRY, copied into _static/mathjax: no CDN
     autodoc_typehints: none
     autodoc_member_order: bysource
     autodoc_inherit_docstrings: false
@@ -129,6 +143,27 @@ def _require_jupyter_book() -> str:
         raise BookError(f"acpg-lab book needs Jupyter Book 1.x (it builds offline), found {version}; "
                         "pip install -e '.[book]' installs the pinned one")
     return version
+
+
+def _mathjax() -> Path:
+    """The folder of the MathJax 3 files the book ships (from the ``sphinx-mathjax-offline`` package)."""
+    try:
+        folder = Path(importlib.metadata.distribution(_MATHJAX_DIST).locate_file(_MATHJAX_FILES))
+    except importlib.metadata.PackageNotFoundError:
+        folder = None
+    if folder is None or not (folder / _MATHJAX_ENTRY).is_file() or not (folder / "output" / "chtml").is_dir():
+        raise BookError(f"the book's offline copy of MathJax (package {_MATHJAX_DIST}) is not installed in this "
+                        "environment; install the book group: pip install -e '.[book]' (the dev group includes it)")
+    return folder
+
+
+def _copy_mathjax(mathjax: Path, static: Path) -> None:
+    """Copy MathJax into the book's ``_static/mathjax``: ``_MATHJAX_ENTRY`` and every folder it loads from."""
+    target = static / "mathjax"
+    target.mkdir(parents=True)
+    shutil.copy2(mathjax / _MATHJAX_ENTRY, target / _MATHJAX_ENTRY)
+    for folder in sorted(p for p in mathjax.iterdir() if p.is_dir() and not p.name.startswith("__")):
+        shutil.copytree(folder, target / folder.name)
 
 
 def _markdown(notebook: Path) -> list[str]:
@@ -407,6 +442,7 @@ def build_book(out: str | Path, *, profile: str = "default", runs: str | Path = 
     profile, notebook names, device) before anything is built.
     """
     version = _require_jupyter_book()
+    mathjax = _mathjax()
     out = Path(out).expanduser().resolve()
     runs = Path(runs).expanduser().resolve()
     names = list(only) if only else list_notebooks()
@@ -452,6 +488,7 @@ def build_book(out: str | Path, *, profile: str = "default", runs: str | Path = 
                             f"{done.stderr[-3000:]}")
         shutil.rmtree(out)
         shutil.copytree(html, out)
+        _copy_mathjax(mathjax, out / "_static")
         (out / _MARKER).write_text("built by acpg-lab book; the next build replaces this directory\n")
     log(f"book written to {out} (open {out / 'index.html'})")
     return out / "index.html"

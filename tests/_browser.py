@@ -91,6 +91,19 @@ def static_server(directory: Path):
         server.server_close()
 
 
+def keep_offline(page, base_url: str) -> list[str]:
+    """Abort every request of ``page`` that does not go to ``base_url`` (the local server), as for a reader
+    without internet; return the list, filled as the page runs, of the URLs aborted."""
+    outside: list[str] = []
+
+    def abort(route) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    page.route(lambda u: not u.startswith(base_url.rstrip("/") + "/"), abort)
+    return outside
+
+
 class Screenshots:
     """Screenshots under the test's temporary directory; `where` lists them for a failure message."""
 
@@ -178,6 +191,38 @@ LAYOUT_PROBLEMS = """(minimum) => {
   return {small, broken, overflowing, hidden, tables, column: Math.round(column.width),
           page_overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth};
 }"""
+
+
+#: Resolves, once MathJax (when the page loads it) has typeset the page and the fonts it asked for have loaded,
+#: to what the reader sees of the page's math (Sphinx marks each formula ``.math``): ``math`` formulas, ``raw`` the
+#: first ones without a typeset ``mjx-container`` in them (a reader sees their TeX), ``mathjax`` whether MathJax 3
+#: started at all, and its fonts (``MJX*`` font faces) ``loaded`` and ``failed``.
+MATH_REPORT = """async () => {
+  const math = [...document.querySelectorAll('.math')];
+  const mathjax = !!(window.MathJax && MathJax.startup && MathJax.startup.promise);
+  if (mathjax) await MathJax.startup.promise;
+  await document.fonts.ready;
+  const fonts = [...document.fonts].filter(f => f.family.startsWith('MJX'));
+  return {math: math.length, typeset: document.querySelectorAll('mjx-container').length, mathjax,
+          raw: math.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.trim().slice(0, 60))
+            .slice(0, 5),
+          loaded: fonts.filter(f => f.status === 'loaded').map(f => f.family),
+          failed: fonts.filter(f => f.status === 'error').map(f => f.family)};
+}"""
+
+
+def math_problems(page) -> list[str]:
+    """What is wrong with the math of the page open in ``page`` (`MATH_REPORT`): formulas left as TeX, MathJax
+    not started, its fonts not loaded; empty when the page has no math or all of it is typeset."""
+    report = page.evaluate(MATH_REPORT)
+    if not report["math"]:
+        return []
+    found = [] if report["mathjax"] else ["MathJax did not start"]
+    if report["raw"]:
+        found.append(f"formulas shown as TeX: {report['raw']}")
+    if not report["loaded"] or report["failed"]:
+        found.append(f"MathJax fonts loaded {report['loaded']}, failed {report['failed']}")
+    return found
 
 
 #: Resolves after two animation frames: what a change of the page (a fold opened) looks like once drawn.

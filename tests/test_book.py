@@ -4,7 +4,10 @@ book (``acpg-lab book --no-execute``), which a headless Chromium opens: the fron
 notebook page (images load), and on the 01-04 pages the checks of issue 22: the evidence appendix is collapsed
 (`_browser.APPENDIX_COLLAPSED`), no image is shown below 70% of its natural width and no table overflows the
 content column (`_browser.LAYOUT_PROBLEMS`); the glossary (every term's anchor, every link the notebooks make to
-it), the metric reference and the API reference have their content.
+it), the metric reference and the API reference have their content. The browser is kept offline (every request
+that leaves the local server is aborted): the math of every notebook page and of the metric reference is typeset
+by the book's own copy of MathJax, fonts included (`_browser.MATH_REPORT`), and nothing but the notebooks' widget
+embedding asks for a file from the internet.
 
 Why not 05: nbval already executes every notebook (test_notebooks.py, FutureWarnings as errors), and the main job's
 mechanics (parameters injected, outputs read back, figures extracted) do not depend on the notebook; 00-04 are
@@ -26,6 +29,8 @@ from _browser import (
     Screenshots,
     book_page_report,
     browser_page,
+    keep_offline,
+    math_problems,
     require,
     require_browser,
     static_server,
@@ -42,6 +47,12 @@ MAIN_JOB = ["00_simplex_etf", "01_observing_action_collapse", "02_acpg_fixed_etf
 LESSONS = MAIN_JOB[1:]
 MIN_IMAGE_SCALE = 0.7  # a figure shown below 70% of its natural width is unreadable (issue 22)
 #: Figures a reader looks for by name (the main job writes OUT/figures/<number>_<name>.png).
+#: Pages whose formulas the browser must find typeset (they have math; every page that has some is checked).
+MATH_PAGES = ["02_acpg_fixed_etf_head", "03_ppo_trust_region_failure", "metrics"]
+#: The only files a page may ask the internet for: require.js and the ipywidgets embedding that myst-nb adds to a
+#: page whose notebook saved widget state (offline its widgets stay static; everything else is in the book).
+ALLOWED_OUTSIDE = ("https://cdnjs.cloudflare.com/ajax/libs/require.js/",
+                   "https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@")
 EXPECTED_FIGURES = {"00_etf_pictures_and_separation.png", "00_etf_head_confidence.png", "00_etf_explorer.png",
                     "02_learning_curves.png", "02_aggregate.png", "02_head_options_ablation.png"}
 
@@ -108,6 +119,7 @@ def check_the_book(site, names, figures, tmp_path) -> dict[str, float]:
         start = time.perf_counter()
         with static_server(site) as url, browser_page(chromium, tmp_path / "chromium-profile") as page:
             local_failures = []
+            outside = keep_offline(page, url)  # a reader without internet
             page.on("requestfailed", lambda r: local_failures.append(r.url) if r.url.startswith(url) else None)
             page.goto(f"{url}/index.html", wait_until="load")  # index.html forwards to intro.html
             page.wait_for_url(f"{url}/intro.html", timeout=30_000)
@@ -133,6 +145,7 @@ def check_the_book(site, names, figures, tmp_path) -> dict[str, float]:
                 shown = len([f for f in figures if f.startswith(figure_prefix(name) + "_")])
                 assert len(images) >= shown, (name, images, shown)
                 assert all(width > 0 for _, width in images), f"{name}: images that did not load: {images}"
+                _check_math(page, name, shots)
                 if name not in LESSONS:
                     continue
                 shots.take(page, f"book_{name}_top")
@@ -184,14 +197,30 @@ def check_the_book(site, names, figures, tmp_path) -> dict[str, float]:
             shots.take(page, "book_api_reference")
             page.goto(f"{url}/metrics.html", wait_until="load")
             assert "ratio_below_mean" in page.locator("main").inner_text()
+            _check_math(page, "metrics", shots)
             shots.take(page, "book_metric_reference")
             assert not local_failures, f"the site failed to load its own files: {local_failures}"
+            mathjax = [u for u in outside if "mathjax" in u.lower()]
+            assert not mathjax, f"MathJax asked the internet for {mathjax}: the book must typeset math offline"
+            others = sorted({u for u in outside if not u.startswith(ALLOWED_OUTSIDE)})
+            assert not others, f"the book asked the internet for {others}: it must read offline"
         timings["book in the browser"] = time.perf_counter() - start
     except BaseException:
         print(f"book browser check failed; {shots.where()}")
         raise
     print(shots.where())
     return timings
+
+
+def _check_math(page, name: str, shots: Screenshots) -> None:
+    """The page's formulas are typeset, by the book's MathJax (a page of `MATH_PAGES` must have some)."""
+    found = math_problems(page)
+    if name in MATH_PAGES and not page.locator("mjx-container").count():
+        found.append("no typeset formula (mjx-container)")
+    if found:
+        page.evaluate("() => document.querySelector('.math')?.scrollIntoView()")  # never waits
+        shots.take(page, f"book_{name}_math")
+    assert not found, f"{name}: math not rendered offline: " + "; ".join(found)
 
 
 def _ids(html: str) -> set[str]:

@@ -40,7 +40,8 @@ def test_jupyterlab_nbval_and_the_browser_tools_are_in_what_the_readme_installs(
     assert pins["jupyter-book"].startswith("1."), "Jupyter Book 2 fetches its theme online at build time"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "jupyterlab==" + pins["jupyterlab"] in project["dependencies"]  # also what binder's `-e .` installs
-    assert project["optional-dependencies"]["book"] == ["jupyter-book==" + pins["jupyter-book"]]
+    assert project["optional-dependencies"]["book"] == ["jupyter-book==" + pins["jupyter-book"],
+                                                        "sphinx-mathjax-offline==" + pins["sphinx-mathjax-offline"]]
 
 
 def test_no_file_of_the_product_points_outside_the_repository():
