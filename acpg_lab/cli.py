@@ -176,17 +176,19 @@ def _book(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="acpg-lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _common_options() -> argparse.ArgumentParser:
+    """The options that ``train`` and ``demo`` share (seeds, steps, device, output, progress bar)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="seeds, trained as one batch")
     common.add_argument("--steps", type=int, default=100_000, help="environment steps per seed")
     common.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     common.add_argument("--out", required=True, help="output directory")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
+    return common
 
+
+def _add_training_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``train`` (one configuration), ``sweep`` (a TOML grid on Ray) and ``demo`` (both heads, plotted)."""
     p = sub.add_parser("train", parents=[common], help="train one configuration and save the run")
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--algo", default="ppo", choices=list(ALGORITHMS),
@@ -217,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", parents=[common], help="PPO with both heads on CartPole, plotted")
     p.set_defaults(func=_demo)
 
+
+def _add_notebook_commands(sub: argparse._SubParsersAction) -> None:
+    """``notebooks`` (execute with papermill), ``lab`` (JupyterLab), ``kernel`` (register this environment) and
+    ``book`` (the static HTML book)."""
     p = sub.add_parser("notebooks", help="execute the notebooks with papermill (the main job)")
     p.add_argument("--profile", default="default", choices=["ci", "default", "full"])
     p.add_argument("--out", required=True, help="directory for executed notebooks and figures")
@@ -255,6 +261,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="override the profile's device")
     p.set_defaults(func=_book)
 
+
+def _build_parser() -> argparse.ArgumentParser:
+    """The ``acpg-lab`` argument parser with every subcommand; each subcommand's ``func`` runs it."""
+    parser = argparse.ArgumentParser(prog="acpg-lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = _common_options()
+    _add_training_commands(sub, common)
+    _add_notebook_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``acpg-lab`` command: parse ``argv`` and run the subcommand; a ValueError is reported with exit code 2."""
+    parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "lab":
         args.jupyter_args = extra  # everything acpg-lab lab does not know goes to jupyter lab

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -155,6 +156,111 @@ def _angles(rows: Tensor, pair: Tensor, kp: Tensor) -> tuple[Tensor, Tensor]:
     return std, max_angle
 
 
+class _ClassStats(NamedTuple):
+    """Per-seed class statistics over the labelled samples (absent classes masked out)."""
+
+    present: Tensor  # [S, K] bool: the class has at least one labelled sample
+    pf: Tensor  # present as float64
+    kp: Tensor  # [S] number of present classes
+    kp1: Tensor  # kp clamped to >= 1 (a safe divisor)
+    means: Tensor  # [S, K, d] class means, absent rows 0
+    mu_g: Tensor  # [S, d] class-balanced global mean
+    q: Tensor  # [S, K, d] centred class means (twice centred), absent rows 0
+
+
+def _class_statistics(h: Tensor, y: Tensor, labelled: Tensor, k: int) -> _ClassStats:
+    """Class counts, class means, the class-balanced global mean and the centred means ``q`` (the rows of Q in
+    metrics.md), per seed, with one ``index_add`` over all seeds (seed s, class c -> row s*K + c)."""
+    s, n, d = h.shape
+    flat = (torch.arange(s, device=h.device)[:, None] * k + y).reshape(-1)
+    counts = torch.bincount(flat, weights=labelled.reshape(-1), minlength=s * k).reshape(s, k).to(torch.float64)
+    present = counts > 0
+    pf = present.to(torch.float64)
+    kp = pf.sum(-1)  # [S] number of present classes
+    kp1 = kp.clamp_min(1.0)
+    sums = torch.zeros(s * k, d, dtype=torch.float64, device=h.device)
+    sums.index_add_(0, flat, (h * labelled[..., None]).reshape(s * n, d))
+    means = sums.reshape(s, k, d) / counts.clamp_min(1.0)[..., None]  # [S, K, d], absent rows 0
+    mu_g = (means * pf[..., None]).sum(1) / kp1[:, None]  # class-balanced global mean [S, d]
+    q = (means - mu_g[:, None]) * pf[..., None]
+    # Centre a second time: the rows then sum to zero to rounding of |m| (not of |μ|), so the Gram's
+    # structural null direction (all-ones over present classes) stays far below the pseudo-inverse tolerance.
+    q = (q - (q.sum(1) / kp1[:, None])[:, None]) * pf[..., None]
+    return _ClassStats(present, pf, kp, kp1, means, mu_g, q)
+
+
+def _nc1(h: Tensor, y: Tensor, w: Tensor, labelled: Tensor, stats: _ClassStats, with_head_logits: bool
+         ) -> tuple[Tensor, Tensor, Tensor]:
+    """NC1 = tr(Σ_W Σ_B⁺)/K through the K x K Gram of the centred means (see `action_collapse`).
+
+    Returns ``(nc1 [S], finite [S], proj [S, N, K or 2K])``: ``finite`` is False for a seed whose Gram is not
+    finite (NaN / inf features), and ``proj`` holds ``h_i · m_j`` in its first K columns and, when
+    ``with_head_logits``, the head's logits ``W h_i`` in the next K (one pass over the features serves both)."""
+    k = w.shape[1]
+    q, means = stats.q, stats.means
+    gram = q @ q.transpose(1, 2)  # [S, K, K]
+    finite = torch.isfinite(gram).all(-1).all(-1)  # NaN / inf features reach every class mean, hence the Gram
+    lam, vec = torch.linalg.eigh(torch.where(finite[:, None, None], gram, 0.0))
+    keep = lam > _GRAM_RTOL * lam.amax(-1, keepdim=True).clamp_min(0.0)
+    inv_lam2 = torch.where(keep, 1.0 / lam.pow(2), torch.zeros((), dtype=lam.dtype))
+    # One pass over the features: [S, K or 2K, d] x [S, d, N], viewed as [S, N, K or 2K].
+    proj = ((torch.cat([q, w], 1) if with_head_logits else q) @ h.transpose(1, 2)).transpose(1, 2)
+    z = proj[..., :k]  # z[s, i, j] = h_i · m_j
+    c = means @ q.transpose(1, 2)  # c[s, k, j] = μ_k · m_j
+    resid = z - torch.gather(c, 1, y[..., None].expand(-1, -1, k))  # Q (h_i − μ_{y_i})
+    a = resid @ vec
+    num_labelled = labelled.sum(-1).clamp_min(1.0)
+    nc1 = ((a.pow(2) * inv_lam2[:, None]).sum(-1) * labelled).sum(-1) / num_labelled
+    return nc1, finite, proj
+
+
+def _geometry(w: Tensor, stats: _ClassStats) -> dict[str, Tensor]:
+    """Equinorm, equiangularity and maximal angle of the centred means and of the head rows, and self-duality
+    (distance between the normalised head and the normalised centred means), over the present classes only."""
+    k = w.shape[1]
+    q, present, pf, kp, kp1 = stats.q, stats.present, stats.pf, stats.kp, stats.kp1
+    pair = present[:, :, None] & present[:, None, :] & ~torch.eye(k, dtype=torch.bool, device=q.device)
+    equiangular_f, max_angle_f = _angles(q, pair, kp)
+    equiangular_w, max_angle_w = _angles(w, pair, kp)
+
+    w_present = w * pf[..., None]
+    diff = w_present / w_present.norm(dim=(1, 2))[:, None, None] - q / q.norm(dim=(1, 2))[:, None, None]
+    self_duality = diff.pow(2).sum((1, 2))
+    return {
+        "equinorm_features": _equinorm(q, pf, kp1),
+        "equinorm_weights": _equinorm(w, pf, kp1),
+        "equiangular_features": equiangular_f,
+        "equiangular_weights": equiangular_w,
+        "max_angle_features": max_angle_f,
+        "max_angle_weights": max_angle_w,
+        "self_duality": self_duality,
+    }
+
+
+def _nearest_class_mean_mismatch(z: Tensor, policy_logits: Tensor, labelled: Tensor, stats: _ClassStats
+                                 ) -> Tensor:
+    """Fraction of labelled samples whose policy action (argmax of the logits, over all K actions) differs from
+    the nearest present class mean: argmin_k ‖h − μ_k‖² = argmin_k ‖m_k‖² − 2 (h − μ_G)·m_k, computed from
+    ``z[s, i, j] = h_i · m_j``."""
+    q, mu_g, present = stats.q, stats.mu_g, stats.present
+    score = q.pow(2).sum(-1)[:, None] - 2.0 * (z - (mu_g[:, None] * q).sum(-1)[:, None])
+    score = torch.where(present[:, None], score, torch.full((), math.inf, dtype=score.dtype))
+    ncc = score.argmin(-1)
+    num_labelled = labelled.sum(-1).clamp_min(1.0)
+    return ((policy_logits.argmax(-1) != ncc).to(torch.float64) * labelled).sum(-1) / num_labelled
+
+
+def _label_alignment(h: Tensor, y: Tensor, w: Tensor, labelled: Tensor, mu_g: Tensor) -> Tensor:
+    """Theorem 1 of ACPG: the mean cosine between each labelled feature (centred on the class-balanced global
+    mean, as every statistic here) and the head row of its label."""
+    d = h.shape[-1]
+    rows = torch.gather(w, 1, y[..., None].expand(-1, -1, d))  # [S, N, d]
+    centred = h - mu_g[:, None]
+    cos = (centred * rows).sum(-1) / (centred.norm(dim=-1) * rows.norm(dim=-1)).clamp_min(1e-12)
+    num_labelled = labelled.sum(-1).clamp_min(1.0)
+    return (cos * labelled).sum(-1) / num_labelled
+
+
 def action_collapse(
     features: Tensor, labels: Tensor, weights: Tensor, logits: Tensor | None = None
 ) -> dict[str, float] | dict[str, Tensor]:
@@ -184,78 +290,20 @@ def action_collapse(
     product) plus a float64 copy of them; memory about 3x the features' float32 size.
     """
     h, y, w, lg, batched = _collapse_inputs(features, labels, weights, logits)
-    s, n, d = h.shape
     k = w.shape[1]
     labelled = (y >= 0).to(torch.float64)  # [S, N]
     y = y.clamp_min(0)
 
-    # Class statistics: seed s, class c -> row s*K + c of one index_add over all seeds.
-    flat = (torch.arange(s, device=h.device)[:, None] * k + y).reshape(-1)
-    counts = torch.bincount(flat, weights=labelled.reshape(-1), minlength=s * k).reshape(s, k).to(torch.float64)
-    present = counts > 0
-    pf = present.to(torch.float64)
-    kp = pf.sum(-1)  # [S] number of present classes
-    kp1 = kp.clamp_min(1.0)
-    sums = torch.zeros(s * k, d, dtype=torch.float64, device=h.device)
-    sums.index_add_(0, flat, (h * labelled[..., None]).reshape(s * n, d))
-    means = sums.reshape(s, k, d) / counts.clamp_min(1.0)[..., None]  # [S, K, d], absent rows 0
-    mu_g = (means * pf[..., None]).sum(1) / kp1[:, None]  # class-balanced global mean [S, d]
-    q = (means - mu_g[:, None]) * pf[..., None]
-    # Centre a second time: the rows then sum to zero to rounding of |m| (not of |μ|), so the Gram's
-    # structural null direction (all-ones over present classes) stays far below the pseudo-inverse tolerance.
-    q = (q - (q.sum(1) / kp1[:, None])[:, None]) * pf[..., None]
-
-    # nc1 through the K x K Gram of the centred means.
-    gram = q @ q.transpose(1, 2)  # [S, K, K]
-    finite = torch.isfinite(gram).all(-1).all(-1)  # NaN / inf features reach every class mean, hence the Gram
-    lam, vec = torch.linalg.eigh(torch.where(finite[:, None, None], gram, 0.0))
-    keep = lam > _GRAM_RTOL * lam.amax(-1, keepdim=True).clamp_min(0.0)
-    inv_lam2 = torch.where(keep, 1.0 / lam.pow(2), torch.zeros((), dtype=lam.dtype))
-    # One pass over the features: [S, K or 2K, d] x [S, d, N], viewed as [S, N, K or 2K].
-    proj = ((torch.cat([q, w], 1) if logits is None else q) @ h.transpose(1, 2)).transpose(1, 2)
-    z = proj[..., :k]  # z[s, i, j] = h_i · m_j
-    c = means @ q.transpose(1, 2)  # c[s, k, j] = μ_k · m_j
-    resid = z - torch.gather(c, 1, y[..., None].expand(-1, -1, k))  # Q (h_i − μ_{y_i})
-    a = resid @ vec
-    num_labelled = labelled.sum(-1).clamp_min(1.0)
-    nc1 = ((a.pow(2) * inv_lam2[:, None]).sum(-1) * labelled).sum(-1) / num_labelled
-
-    # Norms and angles over present classes only.
-    pair = present[:, :, None] & present[:, None, :] & ~torch.eye(k, dtype=torch.bool, device=h.device)
-    equiangular_f, max_angle_f = _angles(q, pair, kp)
-    equiangular_w, max_angle_w = _angles(w, pair, kp)
-
-    w_present = w * pf[..., None]
-    diff = w_present / w_present.norm(dim=(1, 2))[:, None, None] - q / q.norm(dim=(1, 2))[:, None, None]
-    self_duality = diff.pow(2).sum((1, 2))
-
-    # Nearest class mean: argmin_k ‖h − μ_k‖² = argmin_k ‖m_k‖² − 2 (h − μ_G)·m_k, computed from z.
-    score = q.pow(2).sum(-1)[:, None] - 2.0 * (z - (mu_g[:, None] * q).sum(-1)[:, None])
-    score = torch.where(present[:, None], score, torch.full((), math.inf, dtype=score.dtype))
-    ncc = score.argmin(-1)
+    stats = _class_statistics(h, y, labelled, k)
+    nc1, finite, proj = _nc1(h, y, w, labelled, stats, with_head_logits=logits is None)
     policy_logits = proj[..., k:] if logits is None else lg
-    mismatch = ((policy_logits.argmax(-1) != ncc).to(torch.float64) * labelled).sum(-1) / num_labelled
-
-    # Theorem 1 of ACPG: the cosine between each labelled feature (centred on the class-balanced global mean, as
-    # every statistic here) and the head row of its label.
-    rows = torch.gather(w, 1, y[..., None].expand(-1, -1, d))  # [S, N, d]
-    centred = h - mu_g[:, None]
-    cos = (centred * rows).sum(-1) / (centred.norm(dim=-1) * rows.norm(dim=-1)).clamp_min(1e-12)
-    alignment = (cos * labelled).sum(-1) / num_labelled
-
     values = {
         "nc1": nc1,
-        "equinorm_features": _equinorm(q, pf, kp1),
-        "equinorm_weights": _equinorm(w, pf, kp1),
-        "equiangular_features": equiangular_f,
-        "equiangular_weights": equiangular_w,
-        "max_angle_features": max_angle_f,
-        "max_angle_weights": max_angle_w,
-        "self_duality": self_duality,
-        "ncc_mismatch": mismatch,
-        "label_alignment": alignment,
+        **_geometry(w, stats),
+        "ncc_mismatch": _nearest_class_mean_mismatch(proj[..., :k], policy_logits, labelled, stats),
+        "label_alignment": _label_alignment(h, y, w, labelled, stats.mu_g),
     }
-    enough = (kp >= 2) & finite
+    enough = (stats.kp >= 2) & finite
     nan = torch.full((), math.nan, dtype=torch.float64)
     values = {key: torch.where(enough, val.to(torch.float64), nan) for key, val in values.items()}
     return _as_out(values, batched)
@@ -344,6 +392,74 @@ def representation(
 
 
 # ------------------------------------------------------------------------------------------ trust region
+def _clip_ratios(new_logp: Tensor, old_logp: Tensor, clip: float) -> tuple[Tensor, float, bool]:
+    """`trust_region`'s log-probabilities and clip checked: the probability ratios r = π_new/π_old in float64
+    ``[S, B]``, the clip range ε and whether the call was batched."""
+    _check_float("new_logp", new_logp)
+    _check_float("old_logp", old_logp)
+    if new_logp.dim() not in (1, 2):
+        raise ValueError(f"new_logp must have shape [B] or [S, B], got {tuple(new_logp.shape)}")
+    if old_logp.shape != new_logp.shape:
+        raise ValueError(f"old_logp must have the shape of new_logp {tuple(new_logp.shape)}, "
+                         f"got {tuple(old_logp.shape)}")
+    if new_logp.shape[-1] == 0:
+        raise ValueError("new_logp must hold at least one sample")
+    try:
+        eps = float(clip)
+    except (TypeError, ValueError):
+        eps = math.nan
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"clip must be a finite number > 0, got {clip!r}")
+    batched = new_logp.dim() == 2
+    new64 = new_logp.to(torch.float64)
+    old64 = old_logp.to(device=new64.device, dtype=torch.float64)
+    if not batched:
+        new64, old64 = new64[None], old64[None]
+    return (new64 - old64).exp(), eps, batched
+
+
+def _kl_old_new(new_logp: Tensor, new_logits: Tensor | None, old_logits: Tensor | None, batched: bool,
+                num_seeds: int) -> Tensor:
+    """Per seed, the mean over states of the exact KL(π_old ‖ π_new) from both policies' logits; NaN ``[S]``
+    when neither is given."""
+    if (new_logits is None) != (old_logits is None):
+        raise ValueError("give both new_logits and old_logits for kl_old_new, or neither")
+    if new_logits is None or old_logits is None:
+        return torch.full((num_seeds,), math.nan, dtype=torch.float64)
+    _check_float("new_logits", new_logits)
+    _check_float("old_logits", old_logits)
+    if new_logits.shape != old_logits.shape or new_logits.shape[:-1] != new_logp.shape:
+        raise ValueError(
+            f"new_logits and old_logits must both have shape {tuple(new_logp.shape)} + [A], got "
+            f"{tuple(new_logits.shape)} and {tuple(old_logits.shape)}"
+        )
+    device = new_logp.device
+    ln = torch.log_softmax(new_logits.to(device=device, dtype=torch.float64), -1)
+    lo = torch.log_softmax(old_logits.to(device=device, dtype=torch.float64), -1)
+    kl = _categorical_kl(lo, ln).mean(-1)
+    return kl if batched else kl[None]
+
+
+def _escape_by_advantage_sign(ratio: Tensor, above: Tensor, below: Tensor, advantages: Tensor,
+                              new_logp: Tensor, batched: bool) -> dict[str, Tensor]:
+    """``ratio_above_mean``, ``ratio_below_mean`` and ``frac_outside`` over the samples with a positive
+    advantage (suffix ``_adv_pos``) and with a negative one (``_adv_neg``); NaN where a group is empty, and a
+    zero or NaN advantage in neither group."""
+    _check_float("advantages", advantages)
+    if advantages.shape != new_logp.shape:
+        raise ValueError(f"advantages must have the shape of new_logp {tuple(new_logp.shape)}, "
+                         f"got {tuple(advantages.shape)}")
+    adv = advantages.to(device=new_logp.device, dtype=torch.float64)
+    adv = adv if batched else adv[None]
+    values = {}
+    for suffix, group in (("adv_pos", adv > 0), ("adv_neg", adv < 0)):  # NaN is in neither
+        up, down = above & group, below & group
+        values[f"ratio_above_mean_{suffix}"] = torch.where(up, ratio, 0.0).sum(-1) / up.sum(-1)
+        values[f"ratio_below_mean_{suffix}"] = torch.where(down, ratio, 0.0).sum(-1) / down.sum(-1)
+        values[f"frac_outside_{suffix}"] = (up | down).sum(-1) / group.sum(-1).to(torch.float64)  # 0/0: NaN
+    return values
+
+
 def trust_region(
     new_logp: Tensor,
     old_logp: Tensor,
@@ -373,49 +489,11 @@ def trust_region(
             the other side, or far past the clip on its own side, escaped the trust region through the shared
             network, not through its own gradient.
     """
-    _check_float("new_logp", new_logp)
-    _check_float("old_logp", old_logp)
-    if new_logp.dim() not in (1, 2):
-        raise ValueError(f"new_logp must have shape [B] or [S, B], got {tuple(new_logp.shape)}")
-    if old_logp.shape != new_logp.shape:
-        raise ValueError(f"old_logp must have the shape of new_logp {tuple(new_logp.shape)}, "
-                         f"got {tuple(old_logp.shape)}")
-    if new_logp.shape[-1] == 0:
-        raise ValueError("new_logp must hold at least one sample")
-    try:
-        eps = float(clip)
-    except (TypeError, ValueError):
-        eps = math.nan
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"clip must be a finite number > 0, got {clip!r}")
-    batched = new_logp.dim() == 2
-    new64 = new_logp.to(torch.float64)
-    old64 = old_logp.to(device=new64.device, dtype=torch.float64)
-    if not batched:
-        new64, old64 = new64[None], old64[None]
-    ratio = (new64 - old64).exp()  # [S, B]
+    ratio, eps, batched = _clip_ratios(new_logp, old_logp, clip)  # [S, B]
     above = ratio > 1.0 + eps
     below = ratio < 1.0 - eps
     above_mean = torch.where(above, ratio, 0.0).sum(-1) / above.sum(-1)  # 0/0 = NaN when none
     below_mean = torch.where(below, ratio, 0.0).sum(-1) / below.sum(-1)
-
-    if (new_logits is None) != (old_logits is None):
-        raise ValueError("give both new_logits and old_logits for kl_old_new, or neither")
-    if new_logits is None or old_logits is None:
-        kl = torch.full((ratio.shape[0],), math.nan, dtype=torch.float64)
-    else:
-        _check_float("new_logits", new_logits)
-        _check_float("old_logits", old_logits)
-        if new_logits.shape != old_logits.shape or new_logits.shape[:-1] != new_logp.shape:
-            raise ValueError(
-                f"new_logits and old_logits must both have shape {tuple(new_logp.shape)} + [A], got "
-                f"{tuple(new_logits.shape)} and {tuple(old_logits.shape)}"
-            )
-        ln = torch.log_softmax(new_logits.to(device=new64.device, dtype=torch.float64), -1)
-        lo = torch.log_softmax(old_logits.to(device=new64.device, dtype=torch.float64), -1)
-        kl = _categorical_kl(lo, ln).mean(-1)
-        if not batched:
-            kl = kl[None]
 
     values = {
         "ratio_above_mean": above_mean,
@@ -424,20 +502,10 @@ def trust_region(
         "ratio_min": ratio.amin(-1),
         "frac_outside": (above | below).to(torch.float64).mean(-1),
         "excess_ratio": above_mean / below_mean,
-        "kl_old_new": kl,
+        "kl_old_new": _kl_old_new(new_logp, new_logits, old_logits, batched, ratio.shape[0]),
     }
     if advantages is not None:
-        _check_float("advantages", advantages)
-        if advantages.shape != new_logp.shape:
-            raise ValueError(f"advantages must have the shape of new_logp {tuple(new_logp.shape)}, "
-                             f"got {tuple(advantages.shape)}")
-        adv = advantages.to(device=new64.device, dtype=torch.float64)
-        adv = adv if batched else adv[None]
-        for suffix, group in (("adv_pos", adv > 0), ("adv_neg", adv < 0)):  # NaN is in neither
-            up, down = above & group, below & group
-            values[f"ratio_above_mean_{suffix}"] = torch.where(up, ratio, 0.0).sum(-1) / up.sum(-1)
-            values[f"ratio_below_mean_{suffix}"] = torch.where(down, ratio, 0.0).sum(-1) / down.sum(-1)
-            values[f"frac_outside_{suffix}"] = (up | down).sum(-1) / group.sum(-1).to(torch.float64)  # 0/0: NaN
+        values.update(_escape_by_advantage_sign(ratio, above, below, advantages, new_logp, batched))
     return _as_out(values, batched)
 
 
