@@ -112,7 +112,8 @@ def restore(state: TrainState, payload: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path} lacks {sorted(missing)}: not a complete training state")
     differ = config_differences(payload["config"], state.cfg)
     if differ:
-        detail = ", ".join(f"{k}={payload['config'][k]!r} (now {config_json(state.cfg)[k]!r})" for k in differ)
+        stored = store.with_stored_defaults(payload["config"])
+        detail = ", ".join(f"{k}={stored[k]!r} (now {config_json(state.cfg)[k]!r})" for k in differ)
         raise CheckpointError(f"{path} is a checkpoint of another config: {detail}; use another run directory")
     update = payload["update"]
     if not 0 < update <= state.cfg.num_updates or payload["history"]["rows"] != update:

@@ -17,6 +17,7 @@ import torch
 from acpg_lab.algorithms import ALGORITHMS, algo_spec
 from acpg_lab.checks import check_bool, check_choice, check_int, check_number
 from acpg_lab.envs import is_atari, probe_spaces, resolve_env_id
+from acpg_lab.seeds import SEED_SCHEMES
 
 ALGOS = tuple(ALGORITHMS)  #: the ``algo`` choices: the names of `acpg_lab.algorithms.ALGORITHMS`
 HEADS = ("linear", "etf", "random")
@@ -142,6 +143,10 @@ class TrainConfig:
     head_init_gain: float = 0.01
     """Initial row norm of the linear head: 0.01 (CleanRL/SB3; starts near the uniform policy) or 1 (the fixed
     heads' row norm, so early logits, and the backbone's early gradients, are as large as the ETF arm's)."""
+    seed_scheme: str = "derived"
+    """Where the network's init and head seeds come from (`acpg_lab.seeds`): "derived" (the training seed's
+    SeedSequence, like every other stream) or "legacy" (``seed * 7919 + ...``, the streams of runs stored before
+    this field existed; a stored config without it reads as "legacy", so those stay valid)."""
 
     # ---------------------------------------------------------------- PFO
     pfo_coef: float = 0.0
@@ -240,6 +245,7 @@ class TrainConfig:
         if self.activation is not None:
             check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("seed_scheme", self.seed_scheme, SEED_SCHEMES)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but torch sees no GPU here; use device='cpu' or 'auto'")
         seeds = self.seeds

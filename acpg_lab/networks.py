@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from acpg_lab.etf import ETFHead, LinearHead, RandomHead
+from acpg_lab.seeds import model_seeds
 
 __all__ = ["tanh", "SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAtarCNN", "NatureCNN", "Actor",
            "ActorCritic", "PolicyOutput"]
@@ -231,16 +232,20 @@ class ActorCritic(nn.Module):
             value loss then shapes the policy's representation too).
         init_offset: shifts every seed's initialisation stream; 0 is the training initialisation, another value
             gives a differently initialised network of the same architecture (the plasticity probe's target).
+        seed_scheme: "derived" (new runs) or "legacy" (the streams of runs stored before `TrainConfig.seed_scheme`
+            existed); see `acpg_lab.seeds`.
     """
 
     def __init__(self, obs_shape: Sequence[int], num_actions: int, seeds: Sequence[int], *, network: str = "mlp",
                  hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", head: str = "linear",
                  head_normalize: bool = False, head_scale: float = 1.0, head_bias: bool | None = None,
                  head_init_gain: float = 0.01,
-                 shared_trunk: bool = False, init_offset: int = 0) -> None:
+                 shared_trunk: bool = False, init_offset: int = 0, seed_scheme: str = "derived") -> None:
         super().__init__()
-        # One init stream per seed, a function of the seed alone (consumed in a fixed order below).
-        init_generators = [torch.Generator().manual_seed(int(s) * 7919 + 1 + 2 * init_offset) for s in seeds]
+        # One init stream and one head seed per seed, a function of the seed alone (`acpg_lab.seeds`); the init
+        # stream is consumed in a fixed order below.
+        streams = [model_seeds(s, init_offset, seed_scheme) for s in seeds]
+        init_generators = [torch.Generator().manual_seed(init) for init, _ in streams]
 
         def backbone() -> nn.Module:
             if network == "cnn":
@@ -252,7 +257,7 @@ class ActorCritic(nn.Module):
         actor_backbone = backbone()
         self.critic_backbone = None if shared_trunk else backbone()
         d = actor_backbone.feature_dim
-        head_seeds = [int(s) * 7919 + 2 + 2 * init_offset for s in seeds]
+        head_seeds = [head for _, head in streams]
         if head in ("etf", "random"):
             fixed = ETFHead if head == "etf" else RandomHead
             actor_head: nn.Module = fixed(d, num_actions, seeds=head_seeds, normalize=head_normalize,

@@ -1,7 +1,7 @@
 """`Run`, what `train` returns: the resolved config, the history, the trained model, and what can be done with
 them afterwards (save, load, evaluate, visited states, the plasticity probe on snapshots). Also `build_model`, the
-one place a config becomes a seed-batched network, and `derived_seeds`, the integers everything random in a seed's
-run is drawn from.
+one place a config becomes a seed-batched network, and `derived_seeds` (defined in `acpg_lab.seeds`), the integers
+everything random in a seed's run is drawn from.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from acpg_lab.algorithms import sample_actions, uniforms
 from acpg_lab.config import TrainConfig
 from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
 from acpg_lab.networks import ActorCritic
-from acpg_lab.store import MARKERS, write_atomic
+from acpg_lab.seeds import derived_seeds
+from acpg_lab.store import MARKERS, with_stored_defaults, write_atomic
 
 __all__ = ["Run", "build_model", "compact_obs", "derived_seeds", "resolve_device"]
 
@@ -35,13 +36,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def derived_seeds(seed: int) -> dict[str, int]:
-    """Independent integer seeds for one training seed's environments (``env``), action sampling (``act``) and
-    evaluation (``eval``), a function of the training seed alone."""
-    env, act, evaluation = np.random.SeedSequence(int(seed)).generate_state(3)
-    return dict(env=int(env), act=int(act), eval=int(evaluation))
-
-
 def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, init_offset: int = 0) -> ActorCritic:
     """The seed-batched actor-critic a resolved config describes (``init_offset``: see `ActorCritic`)."""
     network = cfg.network
@@ -50,7 +44,8 @@ def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, in
     return ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
                        activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
                        head_scale=cfg.head_scale, head_bias=cfg.head_bias, head_init_gain=cfg.head_init_gain,
-                       shared_trunk=cfg.shared_trunk, init_offset=init_offset)
+                       shared_trunk=cfg.shared_trunk, init_offset=init_offset,
+                       seed_scheme=cfg.seed_scheme)
 
 
 def compact_obs(obs: Tensor) -> Tensor:
@@ -114,7 +109,7 @@ class Run:
         """Read a run written by `save` (the model with ``weights_only=True``)."""
         src = Path(directory)
         meta = json.loads((src / "config.json").read_text())
-        raw = meta["config"]
+        raw = with_stored_defaults(meta["config"])  # saved before a field existed: what its absence meant
         raw["seeds"], raw["hidden_sizes"] = tuple(raw["seeds"]), tuple(raw["hidden_sizes"])
         cfg = TrainConfig(**raw)
         if {f.name for f in dataclasses.fields(TrainConfig)} - raw.keys():

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from acpg_lab.config import TrainConfig
+from acpg_lab.seeds import STORED_DEFAULTS
 
 __all__ = ["MARKERS", "is_finished", "write_atomic", "write_atomic_with", "differences", "config_json",
-           "config_differences", "read_stored_config", "check_stored_config"]
+           "config_differences", "read_stored_config", "check_stored_config", "with_stored_defaults"]
 
 #: store -> the files written last into one of its finished directories (all must exist)
 MARKERS: dict[str, tuple[str, ...]] = {
@@ -94,11 +95,18 @@ def config_json(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(cfg.to_dict()))
 
 
+def with_stored_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored config with every field of `acpg_lab.seeds.STORED_DEFAULTS` it lacks set to what its absence
+    meant when it was written (``seed_scheme``: "legacy")."""
+    return {**STORED_DEFAULTS, **stored}
+
+
 def config_differences(stored: Mapping[str, Any], cfg: TrainConfig, *,
                        ignore: frozenset[str] = frozenset()) -> list[str]:
     """The `TrainConfig` fields whose stored value differs from ``cfg``'s (`differences` with fields the stored
-    config lacks counting as equal); ``ignore`` lists fields allowed to differ."""
-    return differences(stored, config_json(cfg), absent_equal=True, ignore=ignore)
+    config lacks counting as equal, except those in `acpg_lab.seeds.STORED_DEFAULTS`, which read as the value they
+    had when the config was written); ``ignore`` lists fields allowed to differ."""
+    return differences(with_stored_defaults(stored), config_json(cfg), absent_equal=True, ignore=ignore)
 
 
 def read_stored_config(directory: str | Path, *, marker: str = "config.json") -> dict[str, Any]:
@@ -114,7 +122,11 @@ def read_stored_config(directory: str | Path, *, marker: str = "config.json") ->
 def check_stored_config(directory: str | Path, cfg: TrainConfig, *, marker: str = "config.json") -> None:
     """ValueError naming the differing fields if the run stored in ``directory`` has another config than
     ``cfg``."""
-    differ = config_differences(read_stored_config(directory, marker=marker), cfg)
+    stored = read_stored_config(directory, marker=marker)
+    differ = config_differences(stored, cfg)
     if differ:
-        raise ValueError(f"{directory} holds a finished run of another config (differing: {differ}); remove it or "
-                         "use another directory")
+        legacy = differ == ["seed_scheme"] and "seed_scheme" not in stored
+        hint = (" (stored before TrainConfig.seed_scheme existed, so with the legacy init and head streams: pass "
+                "seed_scheme='legacy' to reuse it)" if legacy else "")
+        raise ValueError(f"{directory} holds a finished run of another config (differing: {differ}){hint}; remove it "
+                         "or use another directory")

@@ -4,6 +4,10 @@ they are split into pieces), defined once here and nowhere else.
 Seeds: the settings (budgets, learning rates, the dense bandit's dimension) were chosen on seeds 0-9 in earlier
 runs and in tuning; every experiment here uses held-out seeds (100+ for collapse, 200+ for heads; 16-31 for pfo,
 whose setting seeds 0-15 chose in notebooks 03/04 and the logged searches).
+
+Seed scheme: every condition trains with ``seed_scheme="legacy"`` (`EVIDENCE_SEED_SCHEME`, see `acpg_lab.seeds`),
+the init and head streams its stored pieces were trained with, so that they stay the pieces of these conditions;
+a condition may set another scheme in its config (its pieces must then be trained again).
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ import pandas as pd
 from acpg_lab.metric_registry import require
 
 __all__ = ["Condition", "EXPERIMENTS", "HEAD_ARMS", "HEAD_TASKS", "PFO_BASE", "SHIFTING_BASE", "PFO_SETTINGS",
-           "PFO_BETAS", "PFO_EPOCHS", "PFO_COLUMNS", "EXPLORATION_EPSILONS", "exploration_condition"]
+           "PFO_BETAS", "PFO_EPOCHS", "PFO_COLUMNS", "EXPLORATION_EPSILONS", "EVIDENCE_SEED_SCHEME",
+           "exploration_condition"]
+
+#: the seed scheme of every condition that does not set one: that of the stored pieces (module docstring)
+EVIDENCE_SEED_SCHEME = "legacy"
+
 
 @dataclasses.dataclass(frozen=True)
 class Condition:
@@ -26,6 +35,9 @@ class Condition:
     group: int = 10
     checkpoint_every: int = 0  #: updates between checkpoints of a piece in progress (long pieces: resume, not redo)
     keep: tuple[str, ...] | None = None  #: the history columns stored (None: all); dense diagnostics need fewer
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", {"seed_scheme": EVIDENCE_SEED_SCHEME, **self.config})
 
     def stored(self, history: pd.DataFrame) -> pd.DataFrame:
         return history if self.keep is None else history[[c for c in history.columns if c in self.keep]]
