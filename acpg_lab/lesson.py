@@ -21,7 +21,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-__all__ = ["APPENDIX_HEADING", "SOLUTION_TAG", "APPENDIX_TAG", "collapse", "collapse_file", "banner", "is_smoke"]
+__all__ = ["APPENDIX_HEADING", "SOLUTION_TAG", "APPENDIX_TAG", "collapse", "collapse_file", "banner", "banner_text",
+           "is_smoke"]
 
 APPENDIX_HEADING = "## Evidence appendix"
 SOLUTION_TAG = "solution"
@@ -81,19 +82,26 @@ def is_smoke(params: SimpleNamespace) -> bool:
     return getattr(params, "profile", None) == "ci"
 
 
-def banner(params: SimpleNamespace, *, what: str = "") -> None:
-    """Display, at the top of a notebook and beside its verdicts, what the numbers of this run can say: under
-    ``ci`` a smoke-test warning; under the other profiles the live run's size (``what``, e.g. "5 seeds x 60k
-    steps"), smaller than the stored evidence the verdicts rest on."""
-    from IPython.display import Markdown, display
-
+def banner_text(params: SimpleNamespace, *, what: str = "", trains: bool = True) -> str:
+    """The text of `banner` (markdown)."""
+    size = f" ({what})" if what else ""
+    if not trains:  # exact geometry: the profile changes how much is checked, not what the numbers mean
+        return (f"> **`{params.profile}` profile{size}.** Nothing in this notebook is trained: every number is exact "
+                "geometry, whatever the profile" + (" (`ci` checks fewer sizes)." if is_smoke(params) else "."))
     if is_smoke(params):
-        text = ("> **Smoke test (`ci` profile).** Every code path runs, on budgets far too small to show anything: "
+        return ("> **Smoke test (`ci` profile).** Every code path runs, on budgets far too small to show anything: "
                 "the numbers and figures of the live runs below mean nothing. The verdicts quote the stored "
                 "evidence in `results/evidence/`, which this run does not touch. Run the `default` profile to see "
                 "the phenomenon.")
-    else:
-        size = f" ({what})" if what else ""
-        text = (f"> **Live run, `{params.profile}` profile{size}.** Fewer seeds and steps than the stored evidence: it "
-                "shows the phenomenon; the verdicts rest on the held-out evidence in the appendix.")
-    display(Markdown(text))
+    return (f"> **Live run, `{params.profile}` profile{size}.** Fewer seeds and steps than the stored evidence: it "
+            "shows the phenomenon; the verdicts rest on the held-out evidence in the appendix.")
+
+
+def banner(params: SimpleNamespace, *, what: str = "", trains: bool = True) -> None:
+    """Display, at the top of a notebook and beside its verdicts, what the numbers of this run can say: under
+    ``ci`` a smoke-test warning; under the other profiles the live run's size (``what``, e.g. "5 seeds x 60k
+    steps"), smaller than the stored evidence the verdicts rest on. ``trains=False`` for a notebook that trains
+    nothing (its numbers are exact at any profile)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(banner_text(params, what=what, trains=trains)))

@@ -135,3 +135,16 @@ def test_collapse_needs_exactly_one_appendix_and_is_idempotent():
     assert once["cells"][2]["metadata"]["jp-MarkdownHeadingCollapsed"] is True
     with pytest.raises(ValueError, match="exactly one markdown cell starting with '## Evidence appendix'; found 0"):
         collapse({"cells": raw["cells"][:2]})
+
+
+def test_the_banner_says_what_the_numbers_of_this_run_can_say():
+    from types import SimpleNamespace
+
+    from acpg_lab.lesson import banner_text
+
+    ci, default = SimpleNamespace(profile="ci"), SimpleNamespace(profile="default")
+    assert "Smoke test" in banner_text(ci, what="2 seeds") and "mean nothing" in banner_text(ci)
+    assert "Live run, `default` profile (5 seeds x 50,000 steps)" in banner_text(default, what="5 seeds x 50,000 steps")
+    for params in (ci, default):  # a notebook that trains nothing: exact at any profile, never "mean nothing"
+        text = banner_text(params, what="every K up to 8", trains=False)
+        assert "Nothing in this notebook is trained" in text and "mean nothing" not in text
