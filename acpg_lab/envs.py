@@ -113,8 +113,17 @@ class EnvStep(NamedTuple):
 
 def fast_envs_default() -> bool:
     """Whether `SeedEnvs` uses batched environments where it can when not told: yes, unless the environment
-    variable ``ACPG_LAB_FAST_ENVS`` is ``0``, ``false`` or ``no`` (results are bitwise the same either way)."""
-    return os.environ.get("ACPG_LAB_FAST_ENVS", "1").strip().lower() not in ("0", "false", "no", "off")
+    variable ``ACPG_LAB_FAST_ENVS`` is ``0``, ``false``, ``no`` or ``off`` (results are bitwise the same either way).
+    ``1``, ``true``, ``yes``, ``on`` or empty mean yes; anything else is refused with an error naming the variable
+    (a typo must not silently pick a path)."""
+    raw = os.environ.get("ACPG_LAB_FAST_ENVS", "")
+    value = raw.strip().lower()
+    if value in ("", "1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"ACPG_LAB_FAST_ENVS must be one of 1, true, yes, on (batched environments, the default) or "
+                     f"0, false, no, off (one environment at a time), got {raw!r}")
 
 
 class SeedEnvs:

@@ -12,18 +12,22 @@ Both heads accept an optional leading seed dimension: built with ``seeds=(0, 1, 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .checks import check_bool, check_int
+
 __all__ = ["simplex_etf", "etf_error", "ETFHead", "RandomHead", "LinearHead"]
 
 
 def _check_sizes(num_actions: int, feature_dim: int) -> None:
-    if not isinstance(num_actions, int) or num_actions < 2:
+    """Refuse sizes that are not integers (booleans included: ``True`` is not a size) before any tensor is built."""
+    if isinstance(num_actions, bool) or not isinstance(num_actions, int) or num_actions < 2:
         raise ValueError(f"num_actions must be an integer >= 2, got {num_actions!r}")
-    if not isinstance(feature_dim, int) or feature_dim < num_actions - 1:
+    if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < num_actions - 1:
         raise ValueError(
             f"feature_dim must be an integer >= num_actions - 1 = {num_actions - 1} (a simplex ETF of "
             f"{num_actions} vectors needs {num_actions - 1} dimensions), got {feature_dim!r}"
@@ -42,6 +46,8 @@ def simplex_etf(
     Computed in float64, returned in ``dtype``.
     """
     _check_sizes(num_actions, feature_dim)
+    if seed is not None:
+        seed = check_int("seed", seed, 0)
     k, d = num_actions, feature_dim
     # Orthonormal basis of {x : sum(x) = 0}: QR of [1 | I] gives 1/sqrt(K) first, the rest spans its complement.
     ones_and_eye = torch.cat([torch.ones(k, 1, dtype=torch.float64), torch.eye(k, dtype=torch.float64)], 1)
@@ -73,12 +79,21 @@ def etf_error(weights: Tensor) -> Tensor:
 
 def _seed_list(seeds: int | Sequence[int] | None) -> tuple[list[int | None], bool]:
     """Normalise the ``seeds`` argument: a sequence means a leading seed dimension."""
-    if seeds is None or isinstance(seeds, int):
-        return [seeds], False
+    if seeds is None:
+        return [None], False
+    if isinstance(seeds, bool | int):
+        return [check_int("seeds", seeds, 0)], False
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must not be empty")
-    return seeds, True
+    return [check_int("seeds", s, 0) for s in seeds], True
+
+
+def _check_positive_finite(name: str, value: float) -> None:
+    """Refuse a non-number, a boolean, NaN, an infinity or a value <= 0, naming ``name``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ValueError(f"{name} must be > 0 and finite (a number, not a bool), got {value!r}")
 
 
 class _Head(nn.Module):
@@ -90,8 +105,9 @@ class _Head(nn.Module):
                  num_seeds: int, batched: bool) -> None:
         super().__init__()
         _check_sizes(num_actions, feature_dim)
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale!r}")
+        _check_positive_finite("scale", scale)
+        check_bool("normalize", normalize)
+        check_bool("bias", bias)
         self.feature_dim, self.num_actions = feature_dim, num_actions
         self.normalize, self.scale = normalize, float(scale)
         self.batched = batched
@@ -181,6 +197,7 @@ class LinearHead(_Head):
 
     def __init__(self, feature_dim: int, num_actions: int, *, seeds: int | Sequence[int] | None = None,
                  normalize: bool = False, scale: float = 1.0, bias: bool = True, init_gain: float = 0.01) -> None:
+        _check_positive_finite("init_gain", init_gain)
         seed_list, batched = _seed_list(seeds)
         super().__init__(feature_dim, num_actions, normalize, scale, bias, len(seed_list), batched)
         weights = []

@@ -43,7 +43,7 @@ from acpg_lab.algorithms import (
 from acpg_lab.checkpoint import RunDirectory
 from acpg_lab.config import TrainConfig
 from acpg_lab.diagnostics import pfo_features
-from acpg_lab.envs import SeedEnvs
+from acpg_lab.envs import SeedEnvs, fast_envs_default
 from acpg_lab.networks import ActorCritic
 from acpg_lab.nonfinite import NonFiniteError, NonFiniteGuard
 from acpg_lab.recording import History, Instruments, episode_stats
@@ -183,6 +183,7 @@ def train(config: TrainConfig, *, progress: bool = True, run_dir: str | Path | N
     raises `NonFiniteError` or freezes that seed (``config.on_nonfinite``).
     """
     cfg = config.resolve()
+    fast_envs_default()  # a bad ACPG_LAB_FAST_ENVS is refused before run_dir is touched
     if cfg.checkpoint_every and run_dir is None:
         raise ValueError(f"checkpoint_every={cfg.checkpoint_every} needs a run directory: train(cfg, run_dir=...)")
     directory = RunDirectory(run_dir, cfg) if run_dir is not None else None
