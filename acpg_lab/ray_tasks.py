@@ -12,6 +12,8 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from acpg_lab.checks import check_int
+
 __all__ = ["connect", "run_tasks"]
 
 
@@ -46,6 +48,11 @@ def run_tasks(function: Callable[..., Any], calls: Mapping[str, Sequence[Any]], 
     label with its exception ("N of ``total`` ``what`` failed": ``total`` counts the tasks done before too, for
     the progress bar and the message; default ``len(calls)``).
     """
+    if num_cpus is not None:
+        check_int("--num-cpus", num_cpus, 1)  # 0 CPUs: Ray would wait forever for one
+    if num_cpus is not None and address is None and task_cpus > num_cpus:
+        raise ValueError(f"--num-cpus {num_cpus} is fewer than the {task_cpus:g} CPUs each of the {what} asks for: "
+                         "none could ever start")
     try:
         import ray
     except ImportError as err:

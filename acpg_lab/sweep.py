@@ -112,6 +112,10 @@ def condition_column(name: str) -> str:
     return "config_lr" if name == "lr" else name
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def _text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
 
@@ -166,8 +170,25 @@ def parse_spec(raw: dict[str, Any]) -> SweepSpec:
                      seeds=tuple(seeds), seeds_per_task=per_task, checkpoint_every=every,
                      num_cpus=float(resources.get("num_cpus", 1)), num_gpus=float(resources.get("num_gpus", 0)),
                      max_retries=check_int("resources.max_retries", resources.get("max_retries", 3), 0), source=raw)
-    spec.tasks()  # every condition resolves
+    _refuse_repeated_conditions(spec.tasks())  # every condition resolves, and no two train the same runs
     return spec
+
+
+def _refuse_repeated_conditions(tasks: list[SweepTask]) -> None:
+    """ValueError if two tasks would train the same runs (equal resolved configurations: ``head = ["etf", "etf"]``,
+    or ``lr = [1, 1.0]``) or into the same directory (equal names): one would overwrite the other."""
+    seen: list[SweepTask] = []
+    for task in tasks:
+        for other in seen:
+            if other.name == task.name or other.config.to_dict() == task.config.to_dict():
+                raise ValueError(f"grid repeats a condition: {_label(other.condition)} and {_label(task.condition)} "
+                                 f"train the same runs (seeds {list(task.config.seeds)}) into "
+                                 f"runs/{task.name}; list each value once")
+        seen.append(task)
+
+
+def _label(condition: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v!r}" for k, v in condition.items()) or "(base)"
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -222,7 +243,12 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
     fails at once naming it. Without it, a local Ray instance with ``num_cpus`` CPUs (default: the machine's).
     Rerunning with the same spec continues; ``out`` holding another sweep's spec is an error.
     """
+    if num_cpus is not None:
+        check_int("--num-cpus", num_cpus, 1)
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
+    if num_cpus is not None and address is None and spec.num_cpus > num_cpus:
+        raise ValueError(f"--num-cpus {num_cpus} is fewer than the {_number(spec.num_cpus)} CPUs each task asks "
+                         "for (resources.num_cpus): no task could ever start")
     out = Path(out)
     tasks = spec.tasks()
     out.mkdir(parents=True, exist_ok=True)

@@ -99,3 +99,99 @@ def test_train_refuses_a_bad_fast_envs_before_touching_its_run_dir(monkeypatch, 
         al.train(al.TrainConfig(env_id="CartPole-v1", total_steps=512, num_envs=4, rollout_steps=64), progress=False,
                  run_dir=run_dir)
     assert not run_dir.exists() and list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- sweeps that cannot hang
+SWEEP_TOML = """
+[sweep]
+seeds = [0, 1]
+[base]
+env_id = "CartPole-v1"
+total_steps = 512
+num_envs = 4
+rollout_steps = 64
+device = "cpu"
+[grid]
+{grid}
+[resources]
+num_cpus = {task_cpus}
+"""
+
+
+def _sweep_spec(tmp_path, grid='head = ["linear", "etf"]', task_cpus=1):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP_TOML.format(grid=grid, task_cpus=task_cpus))
+    return path
+
+
+def _no_ray(monkeypatch):
+    """Any attempt to run tasks (and so to start Ray) fails the test."""
+    from acpg_lab import sweep
+
+    def boom(*args, **kwargs):
+        raise AssertionError("Ray tasks were started")
+    monkeypatch.setattr(sweep, "run_tasks", boom)
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    ('head = ["etf", "etf"]', r"grid repeats a condition: head='etf' and head='etf' train the same runs "
+                              r"\(seeds \[0, 1\]\) into runs/head=etf__seeds=0-1; list each value once"),
+    ("lr = [1, 1.0]", r"grid repeats a condition: lr=1 and lr=1.0 train the same runs"),
+    ('head = ["linear", "etf"]\npfo_coef = [0.0, 0.5, 0]', r"head='linear',pfo_coef=0.0 and "
+                                                          r"head='linear',pfo_coef=0 train the same runs"),
+])
+def test_a_sweep_whose_grid_repeats_a_condition_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch, capsys, grid, message):
+    from acpg_lab.cli import main
+    from acpg_lab.sweep import load_spec
+
+    spec = _sweep_spec(tmp_path, grid)
+    with pytest.raises(ValueError, match=message):
+        load_spec(spec)
+    _no_ray(monkeypatch)
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("acpg-lab: error: grid repeats a condition: ") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_grid_without_repeats_is_accepted():
+    from acpg_lab.sweep import parse_spec
+
+    raw = {"sweep": {"seeds": [0, 1]}, "base": {"env_id": "CartPole-v1", "device": "cpu"},
+           "grid": {"head": ["linear", "etf"], "lr": [1e-3, 3e-4]}}
+    assert len(parse_spec(raw).tasks()) == 4
+
+
+@pytest.mark.parametrize(("num_cpus", "task_cpus", "message"), [
+    (0, 1, "--num-cpus must be an integer >= 1, got 0"),
+    (-2, 1, "--num-cpus must be an integer >= 1, got -2"),
+    (1, 2, "--num-cpus 1 is fewer than the 2 CPUs each task asks for (resources.num_cpus): no task could ever start"),
+])
+def test_a_sweep_with_no_cpu_for_its_tasks_is_refused_before_ray_starts(
+        tmp_path, monkeypatch, capsys, num_cpus, task_cpus, message):
+    from acpg_lab.cli import main
+
+    spec = _sweep_spec(tmp_path, task_cpus=task_cpus)
+    _no_ray(monkeypatch)
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--num-cpus", str(num_cpus), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"acpg-lab: error: {message}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("num_cpus", "task_cpus", "message"), [
+    (0, 1.0, "^--num-cpus must be an integer >= 1, got 0$"),
+    (True, 1.0, "^--num-cpus must be an integer >= 1, got True$"),
+    (1, 2.0, "^--num-cpus 1 is fewer than the 2 CPUs each of the tasks asks for: none could ever start$"),
+])
+def test_run_tasks_refuses_no_cpu_before_importing_ray(monkeypatch, num_cpus, task_cpus, message):
+    import sys
+
+    from acpg_lab.ray_tasks import run_tasks
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # importing ray would now fail with "needs Ray"
+    with pytest.raises(ValueError, match=message):
+        run_tasks(print, {"a": (1,)}, num_cpus=num_cpus, task_cpus=task_cpus)
+
