@@ -251,7 +251,13 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
                          "for (resources.num_cpus): no task could ever start")
     out = Path(out)
     tasks = spec.tasks()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory: pass the sweep's directory (new or a previous run "
+                         "of this sweep)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent that is a file, no permission, ...
+        raise ValueError(f"cannot create the sweep directory --out {out}: {err.strerror or err}") from None
     stored, what = out / "spec.json", json.loads(json.dumps({k: v for k, v in spec.source.items()
                                                             if k != "resources"}))  # resources may change
     if stored.exists():

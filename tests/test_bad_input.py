@@ -195,3 +195,56 @@ def test_run_tasks_refuses_no_cpu_before_importing_ray(monkeypatch, num_cpus, ta
     with pytest.raises(ValueError, match=message):
         run_tasks(print, {"a": (1,)}, num_cpus=num_cpus, task_cpus=task_cpus)
 
+
+# ----------------------------------------------------------------------------- usage errors: one line, exit 2
+def test_evidence_run_with_an_only_that_matches_nothing_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from acpg_lab.evidence import pieces
+    from acpg_lab.evidence.__main__ import main
+
+    monkeypatch.setattr(pieces, "run_piece", lambda *a, **k: pytest.fail("a piece was trained"))
+    assert main(["run", "collapse", "--only", "NOMATCH", "--root", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m acpg_lab.evidence: error: --only ['NOMATCH'] matches no condition of "
+                          "'collapse': [")
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evidence_run_with_no_cpus_is_one_line_and_exit_2_before_ray(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from acpg_lab.evidence import pieces
+    from acpg_lab.evidence.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setattr(pieces, "run_piece", lambda *a, **k: pytest.fail("a piece was trained"))
+    monkeypatch.setattr(pieces, "is_finished", lambda *a, **k: False)  # every piece pending, so Ray would start
+    assert main(["run", "collapse", "--ray", "--num-cpus", "0", "--root", str(tmp_path / "ev")]) == 2
+    assert capsys.readouterr().err == "python -m acpg_lab.evidence: error: --num-cpus must be an integer >= 1, got 0\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evidence_num_cpus_without_ray_is_a_usage_error(capsys):
+    from acpg_lab.evidence.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "collapse", "--num-cpus", "0"])
+    assert exit_.value.code == 2 and "--address and --num-cpus need --ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_sweep_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, where):
+    from acpg_lab.cli import main
+
+    spec = _sweep_spec(tmp_path)
+    _no_ray(monkeypatch)
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    out = blocker if where == "file" else blocker / "sweep"
+    assert main(["sweep", str(spec), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    expected = (f"acpg-lab: error: --out {out} is a file, not a directory: pass the sweep's directory (new or a "
+                "previous run of this sweep)\n" if where == "file" else
+                f"acpg-lab: error: cannot create the sweep directory --out {out}: Not a directory\n")
+    assert err == expected
+    assert blocker.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml", "taken"]

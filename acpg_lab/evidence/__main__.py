@@ -10,6 +10,7 @@ or recompute every table from the stored pieces.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -37,13 +38,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("--check", action="store_true", help="fail if a stored table differs from the recomputed one")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    if args.command == "run":
-        if (args.address or args.num_cpus) and not args.ray:
-            parser.error("--address and --num-cpus need --ray")
-        run_experiment(args.experiment, root=args.root, only=args.only, ray=args.ray, address=args.address,
-                       num_cpus=args.num_cpus)
-        return 0
-    return report(root=args.root, check=args.check)
+    if args.command == "run" and (args.address or args.num_cpus is not None) and not args.ray:
+        parser.error("--address and --num-cpus need --ray")
+    try:
+        if args.command == "run":
+            run_experiment(args.experiment, root=args.root, only=args.only, ray=args.ray, address=args.address,
+                           num_cpus=args.num_cpus)
+            return 0
+        return report(root=args.root, check=args.check)
+    except ValueError as err:  # a usage error (no matching --only, bad --num-cpus, ...): one line, exit 2
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
