@@ -19,9 +19,9 @@ checkpoint format is refused with `CheckpointError` before anything is loaded in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
-import json
 import pickle
 import struct
 import time
@@ -34,9 +34,10 @@ import torch
 
 from acpg_lab import store
 from acpg_lab.config import TrainConfig
+from acpg_lab.lock import directory_lock
 from acpg_lab.run import Run
 from acpg_lab.state import TrainState
-from acpg_lab.store import config_json, write_atomic
+from acpg_lab.store import config_json, read_json, write_atomic
 
 __all__ = ["CheckpointError", "RunDirectory", "CHECKPOINT_NAME", "FORMAT", "read_checkpoint", "write_atomic"]
 
@@ -142,19 +143,27 @@ def restore(state: TrainState, payload: dict[str, Any], path: Path) -> None:
 
 # ----------------------------------------------------------------------------- the run directory
 class RunDirectory:
-    """A run's directory: its checkpoint while it trains, the saved `Run` when it is done."""
+    """A run's directory: its checkpoint while it trains, the saved `Run` when it is done; one writer at a time
+    (`owned`)."""
 
     def __init__(self, path: str | Path, cfg: TrainConfig) -> None:
         self.path, self.cfg = Path(path), cfg
         self.checkpoint = self.path / CHECKPOINT_NAME
         self.write_seconds: list[float] = []  #: time of each checkpoint write (encode + write + fsync)
 
+    def owned(self) -> contextlib.AbstractContextManager[Path]:
+        """The directory's exclusive lock (`acpg_lab.lock.directory_lock`), taken before anything is read or
+        trained: ValueError naming the path if it is a file, cannot be created or is not writable;
+        `acpg_lab.lock.DirectoryBusyError` naming the holder (pid, host, start time) if another process trains
+        into it."""
+        return directory_lock(self.path, label="run_dir")
+
     def finished(self, *, resume: bool) -> Run | None:
         """The finished run of this config the directory holds (when resuming), else None; ValueError if it holds
         a run or a checkpoint that must not be overwritten."""
         if store.is_finished(self.path, kind="run"):
-            meta = json.loads((self.path / store.MARKERS["run"][0]).read_text())
-            differ = config_differences(meta["config"], self.cfg)
+            differ = config_differences(store.read_stored_config(self.path), self.cfg)
+            meta = read_json(self.path / store.MARKERS["run"][0])
             if meta.get("interrupted") and not differ:
                 raise ValueError(f"{self.path} holds a run saved after an interrupt (Ctrl-C), which cannot be "
                                  "continued exactly; use another run directory")
@@ -203,6 +212,14 @@ class RunDirectory:
         self.write_seconds.append(time.perf_counter() - start)
 
     def finish(self, run: Run) -> None:
-        """Save the finished run (``config.json`` last marks it complete), then drop the checkpoint."""
-        run.save(self.path)
+        """Save the finished run (``config.json`` then ``manifest.json`` last mark it complete), then drop the
+        checkpoint. A failed save (a full disk) raises OSError saying what is kept: the checkpoint stays, and the
+        directory does not count as finished, so ``resume=True`` finishes it."""
+        try:
+            run.save(self.path)
+        except OSError as err:
+            kept = (f"its checkpoint {self.checkpoint} is kept: rerun with resume=True to finish it"
+                    if self.checkpoint.exists() else "rerun to train it again")
+            raise OSError(err.errno, f"saving the finished run into {self.path} failed ({err.strerror or err}); the "
+                          f"directory is not marked finished and {kept}") from err
         self.checkpoint.unlink(missing_ok=True)

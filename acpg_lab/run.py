@@ -22,9 +22,20 @@ from acpg_lab import metrics
 from acpg_lab.algorithms import sample_actions, uniforms
 from acpg_lab.config import TrainConfig
 from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
+from acpg_lab.lock import directory_lock
+from acpg_lab.manifest import declares_manifest, read_manifest, verify, write_manifest
 from acpg_lab.networks import ActorCritic
 from acpg_lab.seeds import derived_seeds
-from acpg_lab.store import MARKERS, with_stored_defaults, write_atomic
+from acpg_lab.store import (
+    MANIFEST,
+    MARKERS,
+    IntegrityError,
+    read_json,
+    read_stored,
+    with_stored_defaults,
+    write_atomic,
+    write_atomic_with,
+)
 
 __all__ = ["Run", "build_model", "compact_obs", "derived_seeds", "resolve_device"]
 
@@ -63,6 +74,16 @@ def fresh_model(cfg: TrainConfig) -> ActorCritic:
     return build_model(cfg, obs_space.shape, int(act_space.n))
 
 
+def _check_complete_history(history: pd.DataFrame, cfg: TrainConfig, path: Path) -> None:
+    """`IntegrityError` unless ``history`` has a complete row for every seed and update (a finished run's)."""
+    expected = cfg.num_updates * len(cfg.seeds)
+    keys = [c for c in ("seed", "update", "step") if c in history.columns]
+    cut = bool(history[keys].isna().any(axis=None)) if keys else True
+    if len(history) != expected or cut:
+        raise IntegrityError(f"{path} is truncated: {len(history)} rows{' (the last cut off)' if cut else ''}, a "
+                             f"finished run of {len(cfg.seeds)} seeds x {cfg.num_updates} updates has {expected}")
+
+
 @dataclass
 class Run:
     """The result of `train`: resolved config, per-(seed, update) history, and the trained model."""
@@ -86,43 +107,74 @@ class Run:
         return self.config.seeds
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``history.csv`` and ``model.pt`` (a state_dict) into ``directory``, and, if the
-        run kept them, the snapshots (``snapshots/actor_step<N>.pt``) and the probe batch (``probe_obs.pt``), so that
-        a loaded run still supports `plasticity`."""
+        """Write ``history.csv``, ``model.pt`` (a state_dict), and, if the run kept them, the snapshots
+        (``snapshots/actor_step<N>.pt``) and the probe batch (``probe_obs.pt``), so that a loaded run still supports
+        `plasticity`; then ``config.json`` (the marker of a complete run) and last ``manifest.json`` (every file's
+        size and SHA-256, which `load` verifies). Each file is written atomically, under the directory's lock
+        (`acpg_lab.lock`: a directory another process writes into is refused, naming that process)."""
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        meta = dict(config=self.config.to_dict(), wall_time=self.wall_time, interrupted=self.interrupted,
-                    version=version("acpg-lab"), nonfinite=self.nonfinite)
-        self.history.to_csv(out / "history.csv", index=False)
-        torch.save(self.model.state_dict(), out / "model.pt")
-        if self.snapshots:
-            (out / "snapshots").mkdir(exist_ok=True)
-            for step in self.snapshots:
-                torch.save(self.snapshot(step), out / "snapshots" / f"actor_step{step}.pt")
-        if self.probe_obs is not None:
-            torch.save(compact_obs(self.probe_obs), out / "probe_obs.pt")
-        write_atomic(out / MARKERS["run"][0], json.dumps(meta, indent=2))  # last: it marks a complete run
+        with directory_lock(out, label="run directory"):
+            meta = dict(config=self.config.to_dict(), wall_time=self.wall_time, interrupted=self.interrupted,
+                        version=version("acpg-lab"), nonfinite=self.nonfinite, manifest=MANIFEST)
+            write_atomic_with(out / "history.csv", lambda tmp: self.history.to_csv(tmp, index=False))
+            write_atomic_with(out / "model.pt", lambda tmp: torch.save(self.model.state_dict(), tmp))
+            written = ["history.csv", "model.pt"]
+            if self.snapshots:
+                (out / "snapshots").mkdir(exist_ok=True)
+                for step in self.snapshots:
+                    name = f"snapshots/actor_step{step}.pt"
+                    write_atomic_with(out / name, lambda tmp, step=step: torch.save(self.snapshot(step), tmp))
+                    written.append(name)
+            if self.probe_obs is not None:
+                write_atomic_with(out / "probe_obs.pt", lambda tmp: torch.save(compact_obs(self.probe_obs), tmp))
+                written.append("probe_obs.pt")
+            marker = MARKERS["run"][0]
+            write_atomic(out / marker, json.dumps(meta, indent=2))  # it marks a complete run...
+            write_manifest(out, [*written, marker])  # ...once the manifest, written last, lists it
         return out
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> Run:
-        """Read a run written by `save` (the model with ``weights_only=True``)."""
+        """Read a run written by `save` (the model with ``weights_only=True``), after verifying every file against
+        its ``manifest.json``.
+
+        Raises `acpg_lab.store.IntegrityError` naming the file when one is missing, truncated, corrupted or not
+        what it should be, and when ``config.json`` is not valid JSON (half-written). A run saved before manifests
+        existed loads unverified, with a one-line note; its history is still checked to be complete (every seed
+        and update, no cut-off row)."""
         src = Path(directory)
-        meta = json.loads((src / "config.json").read_text())
-        raw = with_stored_defaults(meta["config"])  # saved before a field existed: what its absence meant
-        raw["seeds"], raw["hidden_sizes"] = tuple(raw["seeds"]), tuple(raw["hidden_sizes"])
-        cfg = TrainConfig(**raw)
+        if not src.is_dir():
+            raise FileNotFoundError(f"{src} is not a saved run: no such directory")
+        marker = src / MARKERS["run"][0]
+        required = not (src / MANIFEST).exists() and declares_manifest(read_json(marker))
+        verified = verify(src, marker=marker.name, required=required)
+        listed = set(read_manifest(src)["files"]) if verified else None
+        meta = read_json(marker)
+        try:
+            raw = with_stored_defaults(meta["config"])  # saved before a field existed: what its absence meant
+            raw["seeds"], raw["hidden_sizes"] = tuple(raw["seeds"]), tuple(raw["hidden_sizes"])
+            cfg = TrainConfig(**raw)
+            wall_time, interrupted = meta["wall_time"], meta["interrupted"]
+        except (KeyError, TypeError) as err:
+            raise IntegrityError(f"{marker} is not a saved run's config.json (bad or missing {err})") from None
         if {f.name for f in dataclasses.fields(TrainConfig)} - raw.keys():
             cfg = cfg.filled()  # saved before a field existed: its default reproduces what that run did
         model = fresh_model(cfg).to(device)
-        model.load_state_dict(torch.load(src / "model.pt", map_location=device, weights_only=True))
-        snapshots: dict[int, dict[str, Tensor] | Path] = {
-            int(f.stem.removeprefix("actor_step")): f for f in (src / "snapshots").glob("actor_step*.pt")}
+        model.load_state_dict(read_stored(src / "model.pt", lambda p: torch.load(p, map_location=device,
+                                                                            weights_only=True)))
+        snapshots: dict[int, dict[str, Tensor] | Path] = {}
+        for f in (src / "snapshots").glob("actor_step*.pt"):
+            if listed is not None and f"snapshots/{f.name}" not in listed:
+                raise IntegrityError(f"{f} is not listed in {src / MANIFEST}: written after the run was saved")
+            snapshots[int(f.stem.removeprefix("actor_step"))] = f
         probe = src / "probe_obs.pt"
-        return cls(config=cfg, history=pd.read_csv(src / "history.csv", float_precision="round_trip"), model=model,
-                   wall_time=meta["wall_time"], interrupted=meta["interrupted"], nonfinite=meta.get("nonfinite", []),
-                   snapshots=dict(sorted(snapshots.items())),
-                   probe_obs=torch.load(probe, weights_only=True).float() if probe.exists() else None)
+        history = read_stored(src / "history.csv", lambda p: pd.read_csv(p, float_precision="round_trip"))
+        if not verified and not interrupted:
+            _check_complete_history(history, cfg, src / "history.csv")
+        return cls(config=cfg, history=history, model=model, wall_time=wall_time, interrupted=interrupted,
+                   nonfinite=meta.get("nonfinite", []), snapshots=dict(sorted(snapshots.items())),
+                   probe_obs=read_stored(probe, lambda p: torch.load(p, weights_only=True)).float() if probe.exists()
+                   else None)
 
     def snapshot(self, step: int) -> dict[str, Tensor]:
         """The actor's state dict saved at environment step ``step`` (see ``TrainConfig.snapshot_every``)."""

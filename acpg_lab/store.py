@@ -8,6 +8,10 @@ Four stores keep runs on disk, and all follow the same protocol:
 - a directory is *finished* when its marker files exist (`MARKERS`, `is_finished`): the files written last, so
   their presence means everything before them is complete. The markers are those the stores always wrote, so
   runs stored before this module existed are recognised unchanged;
+- a finished directory of a run or an evidence piece also holds ``manifest.json`` (`MANIFEST`, written last by
+  `acpg_lab.manifest`: every file's size and SHA-256, verified on load), and its marker says so
+  (``"manifest": "manifest.json"``); such a directory without its manifest is not finished (a save cut short).
+  Directories stored before manifests existed have markers that name none, and are finished as before;
 - a stored run is reused only for the very same config: `config_differences` names the fields that differ
   (a field the stored config lacks was added to `TrainConfig` later, and its default keeps the earlier
   behaviour, so it counts as equal), and `check_stored_config` refuses another config naming them.
@@ -28,7 +32,8 @@ from typing import Any
 from acpg_lab.config import TrainConfig
 from acpg_lab.seeds import STORED_DEFAULTS
 
-__all__ = ["MARKERS", "is_finished", "write_atomic", "write_atomic_with", "differences", "config_json",
+__all__ = ["MARKERS", "MANIFEST", "MANIFESTED", "IntegrityError", "read_json", "read_stored", "is_finished",
+           "write_atomic", "write_atomic_with", "differences", "config_json",
            "config_differences", "read_stored_config", "check_stored_config", "with_stored_defaults"]
 
 #: store -> the files written last into one of its finished directories (all must exist)
@@ -39,12 +44,69 @@ MARKERS: dict[str, tuple[str, ...]] = {
     "sweep_task": ("history.parquet",),  # a sweep task: the run, then the task's table
 }
 
+MANIFEST = "manifest.json"  #: the file `acpg_lab.manifest` writes last: every stored file's size and checksum
+#: the stores whose first marker file says whether the directory was stored with a manifest
+MANIFESTED = frozenset({"run", "cached_run", "piece"})
+
+
+class IntegrityError(ValueError):
+    """A stored file that is missing, truncated, corrupted, not what its name says, or of another format: the
+    message names the file and the problem; nothing was loaded."""
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``; `IntegrityError` naming it when it is missing, unreadable or not JSON (a file cut
+    short by a crash or a full disk, or overwritten)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IntegrityError(f"{path} is missing") from None
+    except OSError as err:
+        raise IntegrityError(f"{path} cannot be read: {err.strerror or err}") from None
+    try:
+        return json.loads(data.decode())
+    except UnicodeDecodeError as err:
+        raise IntegrityError(f"{path} is corrupted: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except ValueError as err:
+        raise IntegrityError(f"{path} is not valid JSON ({err}; {len(data)} bytes): half-written or "
+                             "corrupted") from None
+
+
+def read_stored(path: str | Path, read: Callable[[Path], Any]) -> Any:
+    """``read(path)``, any failure (``path`` missing, or its parser's error) an `IntegrityError` naming ``path``:
+    a file without a manifest entry, cut short or overwritten, is found only when it does not parse."""
+    path = Path(path)
+    if not path.exists():
+        raise IntegrityError(f"{path} is missing")
+    try:
+        return read(path)
+    except Exception as err:  # noqa: BLE001 - whatever the parser says, the file is what is wrong
+        raise IntegrityError(f"{path} cannot be read ({type(err).__name__}: {str(err)[:200]}): truncated or "
+                             "corrupted") from None
+
+
+def _manifest_pending(directory: Path, marker: str) -> bool:
+    """Whether ``marker`` says a manifest was written and none is there (a readable marker only: an unreadable one
+    counts as finished, so that loading it names the broken file instead of training over it)."""
+    if (directory / MANIFEST).exists():
+        return False
+    try:
+        content = json.loads((directory / marker).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and content.get("manifest") == MANIFEST
+
 
 def is_finished(directory: str | Path, *, kind: str) -> bool:
-    """Whether ``directory`` holds a finished run of the store ``kind`` (a key of `MARKERS`)."""
+    """Whether ``directory`` holds a finished run of the store ``kind`` (a key of `MARKERS`): its markers exist,
+    and, for the stores in `MANIFESTED`, its manifest too when the marker says one was written."""
     if kind not in MARKERS:
         raise ValueError(f"unknown store kind {kind!r}; known: {sorted(MARKERS)}")
-    return all((Path(directory) / name).exists() for name in MARKERS[kind])
+    directory = Path(directory)
+    if not all((directory / name).exists() for name in MARKERS[kind]):
+        return False
+    return kind not in MANIFESTED or not _manifest_pending(directory, MARKERS[kind][0])
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -113,10 +175,10 @@ def read_stored_config(directory: str | Path, *, marker: str = "config.json") ->
     """The config stored in ``directory``'s marker file (``config.json`` of a saved run, ``meta.json`` of an
     evidence piece: both keep it under ``"config"``)."""
     path = Path(directory) / marker
-    try:
-        return json.loads(path.read_text())["config"]
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{path} holds no readable stored config: {err}") from None
+    content = read_json(path)
+    if not isinstance(content, dict) or not isinstance(content.get("config"), dict):
+        raise IntegrityError(f"{path} holds no stored config (no 'config' table)")
+    return content["config"]
 
 
 def check_stored_config(directory: str | Path, cfg: TrainConfig, *, marker: str = "config.json") -> None:

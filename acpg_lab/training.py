@@ -18,6 +18,7 @@ and minibatch order, all derived from the seed alone (`derived_seeds`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections import defaultdict
@@ -174,9 +175,13 @@ def train(config: TrainConfig, *, progress: bool = True, run_dir: str | Path | N
     """Train ``config.seeds`` as one seed-batched model; return a `Run`.
 
     ``run_dir``: the run's directory. It gets a checkpoint every ``config.checkpoint_every`` updates and the saved
-    run (`Run.save`) when training ends. ``resume=True`` continues from its checkpoint (bitwise as if never
-    stopped, on the CPU) or returns the finished run it holds; without it, a directory holding a checkpoint or a
-    run is an error. A checkpoint or run of another config is always an error.
+    run (`Run.save`) when training ends. It has one writer: before the first environment step it is created and
+    locked (`acpg_lab.lock`), so a path that is a file, cannot be created or is not writable is a ValueError
+    naming it, and a directory another process trains into is `acpg_lab.lock.DirectoryBusyError` naming that
+    process (pid, host, start time); the lock of a process that died is taken over with a warning.
+    ``resume=True`` continues from its checkpoint (bitwise as if never stopped, on the CPU) or returns the finished
+    run it holds; without it, a directory holding a checkpoint or a run is an error. A checkpoint or run of
+    another config is always an error.
 
     Bad input raises ValueError before any training environment is created. Ctrl-C (KeyboardInterrupt) stops
     training and returns the run so far, with ``interrupted=True``. A non-finite loss, gradient or parameter
@@ -187,15 +192,16 @@ def train(config: TrainConfig, *, progress: bool = True, run_dir: str | Path | N
     if cfg.checkpoint_every and run_dir is None:
         raise ValueError(f"checkpoint_every={cfg.checkpoint_every} needs a run directory: train(cfg, run_dir=...)")
     directory = RunDirectory(run_dir, cfg) if run_dir is not None else None
-    if directory is not None and (finished := directory.finished(resume=resume)) is not None:
-        return finished
-    threads = torch.get_num_threads()
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
-    try:
-        return _train_resolved(cfg, progress, directory, resume)
-    finally:
-        torch.set_num_threads(threads)
+    with directory.owned() if directory is not None else contextlib.nullcontext():
+        if directory is not None and (finished := directory.finished(resume=resume)) is not None:
+            return finished
+        threads = torch.get_num_threads()
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        try:
+            return _train_resolved(cfg, progress, directory, resume)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _setup(cfg: TrainConfig) -> TrainState:

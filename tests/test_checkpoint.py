@@ -290,6 +290,7 @@ def test_cli_train_checkpoints_and_resumes(tmp_path, monkeypatch, capsys):
         main(args)
     assert main(args) == 2 and "pass resume=True (acpg-lab train --resume)" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0
-    assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "model.pt", "evaluation.csv"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "model.pt", "manifest.json",
+                                              "evaluation.csv"}
     cfg = al.TrainConfig(env_id="CartPole-v1", seeds=(0,), total_steps=1024, device="cpu")
     _assert_same_run(al.Run.load(out), al.train(cfg, progress=False))

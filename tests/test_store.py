@@ -44,7 +44,7 @@ def test_config_differences_count_new_fields_as_equal(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"config": stored}))
     with pytest.raises(ValueError, match=r"another config \(differing: \['lr'\]\)"):
         store.check_stored_config(tmp_path, cfg)
-    with pytest.raises(ValueError, match="no readable stored config"):
+    with pytest.raises(store.IntegrityError, match=r"meta\.json is missing"):
         store.check_stored_config(tmp_path, cfg, marker="meta.json")
 
 

@@ -5,13 +5,19 @@ A piece is written file by file atomically (`acpg_lab.store`), ``meta.json`` las
 an interrupted run loses at most the piece in progress and the next call trains only what is missing. Per piece:
 ``history.parquet`` (every per-seed, per-update column, float32), ``evaluation.csv`` (greedy and sampled returns
 of every seed on 10 unseen episodes each), ``plasticity.csv`` where the condition keeps snapshots, and
-``meta.json`` (the resolved config, versions, wall time). A stored piece is reused only for the very same config.
+``meta.json`` (the resolved config, versions, wall time), and last ``manifest.json`` (every file's size and
+SHA-256, `acpg_lab.manifest`). A stored piece is reused only for the very same config. A piece is trained and
+written under its directory's lock (`acpg_lab.lock`: a second process on the same piece fails at once, naming the
+first), and the loaders verify every piece against its manifest, naming a missing, truncated or corrupted file;
+pieces stored before manifests existed load unverified (a note on the logger ``acpg_lab.store`` at INFO, once per
+evidence root).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import platform
 import shutil
@@ -26,12 +32,18 @@ import torch
 
 from acpg_lab.config import TrainConfig
 from acpg_lab.evidence.conditions import EXPERIMENTS
+from acpg_lab.lock import directory_lock
+from acpg_lab.manifest import declares_manifest, verify, write_manifest
 from acpg_lab.profiles import repository_root
 from acpg_lab.ray_tasks import run_tasks
 from acpg_lab.store import (
+    MANIFEST,
     MARKERS,
+    IntegrityError,
     check_stored_config,
     is_finished,
+    read_json,
+    read_stored,
     read_stored_config,
     write_atomic,
     write_atomic_with,
@@ -39,7 +51,7 @@ from acpg_lab.store import (
 from acpg_lab.training import train
 
 __all__ = ["PIECE", "evidence_dir", "piece_dir", "piece_config", "run_piece", "run_experiment", "complete",
-           "stored_pieces", "load_condition", "load_probes", "stored_config"]
+           "stored_pieces", "verified_pieces", "load_condition", "load_probes", "stored_config"]
 
 
 PIECE = MARKERS["piece"][0]  #: the file a finished piece writes last
@@ -78,33 +90,40 @@ def piece_config(experiment: str, condition: str, seeds: tuple[int, ...]) -> Tra
 
 def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Path, *,
               episodes: int = 10) -> Path:
-    """Train one piece (if it is not stored yet) and store it; returns its directory."""
+    """Train one piece (if it is not stored yet) and store it; returns its directory.
+
+    The piece directory is locked for the whole call (another process storing the same piece fails at once with
+    `acpg_lab.lock.DirectoryBusyError` naming it); its files are written atomically, ``meta.json`` then
+    ``manifest.json`` last."""
     out = piece_dir(root, experiment, condition, seeds)
     cond, cfg = EXPERIMENTS[experiment][condition], piece_config(experiment, condition, seeds)
-    if is_finished(out, kind="piece"):
-        check_stored_config(out, cfg.resolve(), marker=PIECE)
-        return out
-    run_dir = out.parent / f".{out.name}.run" if cond.checkpoint_every else None
-    start = time.perf_counter()
-    run = train(cfg, progress=False, run_dir=run_dir, resume=True)
-    greedy = run.evaluate(episodes).set_index("seed").return_mean.rename("greedy")
-    sampled = run.evaluate(episodes, greedy=False).set_index("seed").return_mean.rename("sampled")
-    wall = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic_with(out / "history.parquet", lambda p: _compact(cond.stored(run.history)).to_parquet(
-        p, index=False, compression="zstd"))
-    write_atomic_with(out / "evaluation.csv", lambda p: pd.concat([greedy, sampled], axis=1).to_csv(p))
-    if cfg.snapshot_every:  # the plasticity probe on every snapshot: as trained, and the backbone under one head
-        probe = run.plasticity().merge(run.plasticity(part="backbone"), on=["seed", "step"],
-                                       suffixes=("", "_backbone"))
-        write_atomic_with(out / "plasticity.csv", lambda p: probe.to_csv(p, index=False, float_format="%.6g"))
-    meta = dict(experiment=experiment, condition=condition, seeds=list(seeds), wall_seconds=round(wall, 1),
-                train_seconds=round(run.wall_time, 1), config=dataclasses.asdict(run.config), episodes=episodes,
-                torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
-                cpus=os.cpu_count(), date=time.strftime("%Y-%m-%d"))
-    write_atomic(out / PIECE, json.dumps(meta, indent=1, default=str))
-    if run_dir is not None:
-        shutil.rmtree(run_dir, ignore_errors=True)  # the piece is stored: its checkpoints are no longer needed
+    with directory_lock(out, label="evidence piece"):
+        if is_finished(out, kind="piece"):
+            check_stored_config(out, cfg.resolve(), marker=PIECE)
+            return out
+        run_dir = out.parent / f".{out.name}.run" if cond.checkpoint_every else None
+        start = time.perf_counter()
+        run = train(cfg, progress=False, run_dir=run_dir, resume=True)
+        greedy = run.evaluate(episodes).set_index("seed").return_mean.rename("greedy")
+        sampled = run.evaluate(episodes, greedy=False).set_index("seed").return_mean.rename("sampled")
+        wall = time.perf_counter() - start
+        write_atomic_with(out / "history.parquet", lambda p: _compact(cond.stored(run.history)).to_parquet(
+            p, index=False, compression="zstd"))
+        write_atomic_with(out / "evaluation.csv", lambda p: pd.concat([greedy, sampled], axis=1).to_csv(p))
+        written = ["history.parquet", "evaluation.csv"]
+        if cfg.snapshot_every:  # the plasticity probe on every snapshot: as trained, and the backbone under one head
+            probe = run.plasticity().merge(run.plasticity(part="backbone"), on=["seed", "step"],
+                                           suffixes=("", "_backbone"))
+            write_atomic_with(out / "plasticity.csv", lambda p: probe.to_csv(p, index=False, float_format="%.6g"))
+            written.append("plasticity.csv")
+        meta = dict(experiment=experiment, condition=condition, seeds=list(seeds), wall_seconds=round(wall, 1),
+                    train_seconds=round(run.wall_time, 1), config=dataclasses.asdict(run.config), episodes=episodes,
+                    torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
+                    cpus=os.cpu_count(), date=time.strftime("%Y-%m-%d"), manifest=MANIFEST)
+        write_atomic(out / PIECE, json.dumps(meta, indent=1, default=str))
+        write_manifest(out, [*written, PIECE])  # last: the piece is finished once it lists every file
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # the piece is stored: its checkpoints are no longer needed
     return out
 
 
@@ -170,22 +189,40 @@ def stored_pieces(experiment: str, condition: str, *, root: str | Path | None = 
     return pieces
 
 
+def verified_pieces(experiment: str, condition: str, *, root: str | Path | None = None) -> list[Path]:
+    """`stored_pieces`, each verified against its manifest (`acpg_lab.manifest.verify`): `IntegrityError` names a
+    missing, truncated or corrupted file or a half-written ``meta.json``. Pieces stored before manifests existed
+    pass unverified, with one note per evidence root on the logger ``acpg_lab.store`` at INFO."""
+    pieces = stored_pieces(experiment, condition, root=root)
+    for piece in pieces:
+        required = not (piece / MANIFEST).exists() and declares_manifest(read_json(piece / PIECE))
+        verify(piece, marker=PIECE, required=required, note_key=evidence_dir(root), note_level=logging.INFO)
+    return pieces
+
+
 def load_condition(experiment: str, condition: str, *, root: str | Path | None = None
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(history, evaluation) of every stored piece of a condition; evaluation is indexed by seed."""
-    pieces = stored_pieces(experiment, condition, root=root)
-    history = pd.concat([pd.read_parquet(p / "history.parquet") for p in pieces], ignore_index=True)
-    evaluation = pd.concat([pd.read_csv(p / "evaluation.csv", index_col="seed") for p in pieces])
+    """(history, evaluation) of every stored piece of a condition, verified (`verified_pieces`); evaluation is
+    indexed by seed."""
+    pieces = verified_pieces(experiment, condition, root=root)
+    history = pd.concat([read_stored(p / "history.parquet", pd.read_parquet) for p in pieces], ignore_index=True)
+    evaluations = [read_stored(p / "evaluation.csv", lambda f: pd.read_csv(f, index_col="seed")) for p in pieces]
+    for piece, ev in zip(pieces, evaluations, strict=True):  # what a piece without a manifest is checked by
+        seeds = read_stored_config(piece, marker=PIECE)["seeds"]
+        if sorted(ev.index) != sorted(seeds):
+            raise IntegrityError(f"{piece / 'evaluation.csv'} is truncated or corrupted: it holds seeds "
+                                 f"{sorted(ev.index)}, the piece trained {sorted(seeds)}")
+    evaluation = pd.concat(evaluations)
     return history, evaluation
 
 
 def load_probes(experiment: str, condition: str, *, root: str | Path | None = None) -> pd.DataFrame:
-    """The plasticity probes (``plasticity.csv``) of every stored piece of a condition."""
-    return pd.concat([pd.read_csv(p / "plasticity.csv") for p in stored_pieces(experiment, condition, root=root)],
-                     ignore_index=True)
+    """The plasticity probes (``plasticity.csv``) of every stored piece of a condition, verified."""
+    return pd.concat([read_stored(p / "plasticity.csv", pd.read_csv)
+                      for p in verified_pieces(experiment, condition, root=root)], ignore_index=True)
 
 
 def stored_config(experiment: str, condition: str, *, root: str | Path | None = None) -> dict[str, Any]:
-    """The resolved config a condition's pieces were trained with (its first piece's ``meta.json``): where the
-    tables read a condition's factors (epochs, PFO coefficient, head, ...), never from its name."""
-    return read_stored_config(stored_pieces(experiment, condition, root=root)[0], marker=PIECE)
+    """The resolved config a condition's pieces were trained with (its first piece's ``meta.json``, verified):
+    where the tables read a condition's factors (epochs, PFO coefficient, head, ...), never from its name."""
+    return read_stored_config(verified_pieces(experiment, condition, root=root)[0], marker=PIECE)
