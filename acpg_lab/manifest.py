@@ -82,12 +82,13 @@ def note_unverified(key: str | Path, message: str, *, level: int = logging.WARNI
 
 
 def verify(directory: str | Path, *, marker: str, required: bool, note_key: str | Path | None = None,
-           note_level: int = logging.WARNING) -> bool:
+           note_level: int = logging.WARNING, note: str | None = None) -> bool:
     """Check every file ``directory``'s manifest lists (existence, size, SHA-256); True when verified.
 
     ``required``: the marker file ``marker`` says a manifest was written, so a missing one is an error (a save cut
     short, a deleted file); otherwise a directory without a manifest was stored before manifests existed and is
-    accepted unverified (False), with a note once per ``note_key`` (default: the directory) at ``note_level``.
+    accepted unverified (False), with a note once per ``note_key`` (default: the directory) at ``note_level``
+    (``note``: its text, default one naming the directory).
     Raises `IntegrityError` naming the file: missing, truncated (smaller than listed), the wrong size, corrupted
     (same size, another checksum), or a manifest of another format. Reading every byte costs about a second per
     GB; the files of a run or a piece are small.
@@ -98,7 +99,7 @@ def verify(directory: str | Path, *, marker: str, required: bool, note_key: str 
         if required:
             raise IntegrityError(f"{directory / MANIFEST} is missing, though {directory / marker} says the "
                                  "directory was stored with one: its save was cut short or the file was removed")
-        note_unverified(note_key or directory, f"note: {note_key or directory} was stored before acpg_lab wrote "
+        note_unverified(note_key or directory, note or f"note: {directory} was stored before acpg_lab wrote "
                         "manifests; loaded without verifying its files' sizes and checksums", level=note_level)
         return False
     where = directory / MANIFEST
