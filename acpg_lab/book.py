@@ -37,6 +37,8 @@ from pathlib import Path
 
 import nbformat
 
+from acpg_lab.entry import PROJECT, MissingExtra, require_extra
+from acpg_lab.paths import check_output_dir
 from acpg_lab.runner import NOTEBOOK_DIR, list_notebooks, run_notebooks
 
 __all__ = ["build_book", "BookError", "API_MODULES"]
@@ -133,11 +135,7 @@ class BookError(RuntimeError):
 
 
 def _require_jupyter_book() -> str:
-    try:
-        import jupyter_book
-    except ImportError as err:
-        raise BookError("Jupyter Book is not installed in this environment; install the book group: "
-                        "pip install -e '.[book]' (the dev group includes it)") from err
+    jupyter_book = require_extra("jupyter_book", "book", needed_by="acpg-lab book (Jupyter Book)")
     version = getattr(jupyter_book, "__version__", "?")
     if not version.startswith("1."):
         raise BookError(f"acpg-lab book needs Jupyter Book 1.x (it builds offline), found {version}; "
@@ -152,8 +150,8 @@ def _mathjax() -> Path:
     except importlib.metadata.PackageNotFoundError:
         folder = None
     if folder is None or not (folder / _MATHJAX_ENTRY).is_file() or not (folder / "output" / "chtml").is_dir():
-        raise BookError(f"the book's offline copy of MathJax (package {_MATHJAX_DIST}) is not installed in this "
-                        "environment; install the book group: pip install -e '.[book]' (the dev group includes it)")
+        raise MissingExtra(f"acpg-lab book (its offline MathJax) needs the 'book' extra (no package {_MATHJAX_DIST}): "
+                           f"pip install '{PROJECT}[book]'", name=_MATHJAX_DIST)
     return folder
 
 
@@ -438,8 +436,9 @@ def build_book(out: str | Path, *, profile: str = "default", runs: str | Path = 
 
     With ``execute`` the notebooks are first executed with ``profile`` into ``runs`` by the main job (training
     runs cached there are reused); without it, the executed notebooks already in ``runs`` are used. Raises
-    `BookError` (Jupyter Book missing, executed notebooks missing, the build failing) or ValueError (bad
-    profile, notebook names, device) before anything is built.
+    `acpg_lab.entry.MissingExtra` (the ``book`` group missing), `BookError` (executed notebooks missing, ``out``
+    holding something else than a book, the build failing) or ValueError (bad profile, notebook names, device, an
+    ``out`` or ``runs`` that cannot be written) before any notebook is executed.
     """
     version = _require_jupyter_book()
     mathjax = _mathjax()
@@ -447,19 +446,25 @@ def build_book(out: str | Path, *, profile: str = "default", runs: str | Path = 
     runs = Path(runs).expanduser().resolve()
     names = list(only) if only else list_notebooks()
     names = [n.removesuffix(".ipynb") for n in names]
+    # every path the book writes, checked before a notebook runs: the site, and (executing) the runs directory
+    check_output_dir(out, what="book directory --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / _MARKER).is_file():
+        raise BookError(f"{out} exists and is not a book built by acpg-lab; refusing to replace it (choose an "
+                        "empty or new directory)")
+    if out == runs or out in runs.parents:
+        raise ValueError(f"book directory --out {out} holds the executed notebooks' directory --runs {runs}, which "
+                         "the build would delete; choose another --out")
     if execute:
+        check_output_dir(runs, what="runs directory --runs")
         run_notebooks(profile, runs, device=device, only=names, log=log)
     else:
         names = _executed_names(runs, names)
         profiles = {_profile_of(runs / f"{n}.ipynb") for n in names}
         profile = profiles.pop() if len(profiles) == 1 else "mixed (" + ", ".join(sorted(profiles)) + ")"
-    if out.exists() and any(out.iterdir()) and not (out / _MARKER).is_file():
-        raise BookError(f"{out} exists and is not a book built by acpg-lab; refusing to replace it (choose an "
-                        "empty or new directory)")
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BookError(f"output directory {str(out)!r} cannot be created: {err.strerror or err}") from err
+    except OSError as err:  # a race: the check above passed
+        raise BookError(f"book directory --out {out} cannot be created: {err.strerror or err}") from err
     with tempfile.TemporaryDirectory(prefix="acpg-lab-book-") as tmp:
         src = Path(tmp) / "book"
         src.mkdir()

@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 
 from acpg_lab.algorithms import ALGORITHMS
+from acpg_lab.checks import check_int
 from acpg_lab.config import HEADS, TrainConfig
+from acpg_lab.entry import MissingExtra, OneLineParser, check_environment, fail
 
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -47,6 +49,7 @@ def _train(args: argparse.Namespace) -> int:
     import acpg_lab as al
 
     pairs = _parse_pairs(args.set, "--set", FIELDS)
+    check_int("--eval-episodes", args.eval_episodes, 1)
     if args.checkpoint_every is not None:
         pairs["checkpoint_every"] = args.checkpoint_every
     cfg = TrainConfig(env_id=args.env, algo=args.algo, head=args.head, seeds=tuple(args.seeds),
@@ -64,9 +67,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from acpg_lab.ray_tasks import Interrupted
     from acpg_lab.sweep import run_sweep
 
-    result = run_sweep(args.spec, args.out, address=args.address, num_cpus=args.num_cpus, progress=not args.quiet)
+    try:
+        result = run_sweep(args.spec, args.out, address=args.address, num_cpus=args.num_cpus,
+                           progress=not args.quiet)
+    except Interrupted as stop:
+        print(f"acpg-lab: sweep stopped by {stop}: {stop.finished} of {stop.total} tasks finished and kept in "
+              f"{args.out}, the running ones cancelled (they resume from their checkpoints); rerun the same command "
+              "to continue", file=sys.stderr)
+        return stop.exit_code
     print(f"{result.tasks} tasks ({result.trained} trained or resumed now, {result.steps} steps) -> {result.table}")
     return 0
 
@@ -78,13 +89,15 @@ def _demo(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     import acpg_lab as al
+    from acpg_lab.paths import check_output_dir
     from acpg_lab.plotting import plot_curves
 
-    out = Path(args.out)
+    configs = {head: TrainConfig(env_id="CartPole-v1", algo="ppo", head=head, seeds=tuple(args.seeds),
+                                 total_steps=args.steps, device=args.device).resolve() for head in ("linear", "etf")}
+    out = check_output_dir(args.out, what="--out", subdirs=[f"ppo_{head}" for head in configs],
+                           files=["evaluation.csv", "learning_curves.png"])
     histories, rows = {}, []
-    for head in ("linear", "etf"):
-        cfg = TrainConfig(env_id="CartPole-v1", algo="ppo", head=head, seeds=tuple(args.seeds),
-                          total_steps=args.steps, device=args.device)
+    for head, cfg in configs.items():
         run = al.train(cfg, progress=not args.quiet)
         run.save(out / f"ppo_{head}")
         ev = run.evaluate(episodes=10).assign(head=head, train_seconds=round(run.wall_time, 1))
@@ -264,8 +277,7 @@ def _add_notebook_commands(sub: argparse._SubParsersAction) -> None:
 
 def _build_parser() -> argparse.ArgumentParser:
     """The ``acpg-lab`` argument parser with every subcommand; each subcommand's ``func`` runs it."""
-    parser = argparse.ArgumentParser(prog="acpg-lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="acpg-lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     common = _common_options()
     _add_training_commands(sub, common)
@@ -274,7 +286,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``acpg-lab`` command: parse ``argv`` and run the subcommand; a ValueError is reported with exit code 2."""
+    """The ``acpg-lab`` command: parse ``argv`` and run the subcommand. A usage error (argparse's, a ValueError
+    raised before any work: a bad argument, environment variable or output path) or a missing optional group is
+    one line on stderr, ``acpg-lab: error: ...``, exit code 2."""
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "lab":
@@ -282,10 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        check_environment()
         return args.func(args)
-    except ValueError as err:
-        print(f"acpg-lab: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, MissingExtra) as err:
+        return fail("acpg-lab", err)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import torch
 from acpg_lab.algorithms import ALGORITHMS, algo_spec
 from acpg_lab.checks import check_bool, check_choice, check_int, check_number
 from acpg_lab.envs import is_atari, probe_spaces, resolve_env_id
+from acpg_lab.networks import check_seeds
 from acpg_lab.seeds import SEED_SCHEMES
 
 ALGOS = tuple(ALGORITHMS)  #: the ``algo`` choices: the names of `acpg_lab.algorithms.ALGORITHMS`
@@ -248,14 +249,7 @@ class TrainConfig:
         check_choice("seed_scheme", self.seed_scheme, SEED_SCHEMES)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but torch sees no GPU here; use device='cpu' or 'auto'")
-        seeds = self.seeds
-        if isinstance(seeds, int) or not hasattr(seeds, "__len__") or len(seeds) == 0:
-            raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}")
-        for seed in seeds:
-            check_int(f"seeds (each of {tuple(seeds)!r})", seed, 0)
-        if len(set(seeds)) != len(seeds):
-            dup = sorted({s for s in seeds if list(seeds).count(s) > 1})
-            raise ValueError(f"seeds must be distinct, {dup} appear more than once in {tuple(seeds)!r}")
+        check_seeds("seeds", self.seeds, self.seed_scheme)  # integers in the range the scheme's streams accept
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
         check_choice("pfo_layers", self.pfo_layers, PFO_LAYERS)

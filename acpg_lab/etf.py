@@ -89,6 +89,15 @@ def _seed_list(seeds: int | Sequence[int] | None) -> tuple[list[int | None], boo
     return [check_int("seeds", s, 0) for s in seeds], True
 
 
+def check_head_options(*, normalize: object, scale: object, bias: object, init_gain: object = 1.0) -> None:
+    """The options every head takes (and `LinearHead`'s ``init_gain``), checked as the heads check them, for a
+    caller that builds other tensors first (`acpg_lab.networks.ActorCritic`)."""
+    _check_positive_finite("scale", scale)
+    check_bool("normalize", normalize)
+    check_bool("bias", bias)
+    _check_positive_finite("init_gain", init_gain)
+
+
 def _check_positive_finite(name: str, value: float) -> None:
     """Refuse a non-number, a boolean, NaN, an infinity or a value <= 0, naming ``name``."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0

@@ -18,8 +18,32 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from acpg_lab.etf import ETFHead, LinearHead, RandomHead
-from acpg_lab.seeds import model_seeds
+from acpg_lab.checks import check_bool, check_choice, check_int
+from acpg_lab.etf import ETFHead, LinearHead, RandomHead, check_head_options
+from acpg_lab.seeds import SEED_SCHEMES, model_seeds
+
+#: The largest ``init_offset`` (the plasticity probe draws its other initialisations below 2**30).
+MAX_INIT_OFFSET = 2**32 - 1
+#: The largest training seed, per seed scheme: a seed is stored in int64 columns (the history's ``seed``), and the
+#: legacy scheme's ``seed * 7919 + 2 + 2 * init_offset`` seeds a torch generator as an int64.
+MAX_SEED = {"derived": 2**63 - 1, "legacy": (2**63 - 3 - 2 * MAX_INIT_OFFSET) // 7919}
+
+
+def check_seeds(name: str, seeds: object, scheme: str = "derived") -> tuple[int, ...]:
+    """``seeds`` as a tuple of distinct integers in ``[0, MAX_SEED[scheme]]`` (not booleans), else ValueError
+    naming ``name``."""
+    if isinstance(seeds, int | str | bytes) or not hasattr(seeds, "__len__") or len(seeds) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of integers, got {seeds!r}")
+    out = tuple(check_int(f"{name} (each of {tuple(seeds)!r})", s, 0) for s in seeds)
+    limit = MAX_SEED.get(scheme, MAX_SEED["derived"])
+    too_big = [s for s in out if s > limit]
+    if too_big:
+        raise ValueError(f"{name} must be <= {limit} under the {scheme!r} seed scheme (they are stored as int64), "
+                         f"got {too_big[0]}")
+    if len(set(out)) != len(out):
+        dup = sorted({s for s in out if out.count(s) > 1})
+        raise ValueError(f"{name} must be distinct, {dup} appear more than once in {out!r}")
+    return out
 
 __all__ = ["tanh", "SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAtarCNN", "NatureCNN", "Actor",
            "ActorCritic", "PolicyOutput"]
@@ -212,6 +236,32 @@ class Actor(nn.Module):
         return self.head(self.backbone(obs)[0])
 
 
+def _check_actor_critic(obs_shape: object, num_actions: object, seeds: object, *, network: object,
+                        hidden_sizes: object, activation: object, head: object, shared_trunk: object,
+                        init_offset: object, seed_scheme: object, head_options: dict[str, object]) -> None:
+    """`ActorCritic`'s arguments, each refused naming it before any tensor is built (the heads' own checks, with
+    the heads' messages, for their options; the heads check ``num_actions`` against the feature dimension)."""
+    if isinstance(obs_shape, int | str | bytes) or not hasattr(obs_shape, "__len__") or len(obs_shape) == 0:
+        raise ValueError(f"obs_shape must be a non-empty sequence of positive integers, got {obs_shape!r}")
+    for size in obs_shape:
+        check_int(f"obs_shape (each of {tuple(obs_shape)!r})", size, 1)
+    check_int("num_actions", num_actions, 2)
+    check_choice("seed_scheme", seed_scheme, SEED_SCHEMES)
+    check_seeds("seeds", seeds, str(seed_scheme))
+    check_choice("network", network, ("mlp", "cnn", "nature"))
+    if isinstance(hidden_sizes, int | str | bytes) or not hasattr(hidden_sizes, "__len__") or not hidden_sizes:
+        raise ValueError(f"hidden_sizes must be a non-empty sequence of positive integers, got {hidden_sizes!r}")
+    for size in hidden_sizes:
+        check_int(f"hidden_sizes (each of {tuple(hidden_sizes)!r})", size, 1)
+    check_choice("activation", activation, tuple(ACTIVATIONS))
+    check_choice("head", head, ("linear", "etf", "random"))
+    check_bool("shared_trunk", shared_trunk)
+    if check_int("init_offset", init_offset, 0) > MAX_INIT_OFFSET:
+        raise ValueError(f"init_offset must be <= {MAX_INIT_OFFSET}, got {init_offset!r}")
+    check_head_options(normalize=head_options["head_normalize"], scale=head_options["head_scale"],
+                       bias=head_options["head_bias"], init_gain=head_options["head_init_gain"])
+
+
 class ActorCritic(nn.Module):
     """Actor (backbone + action-selection head) and critic (backbone + linear value), seed-batched.
 
@@ -241,6 +291,11 @@ class ActorCritic(nn.Module):
                  head_normalize: bool = False, head_scale: float = 1.0, head_bias: bool | None = None,
                  head_init_gain: float = 0.01,
                  shared_trunk: bool = False, init_offset: int = 0, seed_scheme: str = "derived") -> None:
+        _check_actor_critic(obs_shape, num_actions, seeds, network=network, hidden_sizes=hidden_sizes,
+                            activation=activation, head=head, shared_trunk=shared_trunk, init_offset=init_offset,
+                            seed_scheme=seed_scheme, head_options=dict(
+                                head_normalize=head_normalize, head_scale=head_scale, head_init_gain=head_init_gain,
+                                head_bias=False if head_bias is None else head_bias))
         super().__init__()
         # One init stream and one head seed per seed, a function of the seed alone (`acpg_lab.seeds`); the init
         # stream is consumed in a fixed order below.

@@ -127,10 +127,19 @@ def repository_root() -> Path | None:
 
 def output_root() -> Path:
     """Where relative output paths are resolved: ``$ACPG_LAB_OUTPUT_ROOT``, else the repository root, else the
-    working directory."""
+    working directory. `ParameterError` naming the variable when it is a file, cannot be created or written, or is
+    blank (only spaces); nothing is created."""
     env = os.environ.get(OUTPUT_ROOT_ENV)
+    if env is not None and env != "" and not env.strip():
+        raise ParameterError(f"environment variable {OUTPUT_ROOT_ENV} is blank ({env!r}): set it to a directory or "
+                             "unset it")
     if env:
-        return Path(env).expanduser().resolve()
+        from acpg_lab.paths import check_output_dir
+
+        try:
+            return check_output_dir(env, what="directory").resolve()
+        except ValueError as err:
+            raise ParameterError(f"environment variable {OUTPUT_ROOT_ENV}: {err}") from None
     return repository_root() or Path.cwd()
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
 
+from acpg_lab.paths import check_output_dir
 from acpg_lab.plotting import FIGURE_NAME_KEY, slug
 from acpg_lab.profiles import NOTEBOOKS, PROFILES, ParameterError, notebook_params
 
@@ -149,7 +150,8 @@ def run_notebooks(profile: str, out: str | Path, *, device: str | None = None, o
     With ``results``, the CSV tables each notebook writes are copied to ``results/<notebook>/`` with their
     provenance (the evidence behind REPRODUCTION.md). Raises ValueError before anything runs for a bad profile,
     an unknown notebook name, a parameter a notebook does not take or an ill-typed one, a CUDA device on a
-    machine without one, or an output directory that cannot be created; and `NotebookFailed` naming the notebook
+    machine without one, or an output path that cannot be written (``out``, its ``figures`` and per-notebook
+    folders, ``results``: `acpg_lab.paths.check_output_dir`); and `NotebookFailed` naming the notebook
     and cell when one fails (the partly executed notebook is still written).
     """
     import papermill as pm
@@ -189,10 +191,15 @@ def run_notebooks(profile: str, out: str | Path, *, device: str | None = None, o
         if resolved.device == "cuda":
             _require_cuda(name, profile, device)
         requests[name] = params
+    # every path the notebooks will write, checked before the first one starts (nothing is created yet)
+    check_output_dir(out, what="output directory", subdirs=["figures", *names],
+                     files=[f"{name}.ipynb" for name in names])
+    if results is not None:
+        check_output_dir(results, what="results directory", subdirs=names)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"output directory {str(out_dir)!r} cannot be created: {err.strerror or err}") from err
+    except OSError as err:  # a race: the check above passed
+        raise ValueError(f"cannot create output directory --out {out}: {err.strerror or err}") from err
     executed = []
     for i, (name, params) in enumerate(requests.items(), 1):
         target = out_dir / f"{name}.ipynb"

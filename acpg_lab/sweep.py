@@ -46,7 +46,9 @@ import pandas as pd
 
 from acpg_lab.checks import check_int
 from acpg_lab.config import TrainConfig
-from acpg_lab.ray_tasks import run_tasks
+from acpg_lab.entry import require_extra
+from acpg_lab.paths import check_output_dir
+from acpg_lab.ray_tasks import check_address, probe_address, run_tasks
 from acpg_lab.store import MARKERS, differences, is_finished, write_atomic, write_atomic_with
 
 __all__ = ["SweepSpec", "SweepTask", "SweepResult", "load_spec", "parse_spec", "run_sweep", "load_sweep"]
@@ -239,24 +241,35 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
               num_cpus: int | None = None, progress: bool = True) -> SweepResult:
     """Run every unfinished task of ``spec`` on Ray and write ``out/sweep.parquet``.
 
-    ``address``: an existing Ray cluster (``HOST:PORT`` of ``ray start --head``, or ``"auto"``); unreachable, it
-    fails at once naming it. Without it, a local Ray instance with ``num_cpus`` CPUs (default: the machine's).
-    Rerunning with the same spec continues; ``out`` holding another sweep's spec is an error.
+    ``address``: an existing Ray cluster (``HOST:PORT`` of ``ray start --head``, or ``"auto"``); one where no Ray
+    answers fails within seconds naming it (`acpg_lab.ray_tasks.probe_address`). Without it, a local Ray instance
+    with ``num_cpus`` CPUs (default: the machine's). Rerunning with the same spec continues; ``out`` holding another
+    sweep's spec is an error. Every check (arguments, spec, ``out`` and what goes inside it, Ray and pyarrow
+    installed, the cluster answering) is done before anything is written. SIGINT or SIGTERM cancels the running
+    tasks and raises `acpg_lab.ray_tasks.Interrupted`: finished tasks are kept, no sweep table is written, and the
+    same command continues.
     """
     if num_cpus is not None:
         check_int("--num-cpus", num_cpus, 1)
+    if address not in (None, "auto"):
+        check_address(address)
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     if num_cpus is not None and address is None and spec.num_cpus > num_cpus:
         raise ValueError(f"--num-cpus {num_cpus} is fewer than the {_number(spec.num_cpus)} CPUs each task asks "
                          "for (resources.num_cpus): no task could ever start")
-    out = Path(out)
     tasks = spec.tasks()
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory: pass the sweep's directory (new or a previous run "
-                         "of this sweep)")
+    out = check_output_dir(out, what="the sweep directory --out", subdirs=["runs", *(f"runs/{t.name}" for t in tasks)],
+                           files=["spec.json", TABLE],
+                           hint=": pass the sweep's directory (new or a previous run of this sweep)")
+    pending = [t for t in tasks if not is_finished(out / "runs" / t.name, kind="sweep_task")]
+    if pending:  # everything Ray needs, checked before anything is written
+        require_extra("ray", "sweep", needed_by="acpg-lab sweep")
+        if address not in (None, "auto"):
+            probe_address(address)
+    require_extra("pyarrow", "sweep", needed_by="the sweep's Parquet tables")
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a parent that is a file, no permission, ...
+    except OSError as err:  # a race with another process: the check above passed
         raise ValueError(f"cannot create the sweep directory --out {out}: {err.strerror or err}") from None
     stored, what = out / "spec.json", json.loads(json.dumps({k: v for k, v in spec.source.items()
                                                             if k != "resources"}))  # resources may change
@@ -266,7 +279,6 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
             raise ValueError(f"{out} holds another sweep (its spec.json differs in {differ}); use another --out "
                              "directory")
     write_atomic(stored, json.dumps(what, indent=2))
-    pending = [t for t in tasks if not is_finished(out / "runs" / t.name, kind="sweep_task")]
     steps = 0
     if pending:
         calls = {t.name: (t.config.to_dict(), t.condition, str(out / "runs" / t.name)) for t in pending}

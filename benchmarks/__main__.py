@@ -29,6 +29,9 @@ import torch
 
 import acpg_lab as al
 from acpg_lab import training
+from acpg_lab.checks import check_int
+from acpg_lab.entry import MissingExtra, OneLineParser, check_environment, fail, require_extra
+from acpg_lab.paths import check_output_file
 
 #: rl-baselines3-zoo's CartPole PPO (target 1).
 RL_ZOO = dict(num_envs=8, rollout_steps=32, epochs=20, minibatch_size=256, gamma=0.98, gae_lambda=0.8, lr=1e-3,
@@ -181,18 +184,39 @@ def machine() -> str:
             f"Python {platform.python_version()}, acpg_lab {al.__version__}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+README = Path(__file__).with_name("README.md")  #: where the latest table is written (unless --no-write)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks``: a usage error (argparse's, a bad ``ACPG_LAB_*`` variable, ``--max-seeds`` below 1,
+    ``--device cuda`` without a GPU, a README that cannot be written, Stable-Baselines3 missing) is one line on
+    stderr, exit 2, before anything is measured."""
+    parser = OneLineParser(prog="python -m benchmarks", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny budgets: every code path, no evidence")
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/README.md alone")
     parser.add_argument("--max-seeds", type=int, default=256, help="largest seed count of the scaling curve")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where acpg_lab trains")
-    args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no GPU here")
+    args = parser.parse_args(argv)
+    try:
+        check_environment()
+        check_int("--max-seeds", args.max_seeds, 1)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: torch sees no GPU here")
+        require_extra("stable_baselines3", "bench", needed_by="python -m benchmarks")
+        if not args.no_write:
+            check_output_file(README, what="the benchmark table")
+    except (ValueError, MissingExtra) as err:
+        return fail(parser.prog, err)
+    run(quick=args.quick, write=not args.no_write, max_seeds=args.max_seeds, device=args.device)
+    return 0
+
+
+def run(*, quick: bool, write: bool, max_seeds: int, device: str) -> None:
+    """Measure every target, print the table and (``write``) write it into `README`."""
     global DEVICE
-    DEVICE = args.device
-    q = args.quick
+    DEVICE = device
+    q = quick
     solve_steps, thru_steps, scale_steps = (2048, 1024, 512) if q else (100_000, 50_000, 10_240)
     rows: list[tuple[str, str, str, str]] = []  # (target, measured, ratio, goal)
 
@@ -221,7 +245,7 @@ def main() -> None:
         f"{rate / sb3:.1f}x", ">= 5x")
     # 4. scaling, 5. roofline (on the largest point)
     peak = matmul_peak_gflops(0.2 if q else 1.0)
-    counts = [s for s in (1, 2, 4, 8, 16, 64, 256, 1024) if s <= args.max_seeds]
+    counts = [s for s in (1, 2, 4, 8, 16, 64, 256, 1024) if s <= max_seeds]
     for seeds in counts:
         wall, in_update, _ = ours("CartPole-v1", RL_ZOO, seeds, scale_steps)
         achieved = update_flops(4, 2, RL_ZOO, seeds, scale_steps) / in_update / 1e9
@@ -236,12 +260,12 @@ def main() -> None:
     observed, _, _ = ours("CartPole-v1", RL_ZOO, 16, scale_steps, diagnostics_every=1)
     say("6. diagnostics every update, 16 seeds", f"{observed:.1f} s vs {plain:.1f} s", f"{observed / plain:.2f}x",
         "<= 1.10x")
-    if not args.no_write:
+    if write:
         write_readme(rows, quick=q)
 
 
 def write_readme(rows: list[tuple[str, str, str, str]], *, quick: bool) -> None:
-    path = Path(__file__).with_name("README.md")
+    path = README
     head = path.read_text().split("<!-- latest -->")[0] if path.exists() else "# Benchmarks\n\n"
     table = ["| target | measured | ratio | goal |", "|---|---|---|---|"]
     table += [f"| {' | '.join(r)} |" for r in rows]
@@ -251,4 +275,4 @@ def write_readme(rows: list[tuple[str, str, str, str]], *, quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -243,8 +243,9 @@ def test_sweep_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, monkeypatch, 
     out = blocker if where == "file" else blocker / "sweep"
     assert main(["sweep", str(spec), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    expected = (f"acpg-lab: error: --out {out} is a file, not a directory: pass the sweep's directory (new or a "
-                "previous run of this sweep)\n" if where == "file" else
-                f"acpg-lab: error: cannot create the sweep directory --out {out}: Not a directory\n")
+    expected = (f"acpg-lab: error: the sweep directory --out {out} is a file, not a directory: pass the sweep's "
+                "directory (new or a previous run of this sweep)\n" if where == "file" else
+                f"acpg-lab: error: the sweep directory --out {out} cannot be created: {blocker} is a file, not a "
+                "directory\n")
     assert err == expected
     assert blocker.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml", "taken"]

@@ -208,3 +208,14 @@ def test_a_failing_task_is_reported_and_the_others_kept(ray_session, tmp_path):
     raw["resources"] = {"num_cpus": 2}  # resources may change between reruns; the spec's content may not
     with pytest.raises(RuntimeError, match="1 of 2 sweep tasks failed"):
         run_sweep(parse_spec(raw), tmp_path / "sweep", progress=False)
+
+
+def test_the_address_probe_accepts_a_real_ray_head(ray_session):
+    """The handshake that refuses a non-Ray listener within seconds (tests/test_entry_points.py) passes a real
+    head's GCS: the cluster id comes back."""
+    from acpg_lab.ray_tasks import HANDSHAKE_SECONDS, probe_address
+
+    address = ray_session.get_runtime_context().gcs_address
+    start = time.monotonic()
+    probe_address(address)
+    assert time.monotonic() - start < HANDSHAKE_SECONDS

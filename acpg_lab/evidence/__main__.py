@@ -15,16 +15,22 @@ from collections.abc import Sequence
 
 import torch
 
+from acpg_lab.entry import MissingExtra, OneLineParser, check_environment, fail
 from acpg_lab.evidence.conditions import EXPERIMENTS
-from acpg_lab.evidence.pieces import run_experiment
+from acpg_lab.evidence.pieces import evidence_dir, run_experiment
 from acpg_lab.evidence.report import report
+from acpg_lab.paths import check_output_dir
+from acpg_lab.ray_tasks import Interrupted, check_address
 
 __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m acpg_lab.evidence", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """``python -m acpg_lab.evidence``: a usage error (argparse's, a bad ``ACPG_LAB_*`` variable, a ``--root``
+    that cannot be written, an ``--only`` that matches nothing, a missing optional group) is one line on stderr,
+    exit 2, before any training."""
+    parser = OneLineParser(prog="python -m acpg_lab.evidence", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train the missing pieces of an experiment")
     r.add_argument("experiment", choices=sorted(EXPERIMENTS))
@@ -41,14 +47,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run" and (args.address or args.num_cpus is not None) and not args.ray:
         parser.error("--address and --num-cpus need --ray")
     try:
-        if args.command == "run":
+        check_environment()
+        if args.command == "run" and args.address is not None:
+            check_address(args.address)
+        if args.command == "run":  # every piece is written under --root: checked before any training
+            check_output_dir(evidence_dir(args.root), what="evidence directory --root")
             run_experiment(args.experiment, root=args.root, only=args.only, ray=args.ray, address=args.address,
                            num_cpus=args.num_cpus)
             return 0
+        if not args.check:  # the tables are written to --root/tables
+            check_output_dir(evidence_dir(args.root) / "tables", what="tables directory")
         return report(root=args.root, check=args.check)
-    except ValueError as err:  # a usage error (no matching --only, bad --num-cpus, ...): one line, exit 2
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, MissingExtra) as err:  # a usage error (no matching --only, bad --num-cpus, ...): one line
+        return fail(parser.prog, err)
+    except Interrupted as stop:
+        print(f"{parser.prog}: stopped by {stop}: {stop.finished} of {stop.total} pieces finished and kept; rerun "
+              "the same command to continue", file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":

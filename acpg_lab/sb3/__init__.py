@@ -25,14 +25,13 @@ does not import it.
 
 from __future__ import annotations
 
-try:
-    import stable_baselines3  # noqa: F401
-except ImportError as error:  # pragma: no cover - exercised only without the optional group
-    raise ImportError("acpg_lab.sb3 needs Stable-Baselines3: pip install 'acpg-lab[sb3]'") from error
+from acpg_lab.entry import require_extra
 
-from acpg_lab.sb3.callback import DiagnosticsCallback, policy_features
-from acpg_lab.sb3.policy import HEAD_OPTIONS, ETFActorCriticCnnPolicy, ETFActorCriticPolicy
-from acpg_lab.sb3.runs import HYPERPARAMS, evaluate, train_and_evaluate
+require_extra("stable_baselines3", "sb3", needed_by="acpg_lab.sb3")  # missing: names the group to install
+
+from acpg_lab.sb3.callback import DiagnosticsCallback, policy_features  # noqa: E402
+from acpg_lab.sb3.policy import HEAD_OPTIONS, ETFActorCriticCnnPolicy, ETFActorCriticPolicy  # noqa: E402
+from acpg_lab.sb3.runs import HYPERPARAMS, evaluate, train_and_evaluate  # noqa: E402
 
 __all__ = ["ETFActorCriticPolicy", "ETFActorCriticCnnPolicy", "DiagnosticsCallback", "HEAD_OPTIONS",
            "HYPERPARAMS", "policy_features", "evaluate", "train_and_evaluate"]

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 import acpg_lab.optimal_envs  # noqa: F401  (registers the acpg_lab/ ids with gymnasium, for make_vec_env)
 from acpg_lab import metrics
+from acpg_lab.checks import check_int
 from acpg_lab.metric_registry import names
 from acpg_lab.sb3.policy import _last_activation, _pi_path
 
@@ -83,8 +84,10 @@ class DiagnosticsCallback(BaseCallback):
             raise ValueError(f"every must be an integer >= 1 (rollouts), got {every!r}")
         if not (label_source in ("greedy", "optimal") or isinstance(label_source, BaseAlgorithm)):
             raise ValueError(f"label_source must be 'greedy', 'optimal' or a trained SB3 model, got {label_source!r}")
-        if clip is not None and not (isinstance(clip, int | float) and math.isfinite(clip) and clip > 0):
-            raise ValueError(f"clip must be None or a finite number > 0, got {clip!r}")
+        if clip is not None and (isinstance(clip, bool) or not (isinstance(clip, int | float) and math.isfinite(clip)
+                                                                and clip > 0)):
+            raise ValueError(f"clip must be None or a finite number > 0 (not a bool), got {clip!r}")
+        check_int("verbose", verbose, 0)
         self.every, self.label_source, self.clip = every, label_source, clip
         self.rows: list[dict[str, float]] = []
         self.rollouts = 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import re
 import textwrap
 import warnings
@@ -16,7 +18,11 @@ from stable_baselines3.common.torch_layers import NatureCNN
 from torch import nn
 
 import acpg_lab.optimal_envs  # noqa: F401  (registers the acpg_lab/ ids with gymnasium, for make_vec_env)
+from acpg_lab.checks import check_bool
 from acpg_lab.etf import ETFHead
+
+#: The largest ``head_seeds`` (a torch generator's seed range)
+MAX_HEAD_SEED = 2**64 - 1
 
 
 # ------------------------------------------------------------------------------------------- the ETF policy
@@ -94,9 +100,17 @@ class ETFActorCriticPolicy(ActorCriticPolicy):
                 f"ETFActorCriticPolicy needs a Discrete action space (a simplex ETF has one vector per action), got "
                 f"{action_space}; continuous or multi-discrete actions have no fixed-ETF head here: use SB3's "
                 f"MlpPolicy for them")
-        if head_seeds is not None and (isinstance(head_seeds, bool) or not isinstance(head_seeds, int | np.integer)):
-            raise ValueError(f"head_seeds must be None (canonical orientation) or one int (a random orientation); "
-                             f"an SB3 model trains one seed, so it has one frame. Got {head_seeds!r}")
+        if head_seeds is not None and (isinstance(head_seeds, bool) or not isinstance(head_seeds, int | np.integer)
+                                       or not 0 <= head_seeds <= MAX_HEAD_SEED):
+            raise ValueError(f"head_seeds must be None (canonical orientation) or one int in [0, {MAX_HEAD_SEED}] (a "
+                             f"random orientation); an SB3 model trains one seed, so it has one frame. Got "
+                             f"{head_seeds!r}")
+        # the head's options, checked as ETFHead checks them, before SB3 builds any network
+        check_bool("head_normalize", head_normalize)
+        check_bool("head_bias", head_bias)
+        if isinstance(head_scale, bool) or not isinstance(head_scale, numbers.Real) or not math.isfinite(head_scale) \
+                or head_scale <= 0:
+            raise ValueError(f"head_scale must be > 0 and finite (a number, not a bool), got {head_scale!r}")
         self.head_options = dict(head_seeds=None if head_seeds is None else int(head_seeds),
                                  head_normalize=head_normalize, head_scale=head_scale, head_bias=head_bias)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)

@@ -18,6 +18,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.utils import LinearSchedule
 
 import acpg_lab.optimal_envs  # noqa: F401  (registers the acpg_lab/ ids with gymnasium, for make_vec_env)
+from acpg_lab.checks import check_int
 from acpg_lab.sb3.callback import DiagnosticsCallback
 from acpg_lab.sb3.policy import ETFActorCriticPolicy
 
@@ -35,6 +36,9 @@ HYPERPARAMS: dict[tuple[str, str], dict[str, Any]] = {
 
 _ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 _EVAL_SEED_OFFSET = 1_000_000  # evaluation environments' seeds: far from the training ones (seed + env index)
+#: The largest ``seed``: SB3 seeds numpy's 32-bit legacy generator, and evaluation uses ``1_000_000 + 1_000 * seed``
+#: plus the episode's index, which must stay below 2**32.
+MAX_SEED = (2**32 - 1 - _EVAL_SEED_OFFSET) // 1_000 - 1
 
 
 def _schedule(value: Any) -> Any:
@@ -54,8 +58,11 @@ def evaluate(model: BaseAlgorithm, env_id: str, *, episodes: int = 10, determini
     """The returns of ``episodes`` episodes, one per environment, each seeded ``1_000_000 + 1_000 * seed + i``
     (never a training seed). ``deterministic=True``: greedy (argmax) actions; False: actions sampled from the
     policy, as in training. An episode still running after ``max_steps`` steps counts with what it has so far."""
-    if not isinstance(episodes, int) or episodes < 1:
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    if check_int("seed", seed, 0) > MAX_SEED:
+        raise ValueError(f"seed must be <= {MAX_SEED} (SB3 seeds numpy's 32-bit generators from it), got {seed!r}")
+    check_int("max_steps", max_steps, 1)
     envs = make_vec_env(env_id, n_envs=episodes, seed=_EVAL_SEED_OFFSET + 1_000 * seed,
                         env_kwargs=_env_kwargs(env_kwargs))
     if deterministic is False:
@@ -109,6 +116,13 @@ def train_and_evaluate(env_id: str, *, policy: str = "etf", algo: str = "ppo", s
         raise ValueError(f"policy must be 'etf' or 'mlp', got {policy!r}")
     if algo not in _ALGOS:
         raise ValueError(f"algo must be one of {sorted(_ALGOS)}, got {algo!r}")
+    if check_int("seed", seed, 0) > MAX_SEED:
+        raise ValueError(f"seed must be <= {MAX_SEED} (SB3 seeds numpy's 32-bit generators from it), got {seed!r}")
+    check_int("total_steps", total_steps, 1)
+    check_int("episodes", episodes, 1)
+    check_int("diagnostics_every", diagnostics_every, 0)
+    if num_threads is not None:
+        check_int("num_threads (or None)", num_threads, 1)
     settings = dict(env_id=env_id, algo=algo, policy=policy, seed=seed, total_steps=total_steps, episodes=episodes,
                     hyperparams=dict(hyperparams or {}), policy_kwargs=dict(policy_kwargs or {}),
                     diagnostics_every=diagnostics_every, label_source=label_source)
