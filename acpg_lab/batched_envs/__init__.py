@@ -13,6 +13,7 @@ depend on which other seeds share the batch. ``tests/test_batched_envs.py`` chec
 | ``CartPole-v0``, ``CartPole-v1`` | native ``CartPoleVectorEnv`` | one per seed | ``cartpole.py`` |
 | ``Acrobot-v1`` | ``SyncVectorEnv`` of ``AcrobotEnv`` + ``TimeLimit`` | one per sub-env, seed + i | ``acrobot.py`` |
 | ``acpg_lab/...`` (`acpg_lab.optimal_envs`) | their numpy vector envs | one per seed | ``known_optimal.py`` |
+| ``MinAtar/Breakout-*``, ``MinAtar/Asterix-*`` | ``SyncVectorEnv`` of minatar's gym env | ``RandomState(seed + i)`` | ``minatar/`` (torch) |
 
 CartPole takes the ``env_kwargs`` ``max_episode_steps`` and ``sutton_barto_reward``, Acrobot
 ``max_episode_steps``, the ``acpg_lab/`` ids all of their constructors' (the layout is the vector env's own);
@@ -109,6 +110,10 @@ _CLASSIC_KWARGS = {"CartPole-v0": {"max_episode_steps", "sutton_barto_reward"},
 def supports(env_id: str, env_kwargs: dict[str, Any] | None = None) -> bool:
     """Whether ``env_id`` with ``env_kwargs`` has a batched implementation (else gymnasium is used)."""
     kwargs = env_kwargs or {}
+    if env_id.startswith("MinAtar/"):
+        from acpg_lab.batched_envs import minatar
+
+        return minatar.supports(env_id, kwargs)
     if env_id.startswith("acpg_lab/"):
         from acpg_lab.optimal_envs import ENV_IDS
 
@@ -127,6 +132,10 @@ def make_batched_env(env_id: str, num_envs: int, env_seeds: Sequence[int],
     if not supports(env_id, env_kwargs):
         return None
     kwargs = dict(env_kwargs or {})
+    if env_id.startswith("MinAtar/"):
+        from acpg_lab.batched_envs.minatar import BatchedMinAtar
+
+        return BatchedMinAtar(env_id=env_id, num_envs=num_envs, env_seeds=env_seeds, env_kwargs=kwargs)
     if env_id.startswith("acpg_lab/"):
         from acpg_lab.batched_envs import known_optimal
 

@@ -1,0 +1,315 @@
+"""The torch MinAtar games (`acpg_lab.batched_envs.minatar`) reproduce the minatar package step for step.
+
+Side by side with gymnasium's path (one ``gym.make_vec(id, E)`` per seed, stepping minatar's own game one
+environment at a time, seeded ``seed + e``): the same random actions, thousands of transitions over many
+environments and seeds, every observation, reward, terminated and truncated flag equal (values and dtypes), with
+terminations, NEXT_STEP resets, sticky actions, difficulty ramping and time limits all occurring (counted to prove
+it). Also: `SeedEnvs` fast vs gymnasium (`EnvStep` fields and layout), checkpoint resume, a seed alone vs in a
+batch, training bitwise the same, and that `VectorGames.step` on counter streams never synchronises with the host.
+"""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import acpg_lab as al
+from acpg_lab.batched_envs import make_batched_env, supports
+from acpg_lab.batched_envs.minatar import GAMES, BatchedMinAtar, make_games, make_streams
+from acpg_lab.batched_envs.minatar.streams import CounterStreams, RandomStateStreams
+from acpg_lab.env_state import as_tensors
+from acpg_lab.envs import SeedEnvs, make_vector_env
+
+CPU = torch.device("cpu")
+IDS = [f"MinAtar/{name}-v1" for name in GAMES]
+MOVES = np.array([[0, 0], [0, -1], [-1, 0], [0, 1], [1, 0]])  # (dy, dx) of Asterix's n, l, u, r, d
+
+
+def _random(rng, obs, n):
+    return rng.integers(0, n, obs.shape[:2])
+
+
+def _dodge(rng, obs, n):
+    """Asterix: step where no enemy is within 2 columns in the target lane (3% random), so episodes last long
+    enough for the difficulty to ramp several times."""
+    s, e = obs.shape[:2]
+    flat = np.asarray(obs).reshape(s * e, 10, 10, -1).astype(bool)
+    py, px = np.unravel_index(flat[..., 0].reshape(s * e, 100).argmax(1), (10, 10))
+    ty, tx = np.clip(py[:, None] + MOVES[:, 0], 1, 8), np.clip(px[:, None] + MOVES[:, 1], 0, 9)
+    near = np.abs(np.arange(10) - tx[..., None]) <= 2
+    danger = (flat[..., 1][np.arange(s * e)[:, None], ty] & near).any(-1)
+    act = (0.5 * rng.random(danger.shape) - danger).argmax(1)
+    return np.where(rng.random(act.shape) < 0.03, rng.integers(0, n, act.shape), act).reshape(s, e)
+
+
+def _gym(env_id, num_envs, seeds, env_kwargs=None):
+    envs = [make_vector_env(env_id, num_envs, env_kwargs) for _ in seeds]
+    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)])
+    return envs, obs
+
+
+def _gym_step(envs, actions):
+    results = [env.step(a) for env, a in zip(envs, actions, strict=True)]
+    return [np.stack([r[i] for r in results]) for i in range(4)]
+
+
+def _same(gym_out, batched_out):
+    for name, x, y in zip(("obs", "reward", "terminated", "truncated"), gym_out, batched_out, strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert np.array_equal(x, y), name
+
+
+CASES = {  # id: (env_id, policy, steps, seeds, envs per seed, env_kwargs, need truncations)
+    "breakout": ("MinAtar/Breakout-v1", _random, 2500, [0, 7, 123, 2**31 + 5], 6, None, False),
+    "breakout-v0-sticky": ("MinAtar/Breakout-v0", _random, 1200, [3, 4], 5,
+                           dict(sticky_action_prob=0.6), False),
+    "breakout-timelimit": ("MinAtar/Breakout-v1", _random, 800, [11, 12, 13], 4,
+                           dict(max_episode_steps=17, sticky_action_prob=0.0), True),
+    "asterix": ("MinAtar/Asterix-v1", _random, 2500, [0, 7, 123, 2**31 + 5], 6, None, False),
+    "asterix-dodge": ("MinAtar/Asterix-v1", _dodge, 2500, [1, 2], 8, None, False),
+    "asterix-v0-noramp": ("MinAtar/Asterix-v0", _dodge, 1200, [5, 6], 4,
+                          dict(difficulty_ramping=False, sticky_action_prob=0.3), False),
+    "asterix-timelimit": ("MinAtar/Asterix-v1", _random, 800, [21, 22], 5, dict(max_episode_steps=40), True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_batched_minatar_equals_minatar_step_for_step(case):
+    env_id, policy, steps, seeds, num_envs, env_kwargs, need_trunc = CASES[case]
+    envs, obs = _gym(env_id, num_envs, seeds, env_kwargs)
+    batch = make_batched_env(env_id, num_envs, seeds, env_kwargs)
+    assert isinstance(batch, BatchedMinAtar)
+    assert batch.single_observation_space == envs[0].single_observation_space
+    assert batch.single_action_space == envs[0].single_action_space
+    first, labels = batch.reset()
+    assert labels is None and obs.dtype == first.dtype and np.array_equal(obs, first)
+    rng, n = np.random.default_rng(0), int(batch.single_action_space.n)
+    terminated = truncated = rewards = 0
+    ramp = 0
+    for _ in range(steps):
+        actions = policy(rng, obs, n)
+        out = _gym_step(envs, actions)
+        _same(out, batch.step(actions)[:4])
+        obs = out[0]
+        terminated, truncated, rewards = terminated + out[2].sum(), truncated + out[3].sum(), rewards + out[1].sum()
+        if hasattr(batch.games.game, "ramp_index"):
+            ramp = max(ramp, int(batch.games.game.ramp_index.max()))
+    assert terminated > 0 and rewards > 0
+    assert truncated > 0 or not need_trunc
+    if case == "asterix-dodge":
+        assert ramp >= 4  # the spawn and move intervals were both lowered, more than once
+    for env in envs:
+        env.close()
+
+
+def test_asterix_ramps_to_its_fastest_exactly():
+    """Start every game late in its difficulty ramp (written into both minatar's games and the batched ones), so
+    the last steps of the ramp (intervals reaching 1, the ramp switching off) are compared too."""
+    seeds, num_envs = [8, 9], 4
+    envs, obs = _gym("MinAtar/Asterix-v1", num_envs, seeds)
+    batch = BatchedMinAtar(env_id="MinAtar/Asterix-v1", num_envs=num_envs, env_seeds=seeds)
+    batch.reset()
+    game = batch.games.game
+    for i, (spawn, move, index, timer) in enumerate([(3, 2, 7, 5), (2, 2, 8, 0), (2, 1, 9, 3), (4, 3, 5, 1)] * 2):
+        raw = envs[i // num_envs].envs[i % num_envs].unwrapped.game.env
+        raw.spawn_speed, raw.move_speed, raw.ramp_index, raw.ramp_timer = spawn, move, index, timer
+        raw.spawn_timer, raw.move_timer = min(raw.spawn_timer, spawn), min(raw.move_timer, move)
+        for name in ("spawn_speed", "move_speed", "ramp_index", "ramp_timer", "spawn_timer", "move_timer"):
+            getattr(game, name)[i] = getattr(raw, name)
+    rng = np.random.default_rng(3)
+    lowest = 10
+    for _ in range(1500):
+        actions = _dodge(rng, obs, 5)
+        out = _gym_step(envs, actions)
+        _same(out, batch.step(actions)[:4])
+        obs = out[0]
+        live = ~batch.games.prev_done
+        lowest = min(lowest, int(torch.where(live, game.spawn_speed + game.move_speed, 10).min()))
+    assert lowest == 2  # some game reached spawn and move intervals of 1
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_seed_envs_fast_equals_gymnasium(env_id):
+    """Through `SeedEnvs`: every field of `EnvStep` equal, with its dtype, device, shape and memory layout."""
+    seeds = [4, 0, 99]
+    slow, fast = (SeedEnvs(env_id, num_envs=5, env_seeds=seeds, device=CPU, fast=f) for f in (False, True))
+    assert slow.batched is None and isinstance(fast.batched, BatchedMinAtar)
+    (obs, _), (obs_fast, _) = slow.reset(), fast.reset()
+    assert obs.stride() == obs_fast.stride() and torch.equal(obs, obs_fast)
+    rng, n = np.random.default_rng(5), int(slow.single_action_space.n)
+    for _ in range(600):
+        actions = torch.from_numpy(rng.integers(0, n, (3, 5)))
+        a, b = slow.step(actions), fast.step(actions)
+        for field in ("obs", "reward", "terminated", "truncated", "valid"):
+            x, y = getattr(a, field), getattr(b, field)
+            assert (x.dtype, x.device, x.shape, x.stride()) == (y.dtype, y.device, y.shape, y.stride()), field
+            assert torch.equal(x, y), field
+        assert np.array_equal(a.ended, b.ended) and a.labels is None and b.labels is None
+        for x, y in zip(a.finished_returns + a.finished_lengths, b.finished_returns + b.finished_lengths,
+                        strict=True):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+    # a second reset of the same objects (the sticky action's memory survives it, in minatar too)
+    (obs, _), (obs_fast, _) = slow.reset(reseed=3), fast.reset(reseed=3)
+    assert torch.equal(obs, obs_fast)
+    for _ in range(200):
+        actions = torch.from_numpy(rng.integers(0, n, (3, 5)))
+        a, b = slow.step(actions), fast.step(actions)
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.reward, b.reward) and np.array_equal(a.ended, b.ended)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_checkpoint_resume_continues_bitwise(env_id):
+    """get_state mid-run, through torch.save/load (weights_only), into a freshly made and reset env."""
+    seeds, rng = [2, 3], np.random.default_rng(0)
+    env = make_batched_env(env_id, 4, seeds)
+    env.reset()
+    n = int(env.single_action_space.n)
+    for _ in range(777):  # past a stream refill
+        env.step(rng.integers(0, n, (2, 4)))
+    buffer = io.BytesIO()
+    torch.save(as_tensors(env.get_state()), buffer)
+    buffer.seek(0)
+    other = make_batched_env(env_id, 4, seeds)
+    other.reset()
+    other.set_state(torch.load(buffer, weights_only=True))
+    for _ in range(900):
+        actions = rng.integers(0, n, (2, 4))
+        for x, y in zip(env.step(actions)[:4], other.step(actions)[:4], strict=True):
+            assert np.array_equal(x, y)
+    with pytest.raises(ValueError, match="does not fit"):
+        make_batched_env(env_id, 3, seeds).set_state(env.get_state())
+
+
+@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("exact", [True, False])
+def test_seed_alone_equals_seed_in_batch(env_id, exact):
+    seeds = [5, 6, 2**31]
+    batch = BatchedMinAtar(env_id=env_id, num_envs=3, env_seeds=seeds, exact=exact)
+    alone = BatchedMinAtar(env_id=env_id, num_envs=3, env_seeds=seeds[1:2], exact=exact)
+    assert np.array_equal(batch.reset()[0][1], alone.reset()[0][0])
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        actions = rng.integers(0, int(batch.single_action_space.n), (3, 3))
+        for x, y in zip(batch.step(actions)[:4], alone.step(actions[1:2])[:4], strict=True):
+            assert np.array_equal(x[1], y[0])
+
+
+def test_random_state_streams_are_numpys_draws():
+    seeds = [0, 1, 2**32 - 1]
+    streams = RandomStateStreams(seeds=seeds, chunk=16)  # small: refills often
+    reference = [np.random.RandomState(s) for s in seeds]
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        mask = torch.from_numpy(rng.random(3) < 0.7)
+        if rng.random() < 0.5:
+            got = streams.rand(mask)
+            want = [rs.rand() if m else None for rs, m in zip(reference, mask.tolist(), strict=True)]
+        else:
+            high = torch.from_numpy(rng.integers(1, 9, 3))
+            got = streams.randint(high, mask)
+            want = [rs.randint(h) if m else None for rs, h, m in zip(reference, high.tolist(), mask.tolist(),
+                                                                       strict=True)]
+        for g, w in zip(got.tolist(), want, strict=True):
+            assert w is None or g == w
+
+
+def test_counter_streams_are_uniform_and_keyed():
+    streams = CounterStreams(keys=range(4000), device=CPU)
+    everyone = torch.ones(4000, dtype=torch.bool)
+    u = torch.cat([streams.rand(everyone) for _ in range(25)])
+    assert u.dtype == torch.float64 and 0 <= float(u.min()) and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.003 and abs(float(u.var()) - 1 / 12) < 0.002
+    k = torch.cat([streams.randint(torch.full((4000,), 5), everyone) for _ in range(25)])
+    assert torch.bincount(k, minlength=5).tolist() == pytest.approx([20000] * 5, rel=0.03)
+    one, many = CounterStreams(keys=[17], device=CPU), CounterStreams(keys=[3, 17], device=CPU)
+    assert one.rand(torch.tensor([True])).item() == many.rand(torch.tensor([True, True]))[1].item()
+
+
+class _HostSync(AssertionError):
+    pass
+
+
+def _forbid_host_syncs(monkeypatch):
+    """Make every way a tensor's value reaches Python or numpy raise (what would be a host sync on a GPU)."""
+    def refuse(*args, **kwargs):
+        raise _HostSync("host sync")
+
+    for name in ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__", "__array__", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+
+
+def _counter_games(env_id, device, num=48):
+    streams = make_streams(env_seeds=[0, 1, 2], num_envs=num // 3, device=device, exact=False)
+    games = make_games(env_id, num=num, streams=streams, device=device)
+    return games, games.reset()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_step_on_counter_streams_never_syncs_with_the_host(env_id, monkeypatch):
+    games, _ = _counter_games(env_id, CPU)
+    actions = torch.randint(0, len(games.action_set), (300, 48), generator=torch.Generator().manual_seed(0))
+    ended = torch.zeros(48, dtype=torch.int64)
+    with monkeypatch.context() as patch:
+        _forbid_host_syncs(patch)
+        for a in actions:
+            _, _, terminated, truncated = games.step(a)
+            ended += terminated | truncated
+    assert int(ended.sum()) > 10  # resets happened inside the forbidden region
+    exact = make_games(env_id, num=6, device=CPU,
+                       streams=make_streams(env_seeds=[0, 1], num_envs=3, device=CPU, exact=True))
+    exact.reset()
+    with monkeypatch.context() as patch, pytest.raises(_HostSync):  # the check does catch a host sync
+        _forbid_host_syncs(patch)
+        for _ in range(1000):
+            exact.step(torch.zeros(6, dtype=torch.int64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("env_id", IDS)
+def test_cuda_games_equal_cpu_games_without_syncs(env_id):
+    """Counter streams give the same numbers on either device, so the CUDA games must equal the CPU ones; and
+    under ``set_sync_debug_mode("error")`` no step may synchronise."""
+    cuda = torch.device("cuda")
+    (cpu_games, cpu_obs), (gpu_games, gpu_obs) = _counter_games(env_id, CPU), _counter_games(env_id, cuda)
+    assert torch.equal(cpu_obs, gpu_obs.cpu())
+    actions = torch.randint(0, len(cpu_games.action_set), (400, 48), generator=torch.Generator().manual_seed(0))
+    gpu_actions = actions.to(cuda)
+    outs = []
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for a in gpu_actions:
+            outs.append(gpu_games.step(a))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for a, gpu_out in zip(actions, outs, strict=True):
+        for x, y in zip(cpu_games.step(a), gpu_out, strict=True):
+            assert torch.equal(x, y.cpu())
+
+
+def test_supports():
+    assert all(supports(i) for i in IDS) and supports("MinAtar/Breakout-v0")
+    assert supports("MinAtar/Asterix-v1", dict(sticky_action_prob=0.0, difficulty_ramping=False,
+                                               max_episode_steps=100, use_minimal_action_set=False))
+    assert not supports("MinAtar/Breakout-v1", dict(render_mode="rgb_array"))
+    assert not supports("MinAtar/Breakout-v1", dict(max_episode_steps=0))
+    assert not supports("MinAtar/Breakout-v1", dict(difficulty_ramping=1))
+    assert not supports("MinAtar/Breakout-v2") and not supports("MinAtar/Pong-v1")
+    assert SeedEnvs("MinAtar/Breakout-v1", num_envs=2, env_seeds=[0], device=CPU).batched is not None
+    assert SeedEnvs("MinAtar/Breakout-v1", num_envs=2, env_seeds=[0], device=CPU, fast=False).batched is None
+
+
+@pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "MinAtar/Asterix-v1"])
+def test_training_with_batched_minatar_is_bitwise_the_same(env_id, monkeypatch):
+    cfg = al.TrainConfig(env_id=env_id, algo="ppo", seeds=(0, 1), total_steps=1024, num_envs=4, rollout_steps=128)
+    runs = []
+    for fast in ("0", "1"):
+        monkeypatch.setenv("ACPG_LAB_FAST_ENVS", fast)
+        runs.append(al.train(cfg, progress=False))
+    slow, fast = runs
+    pd.testing.assert_frame_equal(slow.history.drop(columns="time"), fast.history.drop(columns="time"),
+                                  check_exact=True)
+    for (name, x), (_, y) in zip(slow.model.state_dict().items(), fast.model.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
