@@ -7,7 +7,10 @@
   per-seed differences (n - 1 degrees of freedom). The untrained network is the null of every collapse metric.
 - A family of contrasts (one notebook's table): `holm` adjusts the p-values (step-down, controls the
   family-wise error rate); tables show the raw p beside the adjusted one (`contrast_table`).
-- `verdict` turns one contrast into the vocabulary of `REPRODUCTION.md` and names the rule that gave it.
+- `verdict` turns one contrast into the vocabulary of `REPRODUCTION.md` and names the rule that gave it. The
+  multiplicity of a family is applied on both sides (`VERDICT_RULE`): *reproduced* / *contradicted* need the
+  Holm-adjusted p, and *not reproduced* needs the family-level (Bonferroni, `family_interval`) interval to exclude
+  the smallest effect of interest; otherwise the row is *inconclusive (power)*.
 
 - Too few seeds: every test needs at least `MIN_SEEDS` finite values per arm (`enough_seeds`); a table row with
   fewer says so (`unmeasurable`) instead of failing.
@@ -25,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-__all__ = ["welch", "welch_contrast", "paired", "holm", "contrast_table", "verdict", "VERDICT_RULE", "MIN_SEEDS",
+__all__ = ["welch", "welch_contrast", "paired", "holm", "adjust", "family_interval", "contrast_table", "verdict",
+           "VERDICT_RULE", "VERDICT_RULE_VERSION", "MIN_SEEDS",
            "enough_seeds", "unmeasurable", "REFERENCE_SCORES", "normalized", "aggregate", "probability_of_improvement"]
 
 #: the fewest finite values (seeds) per arm a t interval is computed from
@@ -56,7 +60,7 @@ def enough_seeds(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarra
 def unmeasurable(x: pd.Series, y: pd.Series) -> dict[str, float]:
     """The row of a contrast with too few seeds (`enough_seeds` false): NaN statistics beside the means and the
     counts of the values there are."""
-    return dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan, df=np.nan, t=np.nan, p=np.nan,
+    return dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan, df=np.nan, t=np.nan, p=np.nan, se=np.nan,
                 mean_x=x.mean(), mean_y=y.mean(), n_x=int(x.notna().sum()), n_y=int(y.notna().sum()))
 
 
@@ -69,7 +73,7 @@ def _t_result(diff: float, se: float, df: float, confidence: float) -> dict[str,
         p = 2 * st.t.sf(abs(t), df)
     else:  # every seed identical: the difference is exact
         t, p = (np.inf * np.sign(diff), 0.0) if diff != 0 else (0.0, 1.0)
-    return dict(difference=diff, ci_low=diff - q * se, ci_high=diff + q * se, df=df, t=t, p=p)
+    return dict(difference=diff, ci_low=diff - q * se, ci_high=diff + q * se, df=df, t=t, p=p, se=se)
 
 
 def welch(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *,
@@ -137,25 +141,67 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
+#: the version of the verdict rule (`VERDICT_RULE`), recorded per claim in ``results/evidence/plan.toml``:
+#: 1 = multiplicity on the positive side only (an unadjusted 95% interval decided "not reproduced");
+#: 2 = two-sided multiplicity (issue 24): the family-level interval decides "not reproduced"
+VERDICT_RULE_VERSION = 2
+
 #: The rule `verdict` applies, quoted in the notebooks and `REPRODUCTION.md`.
 VERDICT_RULE = (
     "reproduced: Holm-adjusted p < alpha and the difference has the claimed sign; contradicted: Holm-adjusted "
-    "p < alpha and the opposite sign; not reproduced: not significant and the t interval excludes the smallest "
-    "effect of interest in the claimed direction; inconclusive (power): not significant and the interval still "
-    "contains that effect; inconclusive (budget): the arms had not converged at the budget, or one learned less "
-    "than a tenth of the way from a random policy to the task's reference target (decided before the statistics, "
-    "from the learning curves)"
+    "p < alpha and the opposite sign; not reproduced: not significant and the family-level interval (Bonferroni, "
+    "1 - alpha/m for a family of m contrasts) excludes the smallest effect of interest in the claimed direction; "
+    "inconclusive (power): not significant and the family-level interval still contains that effect; "
+    "inconclusive (budget): an arm had not been shown to converge at the budget (its late-training rise not "
+    "excluded), or one learned less than a tenth of the way from a random policy to the task's reference target "
+    "(decided before the statistics, from the learning curves). Where the smallest effect is material (lead-lag "
+    "correlations), a significant estimate smaller than it is neither reproduced nor contradicted: the interval "
+    "test decides"
 )
 
 
+def family_interval(result: Mapping[str, float], family_size: int, *, alpha: float = 0.05) -> tuple[float, float]:
+    """The interval of one contrast at the level of its family: the Bonferroni interval at ``1 - alpha / m`` for a
+    family of ``m = family_size`` contrasts, from the contrast's difference, standard error (``se``) and degrees of
+    freedom (``df``) as `welch` / `paired` / `welch_contrast` give them.
+
+    Why Bonferroni and not an equivalence test at the Holm-adjusted level: the positive verdicts control the
+    family-wise error with Holm, and the negative verdict ("not reproduced": the effect is absent) must control
+    the same error rate, or a family of 100 contrasts reads a few true effects as absent by chance. Holm has no
+    simple dual interval (its step-down level depends on the other rows' p-values); the Bonferroni intervals have
+    simultaneous coverage >= 1 - alpha over the whole family whatever the dependence, so "every 'not reproduced'
+    row of the table excludes its smallest effect" holds at 95% jointly. They are conservative (at most as
+    powerful as a Holm-level TOST), which errs towards "inconclusive (power)", the honest reading at these n.
+    With ``m = 1`` it is the usual 95% interval."""
+    if not int(family_size) >= 1:
+        raise ValueError(f"family_size must be an integer >= 1, got {family_size!r}")
+    diff, se, df = (float(result[k]) for k in ("difference", "se", "df"))
+    if not np.isfinite(diff):
+        return np.nan, np.nan
+    q = float(st.t.ppf(1 - alpha / (2 * int(family_size)), df)) if se > 0 else 0.0
+    return diff - q * se, diff + q * se
+
+
 def verdict(result: Mapping[str, float], *, expected_sign: int, p_adjusted: float | None = None,
-            smallest_effect: float | None = None, alpha: float = 0.05, budget: str = "") -> tuple[str, str]:
+            smallest_effect: float | None = None, alpha: float = 0.05, budget: str = "",
+            family_size: int = 1, material: bool = False) -> tuple[str, str]:
     """(verdict, rule) for one contrast from `welch` or `paired`, oriented so that ``expected_sign`` (+1 or -1) is
     the direction the paper claims. ``smallest_effect`` (> 0, in the metric's units) is the smallest difference
     that would count as the claimed effect; without it a non-significant contrast is "inconclusive (power)".
-    ``budget`` says why the budget cannot decide the contrast (an arm still learning, or one that learned too
-    little; "" when it can): it gives "inconclusive (budget)" with that reason as the rule, whatever the numbers
-    say. The rule text names the test that decided it (see `VERDICT_RULE`)."""
+    ``budget`` says why the budget cannot decide the contrast (an arm not shown to converge, or one that learned
+    too little; "" when it can): it gives "inconclusive (budget)" with that reason as the rule, whatever the numbers
+    say. The rule text names the test that decided it (see `VERDICT_RULE`).
+
+    The rule, two-sided in its multiplicity (version `VERDICT_RULE_VERSION`): a significant row needs the
+    Holm-adjusted p (``p_adjusted``) below ``alpha``; a row reads "not reproduced" only when the *family-level*
+    interval (`family_interval`: Bonferroni at ``1 - alpha / family_size``) excludes the smallest effect in the
+    claimed direction, so that both verdicts control the family-wise error; otherwise it is "inconclusive
+    (power)". ``family_size`` is the number of contrasts in the row's Holm family (1: the row is its own family,
+    and the interval is the 95% one; a result without ``se`` is read at its stored interval). ``material``: the
+    smallest effect also gates the significant side: a significant difference smaller than ``smallest_effect``
+    (a correlation of 0.01 that many samples make significant) is not "reproduced" or "contradicted" but goes to
+    the interval test ("not reproduced" when the family-level interval excludes the smallest effect in the claimed
+    direction)."""
     if expected_sign not in (1, -1):
         raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
     if smallest_effect is not None and not smallest_effect > 0:
@@ -166,23 +212,45 @@ def verdict(result: Mapping[str, float], *, expected_sign: int, p_adjusted: floa
     which = "Holm-adjusted p" if p_adjusted is not None else "p"
     if budget:
         return "inconclusive (budget)", budget
-    if p < alpha:
+    tiny = material and smallest_effect is not None and abs(result["difference"]) < smallest_effect
+    if p < alpha and not tiny:
         sign = np.sign(result["difference"])
         return ("reproduced" if sign == expected_sign else "contradicted"), f"{which} = {p:.3g} < {alpha}"
-    # the end of the interval in the claimed direction
-    far = result["ci_high"] if expected_sign > 0 else result["ci_low"]
+    relation = (f"{which} = {p:.3g} < {alpha} but |difference| {abs(result['difference']):.3g} < {smallest_effect:g}"
+                if p < alpha else f"{which} = {p:.3g} >= {alpha}")
+    if "se" in result and "df" in result:
+        low, high = family_interval(result, family_size, alpha=alpha)
+    elif family_size == 1:
+        low, high = result["ci_low"], result["ci_high"]
+    else:
+        raise ValueError("a family-level interval needs the result's se and df")
+    far = high if expected_sign > 0 else low  # the end of the interval in the claimed direction
+    level = f"the family-level interval (Bonferroni, m = {int(family_size)})" if family_size > 1 else "the interval"
     if smallest_effect is not None and expected_sign * far < smallest_effect:
-        return "not reproduced", (f"{which} = {p:.3g} >= {alpha} and the interval excludes an effect of "
-                                  f"{smallest_effect:g} in the claimed direction")
-    return "inconclusive (power)", f"{which} = {p:.3g} >= {alpha} and the interval is too wide to rule the effect out"
+        return "not reproduced", (f"{relation} and {level} excludes an effect of {smallest_effect:g} in the claimed "
+                                  "direction")
+    return "inconclusive (power)", f"{relation} and {level} is too wide to rule the effect out"
+
+
+def adjust(table: pd.DataFrame, families: Sequence[object] | None = None) -> pd.DataFrame:
+    """``p_holm`` (Holm over each family) and ``family_size`` (the family's contrasts with a p) set on ``table``
+    in place: ``families`` gives each row's family (None: the table is one family). The one place a family is
+    made: `verdict` reads ``family_size`` for the family-level interval."""
+    labels = pd.Series(list(families) if families is not None else [0] * len(table), index=table.index)
+    table["p_holm"], table["family_size"] = np.nan, 0
+    for _, rows in labels.groupby(labels, sort=False):
+        p = table.loc[rows.index, "p"].to_numpy(dtype=float)
+        table.loc[rows.index, "p_holm"] = holm(p)
+        table.loc[rows.index, "family_size"] = int(np.isfinite(p).sum())
+    return table
 
 
 def contrast_table(contrasts: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
-    """One row per named contrast (results of `welch` / `paired`), with ``p_holm`` adjusted over the table:
-    the table is the family."""
+    """One row per named contrast (results of `welch` / `paired`), with ``p_holm`` adjusted over the table and
+    ``family_size`` (`adjust`): the table is the family."""
     table = pd.DataFrame.from_dict({k: dict(v) for k, v in contrasts.items()}, orient="index")
     if len(table):
-        table["p_holm"] = holm(table["p"].to_numpy())
+        adjust(table)
     return table
 
 

@@ -201,13 +201,21 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
     assert len(per_seed) == 2 * 4 * 3 and per_seed.xs("ppo_minatar_breakout")["best"].notna().all()
     align = tables["heads_alignment"]
     assert list(align.index.get_level_values("actions").unique()) == [4, 3]
-    assert len(align) == 2 * (4 + 3) and (align.p_holm >= align.p - 1e-12).all()
+    assert len(align) == 2 * (8 + 3) and (align.p_holm >= align.p - 1e-12).all()
     assert align.xs("tiny_lunar").p.notna().all()  # a random lander takes every action
     assert not align.verdict.str.contains("budget").any()  # alignment is measured against its own null
     etf = per_seed.xs(("tiny_lunar", "etf"))
+    # the null that counts: the untrained network on its own greedy actions (issue 24), not on the trained labels
+    own = heads.own_label_null("tiny_lunar", "etf", [0, 1, 2], tmp_path)
+    assert (own > 0).all()  # an untrained network's features lean towards the rows of the actions it takes
     row = align.loc[("tiny_lunar", 4, "etf: trained - untrained")]
-    assert row["df"] == 2
-    assert row["difference"] == pytest.approx((etf.label_alignment - etf.null_label_alignment).mean())
+    assert row["df"] == 2 and row["labels_y"] == heads.OWN_NULL_LABELS
+    assert row["difference"] == pytest.approx((etf.label_alignment.to_numpy() - own.to_numpy()).mean())
+    circular = align.loc[("tiny_lunar", 4, "etf: trained - untrained on the trained labels (circular)")]
+    assert circular.verdict == "descriptive" and circular.labels_y == heads.CIRCULAR_NULL_LABELS
+    assert circular["difference"] == pytest.approx((etf.label_alignment - etf.null_label_alignment).mean())
+    claimed = align[align.verdict != "descriptive"]
+    assert (claimed.family_size == len(claimed)).all()  # the circular rows are a family of their own
     contrasts = tables["heads_contrasts"]
     descriptive = contrasts.xs("final_entropy", level="outcome")
     assert (descriptive.verdict == "descriptive").all()
@@ -221,7 +229,7 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
     claims = measured[~measured.verdict.isin(["descriptive", "no difference (ceiling)"])]
     for (task, contrast, _), row in claims.iterrows():
         undecided = budget.loc[[(task, arm) for arm in contrast.split(" - ")]]
-        undecided = bool(undecided.too_little.any() or undecided.still_rising.any())
+        undecided = bool(undecided.too_little.any() or (undecided.convergence != "converged").any())
         assert (row.verdict == "inconclusive (budget)") == undecided, (task, contrast, row.verdict)
 
     ex = heads.exploration_tables(tmp_path)
@@ -236,8 +244,8 @@ def test_head_tables_test_theorem_1_and_the_exploration_ablation(monkeypatch, tm
     claimed = table[table.verdict != "descriptive"]
     assert len(claimed) == 16 and (claimed.p_holm >= claimed.p - 1e-12).all()
     budget = ex["exploration_convergence"]
-    assert len(budget) == 3 * 2 and {"still_rising", "learned", "too_little"} <= set(budget.columns)
-    undecided = budget.too_little | budget.still_rising
+    assert len(budget) == 3 * 2 and {"convergence", "rise_high", "learned", "too_little"} <= set(budget.columns)
+    undecided = budget.too_little | (budget.convergence != "converged")
     for (eps, contrast, _), row in claimed.iterrows():
         arms = [(e, a) for e in ({0.0, eps} if "at 0" in contrast else {eps}) for a in ("etf", "linear")]
         assert (row.verdict == "inconclusive (budget)") == bool(undecided.loc[arms].any()), (eps, contrast)
@@ -255,9 +263,33 @@ def test_an_arm_that_learned_too_little_or_still_rises_makes_the_budget_undecide
     assert table.loc[("t", "low"), "learned"] < MIN_LEARNED < table.loc[("t", "high"), "learned"]
     assert table.too_little.to_dict() == {("t", "high"): False, ("t", "low"): True, ("t", "rising"): False}
     assert table.still_rising.to_dict() == {("t", "high"): False, ("t", "low"): False, ("t", "rising"): True}
+    assert table.convergence.to_dict() == {("t", "high"): "converged", ("t", "low"): "converged",
+                                           ("t", "rising"): "still rising"}
     assert _budget_reason(table, [("t", "high")]) == ""
     assert "learned less" in _budget_reason(table, [("t", "high"), ("t", "low")])
     assert "still rising" in _budget_reason(table, [("t", "rising"), ("t", "low")])
+
+
+def test_convergence_needs_the_interval_to_exclude_a_meaningful_rise():
+    """Issue 24: a non-significant rise is not convergence. The meaningful rise is 5% of the reference range per
+    tenth of the budget (Asterix: 0.975); an arm whose rise is not significant but whose interval still holds
+    0.975 is "undecided", and its contrasts wait ("inconclusive (budget)")."""
+    from acpg_lab.evidence.heads import MEANINGFUL_RISE, _budget_reason, budget_table
+
+    rng = np.random.default_rng(4)
+    noise = rng.normal(0, 1, 10)
+    noise = (noise - noise.mean()) / noise.std(ddof=1)  # mean 0, sd 1 exactly
+    rows = [dict(task="t", arm=arm, seed=s, final_train=10.0, plateau_change=mean + sd * noise[s])
+            for arm, mean, sd in (("flat", 0.0, 0.1), ("wide", 0.3, 2.0), ("small_rise", 0.2, 0.05))
+            for s in range(10)]
+    table = budget_table(pd.DataFrame(rows), {"t": "MinAtar/Asterix-v1"})
+    assert table.meaningful_rise.iloc[0] == pytest.approx(MEANINGFUL_RISE * 19.5)
+    # wide: t = 0.3 / (2 / sqrt(10)) = 0.47, not significant, but the upper bound 0.3 + 1.83 * 0.63 = 1.46 > 0.975
+    assert not table.loc[("t", "wide"), "still_rising"]
+    assert table.convergence.to_dict() == {("t", "flat"): "converged", ("t", "wide"): "undecided",
+                                           ("t", "small_rise"): "converged"}  # significant but negligible
+    assert "undecided" in _budget_reason(table, [("t", "flat"), ("t", "wide")])
+    assert _budget_reason(table, [("t", "flat"), ("t", "small_rise")]) == ""
 
 
 def test_a_linear_contrast_of_two_groups_is_welch():
@@ -300,10 +332,11 @@ def test_one_verdict_table_for_every_family():
     from acpg_lab.stats import contrast_table
 
     def rows():
-        return contrast_table({("a", "x"): dict(difference=1.0, ci_low=0.5, ci_high=1.5, p=0.01),
-                               ("a", "y"): dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan),
-                               ("a", "z"): dict(difference=0.0, ci_low=-0.01, ci_high=0.01, p=0.9),
-                               ("a", "w"): dict(difference=0.0, ci_low=-0.01, ci_high=0.01, p=0.9)})
+        return contrast_table({("a", "x"): dict(difference=1.0, ci_low=0.5, ci_high=1.5, p=0.01, se=0.22, df=9),
+                               ("a", "y"): dict(difference=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan,
+                                                se=np.nan, df=np.nan),
+                               ("a", "z"): dict(difference=0.0, ci_low=-0.01, ci_high=0.01, p=0.9, se=0.0045, df=9),
+                               ("a", "w"): dict(difference=0.0, ci_low=-0.01, ci_high=0.01, p=0.9, se=0.0045, df=9)})
 
     claims = {("a", "x"): Claim(1), ("a", "y"): Claim(1), ("a", "z"): Claim(1, smallest_effect("bounded")),
               ("a", "w"): Claim(0)}
@@ -311,6 +344,8 @@ def test_one_verdict_table_for_every_family():
     assert table.index.names == ["k", "m"]
     assert list(table.verdict) == ["reproduced", "not measurable", "not reproduced", "descriptive"]
     assert table.rule.iloc[3] == "no claim" and "0.05" in table.rule.iloc[2]
+    assert (table.family_size == 3).all() and "Bonferroni, m = 3" in table.rule.iloc[2]
+    assert table.ci_high_family.iloc[2] > table.ci_high.iloc[2]  # the family-level interval is the wider one
     with pytest.raises(ValueError, match="rows without a claim"):
         verdict_table(rows(), {("a", "x"): Claim(1)}, names=["k", "m"])
     with pytest.raises(ValueError, match="unknown kind of smallest effect 'huge'"):

@@ -219,3 +219,17 @@ def test_event_triggered_null_keeps_its_level_on_autocorrelated_statistics(late)
           f"against a baseline {np.mean(with_baseline):.3f}")
     assert np.mean(with_baseline) <= 0.11
     assert np.mean(plain) <= 0.11 if not late else np.mean(plain) >= 0.2
+
+
+def test_per_seed_statistic_is_the_tests_statistic_without_its_null():
+    from acpg_lab.leadlag import MIN_CORRELATION, lead_lag_test, per_seed_statistic
+
+    rng = np.random.default_rng(7)
+    series = {}
+    for s in range(4):
+        x = rng.normal(size=120).cumsum()
+        series[s] = (x, np.roll(x, 2) + rng.normal(size=120))
+    stats = per_seed_statistic(series, lags=range(1, 4))
+    test = lead_lag_test(series, lags=range(1, 4), draws=99)
+    np.testing.assert_allclose(stats.to_numpy(), test.per_seed.statistic.to_numpy())
+    assert stats.mean() > MIN_CORRELATION == 0.1

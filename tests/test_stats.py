@@ -79,3 +79,47 @@ def test_compare_final_is_a_welch_family_with_holm():
     np.testing.assert_allclose(table["p_holm"], holm(table["p"].to_numpy()))
     assert np.isnan(table.loc["few", "p"]) and table.loc["few", "value"] == 1.0
     assert list(contrast_table({}).columns) == []
+
+
+def test_not_reproduced_needs_the_family_level_interval():
+    """Issue 24: multiplicity on both sides. A contrast whose 95% interval excludes the smallest effect, but whose
+    Bonferroni interval over its family of 50 does not, is "inconclusive (power)", not "not reproduced"."""
+    from acpg_lab.stats import family_interval
+
+    r = dict(difference=0.0, se=0.02, df=9.0, p=1.0)
+    low95, high95 = family_interval(r, 1)
+    assert high95 == pytest.approx(st.t.ppf(0.975, 9) * 0.02)  # m = 1: the usual 95% interval
+    r95 = dict(r, ci_low=low95, ci_high=high95)
+    assert verdict(r95, expected_sign=1, smallest_effect=0.05)[0] == "not reproduced"  # 0.045 < 0.05
+    low, high = family_interval(r, 50)
+    assert high == pytest.approx(st.t.ppf(1 - 0.05 / 100, 9) * 0.02) and high > 0.05
+    label, rule = verdict(r95, expected_sign=1, p_adjusted=1.0, smallest_effect=0.05, family_size=50)
+    assert label == "inconclusive (power)" and "Bonferroni, m = 50" in rule
+    assert verdict(r95, expected_sign=1, smallest_effect=0.2, family_size=50)[0] == "not reproduced"
+    with pytest.raises(ValueError, match="family_size"):
+        family_interval(r, 0)
+
+
+def test_adjust_makes_families_and_their_sizes():
+    from acpg_lab.stats import adjust
+
+    table = pd.DataFrame(dict(p=[0.01, 0.02, np.nan, 0.04]), index=list("abcd"))
+    adjust(table, ["one", "one", "one", "two"])
+    np.testing.assert_allclose(table.p_holm, [0.02, 0.02, np.nan, 0.04])
+    assert table.family_size.tolist() == [2, 2, 2, 1]
+
+
+def test_a_significant_but_immaterial_effect_is_not_reproduced():
+    """Lead-lag correlations: with a material smallest effect (|r| >= 0.1), a significant r of 0.01 is not
+    "reproduced" (nor "contradicted"): the family-level interval decides."""
+    tiny = dict(difference=0.012, se=0.003, df=15.0, p=0.001)
+    assert verdict(tiny, expected_sign=1, smallest_effect=0.1)[0] == "reproduced"  # not material: size ignored
+    label, rule = verdict(tiny, expected_sign=1, smallest_effect=0.1, material=True, family_size=40)
+    assert label == "not reproduced" and "< 0.1" in rule
+    assert verdict(dict(tiny, difference=-0.012), expected_sign=1, smallest_effect=0.1, material=True)[0] == (
+        "not reproduced")
+    big = dict(difference=0.3, se=0.05, df=15.0, p=0.0001)
+    assert verdict(big, expected_sign=-1, smallest_effect=0.1, material=True)[0] == "contradicted"
+    wide = dict(difference=0.05, se=0.04, df=15.0, p=0.01)
+    assert verdict(wide, expected_sign=1, smallest_effect=0.1, material=True, family_size=40)[0] == (
+        "inconclusive (power)")

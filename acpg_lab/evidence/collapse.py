@@ -21,7 +21,7 @@ from acpg_lab.metric_registry import require
 from acpg_lab.profiles import repository_root
 from acpg_lab.stats import contrast_table, paired, welch
 
-__all__ = ["COLLAPSE_METRICS", "COMPARISONS", "RATIO_METRICS", "LABEL_METRICS", "TABLES", "LABEL_TABLES",
+__all__ = ["QUESTIONS", "COLLAPSE_METRICS", "COMPARISONS", "RATIO_METRICS", "LABEL_METRICS", "TABLES", "LABEL_TABLES",
            "collapse_final", "collapse_tables", "labels_vs_null"]
 
 #: metric -> the sign of (trained - untrained) that collapse predicts
@@ -42,6 +42,12 @@ RATIO_METRICS = require(("nc1", "equinorm_features", "max_angle_features", "max_
 LABEL_METRICS = require(("nc1", "max_angle_features", "self_duality", "ncc_mismatch", "label_alignment"), null=True)
 #: the tables `collapse_tables` builds -> their index columns
 TABLES = {"collapse_vs_null": ["condition", "metric"], "collapse_between": ["condition", "metric", "measure"]}
+#: the question each verdict answers (issue 24): a paired trained - untrained contrast asks whether training moved
+#: the statistic towards collapse, not whether it ends collapsed (the one-hot means' ETF statistics start at
+#: 0.007, already near an ETF, and training moves them away: "contradicted" answers the first question)
+QUESTIONS = {"trained - null": "did training move it towards collapse (trained - untrained, same seed and states)?",
+             "trained": "which condition ends more collapsed (the trained values)?",
+             "moved": "in which condition did training move it further from its untrained value?"}
 #: the table `labels_vs_null` builds -> its index columns
 LABEL_TABLES = {"labels_vs_null": ["env", "labels", "metric"]}
 
@@ -91,7 +97,9 @@ def _vs_null(root: Path | None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], 
     table = contrast_table(rows)
     claims = {key: Claim(COLLAPSE_METRICS[key[1]], _smallest(key[1], "trained - null", row["mean_y"]))
               for key, row in rows.items()}
-    return verdict_table(table, claims, names=TABLES["collapse_vs_null"]), finals, configs
+    table = verdict_table(table, claims, names=TABLES["collapse_vs_null"])
+    table["question"] = QUESTIONS["trained - null"]
+    return table, finals, configs
 
 
 def collapse_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -119,6 +127,8 @@ def collapse_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
                 claims[(name, metric, measure)] = Claim(direction * COLLAPSE_METRICS[metric],
                                                         _smallest(metric, measure, result["mean_y"]))
     between_table = verdict_table(contrast_table(between), claims, names=TABLES["collapse_between"])
+    between_table["question"] = [QUESTIONS["trained" if m == "trained" else "moved"]
+                                 for m in between_table.index.get_level_values("measure")]
     return {"collapse_vs_null": vs_null, "collapse_between": between_table}
 
 

@@ -14,25 +14,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acpg_lab.envs import probe_spaces
+import torch
+
+from acpg_lab import metrics
+from acpg_lab.config import TrainConfig
+from acpg_lab.envs import make_vector_env, probe_spaces
 from acpg_lab.evidence.conditions import EXPLORATION_EPSILONS, HEAD_ARMS, HEAD_TASKS, exploration_condition
-from acpg_lab.evidence.pieces import complete, load_condition
-from acpg_lab.evidence.verdicts import Claim, measured, smallest_effect, verdict_table
+from acpg_lab.evidence.pieces import complete, load_condition, stored_config
+from acpg_lab.evidence.verdicts import RETURN_SHARE, Claim, measured, smallest_effect, verdict_table
 from acpg_lab.stats import (
     REFERENCE_SCORES,
+    adjust,
     aggregate,
     contrast_table,
     enough_seeds,
-    holm,
     normalized,
     paired,
     probability_of_improvement,
     welch,
     welch_contrast,
 )
+from acpg_lab.run import fresh_model
+from acpg_lab.store import with_stored_defaults
 from acpg_lab.summaries import area, final_window, first_reach, window
 
-__all__ = ["complete_tasks", "heads_per_seed", "still_rising", "budget_table", "MIN_LEARNED", "heads_tables",
+__all__ = ["complete_tasks", "heads_per_seed", "still_rising", "convergence", "MEANINGFUL_RISE", "budget_table", "MIN_LEARNED", "heads_tables",
            "alignment_table", "exploration_tables", "HEAD_CONTRASTS", "HEAD_OUTCOMES", "FINAL_FRACTION", "TABLES",
            "EXPLORATION_TABLES"]
 
@@ -99,15 +105,44 @@ HEAD_OUTCOMES = {"area": 1, "final_train": 1, "greedy": 1, "sampled": 1, "update
 
 
 def still_rising(per_seed: pd.DataFrame, by: tuple[str, str] = ("task", "arm")) -> pd.Series:
-    """Per (task, arm): whether the training return was still rising at the end of the budget (the mean over
-    the last 10% of updates above the previous 10%, paired t over seeds, one-sided p < 0.05): such an arm has not
-    converged, and a contrast involving it is "inconclusive (budget)"."""
+    """Per (task, arm): whether the training return rose significantly at the end of the budget (the mean over
+    the last 10% of updates above the previous 10%, paired t over seeds, one-sided p < 0.05). Not the convergence
+    rule (a non-significant rise is no evidence of a plateau): see `convergence`."""
     out = {}
     for key, t in per_seed.groupby(list(by)):
         change = t.plateau_change.to_numpy(dtype=float)
         r = paired(change, np.zeros_like(change)) if enough_seeds(change) else None
         out[key] = bool(r is not None and r["difference"] > 0 and r["p"] / 2 < 0.05)
     return pd.Series(out, name="still_rising")
+
+
+#: a meaningful late rise: `RETURN_SHARE` (5%) of the task's reference range per 10% of the budget, the smallest
+#: effect of interest on returns; the change compared is the final 10% of the run against the 10% before it
+MEANINGFUL_RISE = RETURN_SHARE
+#: the one-sided level of the convergence test (an equivalence bound: a 90% two-sided interval's upper end)
+CONVERGENCE_ALPHA = 0.05
+
+
+def convergence(per_seed: pd.DataFrame, env_id: dict, by: tuple[str, str] = ("task", "arm")) -> pd.DataFrame:
+    """Per (task, arm), convergence decided by equivalence (issue 24): ``rise`` (mean over seeds of the final 10%
+    window's training return minus the previous 10%'s), ``rise_high`` (its one-sided 95% upper bound, paired t
+    over seeds), ``meaningful_rise`` (`MEANINGFUL_RISE` of the reference range, `REFERENCE_SCORES` of
+    ``env_id[key[0]]``) and ``convergence``: "converged" only when ``rise_high`` < ``meaningful_rise`` (the interval
+    excludes a meaningful rise), "still rising" when the rise is significant (one-sided p < 0.05) and not excluded,
+    otherwise "undecided". Only a converged arm lets the budget decide its contrasts."""
+    rows = {}
+    for key, t in per_seed.groupby(list(by)):
+        change = t.plateau_change.to_numpy(dtype=float)
+        low, high = REFERENCE_SCORES[env_id[key[0]]]
+        threshold = MEANINGFUL_RISE * (high - low)
+        if enough_seeds(change):
+            r = paired(change, np.zeros_like(change), confidence=1 - 2 * CONVERGENCE_ALPHA)
+            rise, rise_low, rise_high = r["difference"], r["ci_low"], r["ci_high"]
+        else:
+            rise = rise_low = rise_high = np.nan
+        status = ("converged" if rise_high < threshold else "still rising" if rise_low > 0 else "undecided")
+        rows[key] = dict(rise=rise, rise_high=rise_high, meaningful_rise=threshold, convergence=status)
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 #: an arm whose final training return is below this fraction of the way from a random policy to the reference
@@ -117,11 +152,13 @@ MIN_LEARNED = 0.1
 
 
 def budget_table(per_seed: pd.DataFrame, env_id: dict, by: tuple[str, str] = ("task", "arm")) -> pd.DataFrame:
-    """Per (task, arm) (or ``by``): ``still_rising`` (`still_rising`), ``learned`` (the mean final training
-    return, normalised so that a random policy scores 0 and the reference target 1; ``env_id`` maps the first
-    key to the environment) and ``too_little`` (``learned < MIN_LEARNED``, or NaN). Either makes the arm's contrasts
-    "inconclusive (budget)", decided from the learning curves before any statistic between arms."""
-    table = still_rising(per_seed, by).to_frame()
+    """Per (task, arm) (or ``by``): ``still_rising`` (`still_rising`: a significant late rise), the equivalence
+    columns of `convergence` (``rise``, ``rise_high``, ``meaningful_rise``, ``convergence``), ``learned`` (the mean
+    final training return, normalised so that a random policy scores 0 and the reference target 1; ``env_id``
+    maps the first key to the environment) and ``too_little`` (``learned < MIN_LEARNED``, or NaN). An arm not
+    "converged", or one that learned too little, makes the arm's contrasts "inconclusive (budget)", decided from
+    the learning curves before any statistic between arms."""
+    table = still_rising(per_seed, by).to_frame().join(convergence(per_seed, env_id, by))
     final = per_seed.groupby(list(by)).final_train.mean()
     table["learned"] = [float(normalized(env_id[key[0]], [final[key]])[0]) for key in table.index]
     table["too_little"] = ~(table["learned"] >= MIN_LEARNED)  # no finished episode at the end: nothing learned shows
@@ -131,8 +168,11 @@ def budget_table(per_seed: pd.DataFrame, env_id: dict, by: tuple[str, str] = ("t
 def _budget_reason(budget: pd.DataFrame, keys) -> str:
     """Why the budget cannot decide a contrast between the arms ``keys`` ("" when it can)."""
     rows = budget.loc[list(keys)]
-    if rows.still_rising.any():
+    if (rows.convergence == "still rising").any():
         return "an arm was still rising at the end of the budget"
+    if (rows.convergence != "converged").any():
+        return (f"an arm's convergence is undecided: its late rise's interval does not exclude "
+                f"{MEANINGFUL_RISE:g} of the reference range per tenth of the budget")
     if rows.too_little.any():
         return (f"an arm learned less than {MIN_LEARNED:g} of the way from a random policy to the reference target "
                 "at this budget")
@@ -147,10 +187,7 @@ def _return_scale(env_id: str) -> float:
 
 def _holm_by_claim(table: pd.DataFrame, claims: dict) -> pd.DataFrame:
     """Holm over the claimed rows and, separately, over the descriptive ones (sign 0)."""
-    claimed = np.array([claims[key].sign != 0 for key in table.index])
-    table.loc[claimed, "p_holm"] = holm(table.loc[claimed, "p"].to_numpy())
-    table.loc[~claimed, "p_holm"] = holm(table.loc[~claimed, "p"].to_numpy())
-    return table
+    return adjust(table, ["claims" if claims[key].sign != 0 else "descriptive" for key in table.index])
 
 
 def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -201,17 +238,62 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
         agg.append(table)
     return {"heads_per_seed": per_seed.set_index(["task", "arm", "seed"]), "heads_contrasts": contrasts,
             "heads_aggregate": pd.concat(agg), "heads_convergence": budget.rename_axis(["task", "arm"]),
-            "heads_alignment": alignment_table(per_seed)}
+            "heads_alignment": alignment_table(per_seed, root)}
 
 
-def alignment_table(per_seed: pd.DataFrame) -> pd.DataFrame:
+#: the states the own-label null is scored on: a uniform random policy in `NULL_ENVS` environments for
+#: `NULL_STEPS` steps from reset seed `NULL_STATE_SEED` (an untrained policy is close to uniform; the states of the
+#: trained run's last rollout are not stored)
+NULL_ENVS, NULL_STEPS, NULL_STATE_SEED = 8, 256, 12345
+#: which labels and states each side of an alignment row uses (the ``labels_x`` / ``labels_y`` columns)
+TRAINED_LABELS = "trained network's own greedy actions, on its last diagnosed rollout's states"
+OWN_NULL_LABELS = (f"untrained network's own greedy actions, on {NULL_ENVS * NULL_STEPS} states of a uniform random "
+                   "policy")
+CIRCULAR_NULL_LABELS = "trained network's greedy actions, scored on the untrained network (same states): circular"
+
+
+def _random_states(env_id: str, env_kwargs: dict | None) -> torch.Tensor:
+    """`NULL_ENVS` x `NULL_STEPS` observations of a uniform random policy (seeded: the same states every time)."""
+    env = make_vector_env(env_id, NULL_ENVS, env_kwargs)
+    try:
+        obs, _ = env.reset(seed=NULL_STATE_SEED)
+        rng = np.random.default_rng(NULL_STATE_SEED)
+        states = []
+        for _ in range(NULL_STEPS):
+            states.append(np.asarray(obs, dtype=np.float32))
+            obs, *_ = env.step(rng.integers(0, env.single_action_space.n, NULL_ENVS))
+    finally:
+        env.close()
+    return torch.as_tensor(np.concatenate(states))
+
+
+def own_label_null(task: str, arm: str, seeds: list[int], root: Path | None = None) -> pd.Series:
+    """Theorem 1's null, not circular (issue 24): per seed, the ``label_alignment`` of the seed's *untrained*
+    network (rebuilt from the stored config: the initialisation depends on the seed alone) with its *own* greedy
+    actions as labels, on the states of `_random_states`. NaN where its greedy policy takes fewer than two
+    actions on those states (no class structure to align with)."""
+    config = with_stored_defaults(stored_config("heads", f"{task}/{arm}", root=root))
+    cfg = TrainConfig(**dict(config, seeds=tuple(int(s) for s in seeds), device="cpu"))
+    states = _random_states(cfg.env_id, cfg.env_kwargs)
+    model = fresh_model(cfg)
+    with torch.no_grad():
+        out = model.policy(states[None].expand(len(seeds), *states.shape))
+        values = metrics.action_collapse(out.features, out.logits.argmax(-1), model.actor.head.weight,
+                                         logits=out.logits)["label_alignment"]
+    return pd.Series(np.asarray(values, dtype=float).reshape(-1), index=list(seeds), name="own_null_label_alignment")
+
+
+def alignment_table(per_seed: pd.DataFrame, root: Path | None = None) -> pd.DataFrame:
     """ACPG's Theorem 1 on the RL tasks with at least 3 actions (with 2, any fixed head is an ETF up to scale and
     the test is vacuous): the cosine between a state's centred feature and the head row of the action the
     policy takes there (``label_alignment``, on the states of the last diagnosed rollout; the labels are the
-    policy's own greedy actions, as no optimal action is known), per arm trained against the same seed's
-    untrained network with the same labels (paired), and the ETF arm against each other arm's alignment with
-    its own rows (Welch). Claimed sign +1 throughout; smallest effect 0.05 (a cosine); Holm over the table."""
-    rows = {}
+    policy's own greedy actions, as no optimal action is known). Per arm, trained against the same seed's
+    untrained network scored on *its own* greedy actions (`own_label_null`; paired over the seeds where both are
+    defined): what training added. The ETF arm against each other arm's alignment with its own rows (Welch).
+    Claimed sign +1; smallest effect 0.05 (a cosine); Holm over the claims. The stored null (the untrained
+    network scored on the *trained* policy's labels, near 0 by construction: circular) is kept as a descriptive
+    row per arm in its own family. ``labels_x`` / ``labels_y`` say which labels and states each side uses."""
+    rows, claims, sources = {}, {}, {}
     for task, t in per_seed.groupby("task", sort=False):
         shared = HEAD_TASKS[task][0]
         actions = probe_spaces(shared["env_id"], shared.get("env_kwargs"))[1].n
@@ -219,15 +301,24 @@ def alignment_table(per_seed: pd.DataFrame) -> pd.DataFrame:
             continue
         by_arm = {arm: t[t.arm == arm].sort_values("seed") for arm in HEAD_ARMS}
         for arm, a in by_arm.items():
+            null = own_label_null(task, arm, a.seed.tolist(), root).to_numpy()
             key = (task, actions, f"{arm}: trained - untrained")
-            rows[key] = measured(paired, a.label_alignment, a.null_label_alignment)
+            rows[key], claims[key] = measured(paired, a.label_alignment, pd.Series(null, index=a.index)), Claim(1, smallest_effect(
+                "bounded"))
+            sources[key] = (TRAINED_LABELS, OWN_NULL_LABELS)
+            key = (task, actions, f"{arm}: trained - untrained on the trained labels (circular)")
+            rows[key], claims[key] = measured(paired, a.label_alignment, a.null_label_alignment), Claim(0)
+            sources[key] = (TRAINED_LABELS, CIRCULAR_NULL_LABELS)
         for other in ("linear", "linear_scaled", "random"):
-            rows[(task, actions, f"etf - {other}")] = measured(welch, by_arm["etf"].label_alignment,
-                                                                by_arm[other].label_alignment)
+            key = (task, actions, f"etf - {other}")
+            rows[key] = measured(welch, by_arm["etf"].label_alignment, by_arm[other].label_alignment)
+            claims[key], sources[key] = Claim(1, smallest_effect("bounded")), (TRAINED_LABELS, TRAINED_LABELS)
     if not rows:
         return pd.DataFrame()
-    claims = dict.fromkeys(rows, Claim(1, smallest_effect("bounded")))
-    return verdict_table(_holm_by_claim(contrast_table(rows), claims), claims, names=TABLES["heads_alignment"])
+    table = verdict_table(_holm_by_claim(contrast_table(rows), claims), claims, names=TABLES["heads_alignment"])
+    table["labels_x"] = [sources[key][0] for key in rows]
+    table["labels_y"] = [sources[key][1] for key in rows]
+    return table
 
 
 #: outcome -> claimed sign of the ETF's gain with exploration (the paper reports the best score)

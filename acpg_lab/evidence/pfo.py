@@ -15,8 +15,10 @@ same updates; the probe at the initial snapshot).
   slopes: no update and no seed is pooled. The claimed sign is the paper's: more epochs degrade, PFO counters.
 - ``pfo_vs_null``: trained minus untrained per condition (rank below the null = rank collapse).
 - ``pfo_contrasts``: PFO against none at each epoch count, the ETF head against a learnable one (both without a
-  bias) with and without PFO and their interaction, and a shared trunk; two Holm families (``family``): notebook
-  03's PFO and trunk contrasts, notebook 04's ETF-head contrasts.
+  bias) with and without PFO and their interaction, and a shared trunk; one Holm family over the table
+  (``p_holm``, the family the table had when its cells were trained). ``p_holm_split`` is Holm within two families
+  (``family``: notebook 03's PFO and trunk contrasts, notebook 04's ETF-head contrasts), a split made after all
+  the cells were stored: *exploratory* (issue 24), shown beside the primary adjustment, never used by a verdict.
 - ``pfo_events``: collapse events per seed (`acpg_lab.leadlag.collapse_events`, defined once: `EVENTS`).
 - ``pfo_lead_lag``: the order of events within seeds (`acpg_lab.experiments.lead_lag_table`).
 
@@ -32,11 +34,11 @@ import pandas as pd
 
 from acpg_lab.evidence.conditions import EXPERIMENTS, PFO_BETAS, PFO_SETTINGS
 from acpg_lab.evidence.pieces import complete, load_condition, load_probes, stored_config
-from acpg_lab.evidence.verdicts import Claim, smallest_effect, verdict_table
+from acpg_lab.evidence.verdicts import TOO_FEW_SEEDS, Claim, smallest_effect, verdict_table
 from acpg_lab.experiments import lead_lag_table
-from acpg_lab.leadlag import collapse_events, event_counts
+from acpg_lab.leadlag import MIN_CORRELATION, collapse_events, diagnosed_series, event_counts, per_seed_statistic
 from acpg_lab.metric_registry import require
-from acpg_lab.stats import contrast_table, enough_seeds, holm, paired
+from acpg_lab.stats import contrast_table, enough_seeds, family_interval, holm, paired, verdict
 from acpg_lab.summaries import final_window
 
 __all__ = ["EVENTS", "STRESS_SIGN", "TABLES", "factors", "pfo_per_seed", "pfo_tables"]
@@ -267,11 +269,12 @@ def contrasts_table(per_seed: pd.DataFrame, cells: dict[str, dict]) -> pd.DataFr
             if (result := _paired((v[0] - v[1]) - (v[2] - v[3]), np.zeros(len(v[0])))) is None:
                 continue
             rows[key], family[key], claims[key] = result, FAMILY_04, Claim(0)
-    table = contrast_table(rows)
-    if len(table):  # two Holm families
+    table = contrast_table(rows)  # one Holm family over the table: the family declared before the data
+    if len(table):  # the split into notebook 03's and 04's families came after the data: exploratory, beside it
         table["family"] = [family[key] for key in table.index]
+        table["p_holm_split"] = np.nan
         for _, group in table.groupby("family"):
-            table.loc[group.index, "p_holm"] = holm(group["p"].to_numpy())
+            table.loc[group.index, "p_holm_split"] = holm(group["p"].to_numpy())
     return verdict_table(table, claims, names=TABLES["pfo_contrasts"], descriptive=DESCRIPTIVE)
 
 
@@ -295,16 +298,45 @@ LEAD_LAG_METRICS = require(("ratio_below_mean", "frac_outside", "kl_old_new", "a
                             "actor_preactivation_norm", "actor_approx_rank", "actor_srank"))
 
 
+def _lead_interval(history: pd.DataFrame, metric: str, target: str, max_lag: int) -> dict:
+    """The leads statistic's t interval over seeds (`acpg_lab.leadlag.per_seed_statistic`, paired against 0)."""
+    series = diagnosed_series(history, list(dict.fromkeys([metric, target])))
+    pairs = {s: (g[metric].to_numpy(), g[target].to_numpy()) for s, g in series.groupby("seed")}
+    values = per_seed_statistic(pairs, lags=range(1, max_lag + 1)).to_numpy()
+    return paired(values, np.zeros_like(values)) if enough_seeds(values) else {}
+
+
 def lead_lag(root: Path | None, cells: dict[str, dict]) -> pd.DataFrame:
+    """``pfo_lead_lag`` (`acpg_lab.experiments.lead_lag_table`), with a verdict on each ``leads`` row: the claim is
+    that a statistic's degradation (its `STRESS_SIGN` direction) comes before the return falls (sign
+    ``-STRESS_SIGN``), or, against the trust region, before ``frac_outside`` rises (sign ``STRESS_SIGN``); the
+    p is the shift test's Holm-adjusted ``leads_p_holm`` (the table's family: every p of the table), the interval
+    the t interval of the per-seed statistics over seeds (``leads_ci_low`` / ``leads_ci_high``, and the
+    family-level ``leads_ci_low_family`` / ``leads_ci_high_family``: Bonferroni over the table's p-values), the
+    smallest effect `acpg_lab.leadlag.MIN_CORRELATION`, *material*: a significant correlation below it is not
+    reproduced (`acpg_lab.stats.verdict`). The ``follows`` and ``before_events`` columns have no claim."""
     histories = {name: _load(name, root)[0] for name in LEAD_LAG_CELLS if name in cells}
     if not histories:
         return pd.DataFrame()
+    max_lag = 5
     # 9999 draws: p no finer than 1e-4, so that a p at the floor can survive Holm over the table's ~40 tests
-    to_return = lead_lag_table(histories, LEAD_LAG_METRICS, max_lag=5, draws=9999, **EVENTS)
-    to_trust = lead_lag_table(histories, LEAD_LAG_METRICS[3:], target="frac_outside", max_lag=5, draws=9999,
+    to_return = lead_lag_table(histories, LEAD_LAG_METRICS, max_lag=max_lag, draws=9999, **EVENTS)
+    to_trust = lead_lag_table(histories, LEAD_LAG_METRICS[3:], target="frac_outside", max_lag=max_lag, draws=9999,
                               **EVENTS)
     table = pd.concat({"episode_return": to_return, "frac_outside": to_trust}, names=["against"])
-    return table
+    family = int(np.isfinite(table[["before_events_p", "leads_p", "follows_p"]].to_numpy(dtype=float)).sum())
+    out = []
+    for (against, condition, metric), row in table.iterrows():
+        r = _lead_interval(histories[condition], metric, against, max_lag)
+        sign = -STRESS_SIGN[metric] if against == "episode_return" else STRESS_SIGN[metric]
+        low, high = family_interval(r, family) if r else (np.nan, np.nan)
+        label, rule = (verdict(r, expected_sign=sign,
+                               p_adjusted=row["leads_p_holm"], smallest_effect=MIN_CORRELATION,
+                               family_size=family, material=True) if r else ("not measurable", TOO_FEW_SEEDS))
+        out.append(dict(claimed_sign=sign, leads_ci_low=r.get("ci_low", np.nan), leads_ci_high=r.get("ci_high", np.nan),
+                        leads_ci_low_family=low, leads_ci_high_family=high, smallest=MIN_CORRELATION,
+                        family_size=family, verdict=label, rule=rule))
+    return pd.concat([table, pd.DataFrame(out, index=table.index)], axis=1)
 
 
 def pfo_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:

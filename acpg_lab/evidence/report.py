@@ -26,10 +26,12 @@ from acpg_lab.evidence.heads import TABLES as HEADS_TABLES
 from acpg_lab.evidence.pfo import TABLES as PFO_TABLES
 from acpg_lab.evidence.pfo import pfo_tables
 from acpg_lab.evidence.pieces import PIECE, evidence_dir
+from acpg_lab.evidence.plan import PLAN_TABLES, mark_tables, plan_tables
 from acpg_lab.profiles import repository_root
 from acpg_lab.stats import VERDICT_RULE
 
-__all__ = ["Builder", "BUILDERS", "TABLE_INDEX", "compute_time", "unmatched_numbers", "report", "stored_table"]
+__all__ = ["Builder", "BUILDERS", "TABLE_INDEX", "compute_time", "unmatched_numbers", "report", "stored_table",
+           "verdict_changes"]
 
 
 def compute_time(root: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -69,8 +71,8 @@ BUILDERS = (Builder("labels", labels_vs_null, LABEL_TABLES),
             Builder("heads", heads_tables, HEADS_TABLES, partial=True),
             Builder("exploration", exploration_tables, EXPLORATION_TABLES, partial=True),
             Builder("pfo", pfo_tables, PFO_TABLES, partial=True))
-#: index columns of each stored table
-TABLE_INDEX = {name: index for builder in BUILDERS for name, index in builder.tables.items()}
+#: index columns of each stored table (the plan's tables are built from the others, last: `_tables`)
+TABLE_INDEX = {name: index for builder in BUILDERS for name, index in builder.tables.items()} | PLAN_TABLES
 
 
 def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
@@ -90,7 +92,10 @@ def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
         if unknown:
             raise ValueError(f"{builder.family} built tables it does not declare: {unknown}")
         tables |= built
-    return tables
+    # the plan (results/evidence/plan.toml): which entry governs each verdict and whether it was decided before
+    # the data; the power each claimed row had
+    tables = mark_tables(tables)
+    return tables | plan_tables(tables)
 
 
 #: constants of the verdict rule that the rows quote (alpha, the factor on log scales)
@@ -170,3 +175,44 @@ def stored_table(name: str, *, root: str | Path | None = None) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} is not stored yet: run `python -m acpg_lab.evidence report`")
     return pd.read_csv(path, index_col=TABLE_INDEX[name])
+
+
+def _why(table: str, before: str, after: str, rule: str) -> str:
+    """Which change of issue 24 moved a verdict from ``before`` to ``after`` (``rule``: the new row's rule)."""
+    if table == "pfo_lead_lag":
+        return "lead-lag smallest effect |r| >= 0.1 (material), with the family-level interval: " + rule
+    if "inconclusive (budget)" in (before, after):
+        return "convergence decided by equivalence (late rise's interval against 5% of the range per tenth): " + (
+            rule if after == "inconclusive (budget)" else "every arm now shown converged; " + rule)
+    if before == "not reproduced" and after == "inconclusive (power)":
+        return "two-sided multiplicity (family-level Bonferroni interval): " + rule
+    if table == "pfo_contrasts":
+        return "one Holm family over pfo_contrasts (the split came after the data): " + rule
+    return rule
+
+
+def verdict_changes(before: str | Path, after: str | Path | None = None, *,
+                    lead_lag_before: str = "partially reproduced (REPRODUCTION.md; the table had no verdict)"
+                    ) -> pd.DataFrame:
+    """Every verdict that moved between the tables in the directory ``before`` and those in ``after`` (default:
+    the stored tables): table, row key, before, after, why. Rows present on one side only are listed with
+    "(no row)". ``pfo_lead_lag`` had no verdict column before issue 24: its rows' "before" is
+    ``lead_lag_before``."""
+    after = Path(after) if after is not None else evidence_dir() / "tables"
+    rows = []
+    for name, index in TABLE_INDEX.items():
+        new_path, old_path = after / f"{name}.csv", Path(before) / f"{name}.csv"
+        if not new_path.exists():
+            continue
+        new = pd.read_csv(new_path, index_col=index)
+        if "verdict" not in new or "rule" not in new:  # plan_power repeats the verdicts
+            continue
+        old = pd.read_csv(old_path, index_col=index) if old_path.exists() else pd.DataFrame(index=new.index)
+        old_verdict = old["verdict"] if "verdict" in old else pd.Series(lead_lag_before, index=old.index)
+        for key in new.index.union(old.index, sort=False):
+            b = old_verdict.get(key, "(no row)") if key in old.index else "(no row)"
+            a, rule = (new.loc[key, "verdict"], new.loc[key, "rule"]) if key in new.index else ("(no row)", "")
+            if b != a:
+                rows.append(dict(table=name, row=" | ".join(map(str, key if isinstance(key, tuple) else (key,))),
+                                 before=b, after=a, why=_why(name, b, a, rule)))
+    return pd.DataFrame(rows, columns=["table", "row", "before", "after", "why"])

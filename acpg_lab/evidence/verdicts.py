@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from acpg_lab.stats import enough_seeds, paired, unmeasurable, verdict
+from acpg_lab.stats import enough_seeds, family_interval, paired, unmeasurable, verdict
 
 __all__ = ["Claim", "verdict_table", "smallest_effect", "measured", "LOG_FACTOR", "BOUNDED_STEP", "RETURN_SHARE",
            "TOO_FEW_SEEDS"]
@@ -72,20 +72,27 @@ def _row_verdict(row: pd.Series, claim: Claim, descriptive: str) -> tuple[str, s
     if claim.ceiling:
         return "no difference (ceiling)", "every seed of both arms at the same value"
     return verdict(row, expected_sign=claim.sign, p_adjusted=row["p_holm"], smallest_effect=claim.smallest,
-                   budget=claim.budget)
+                   budget=claim.budget, family_size=int(row["family_size"]))
 
 
 def verdict_table(table: pd.DataFrame, claims: Mapping[tuple, Claim], *, names: list[str],
                   descriptive: str = "reported beside the claims, no claim") -> pd.DataFrame:
-    """``table`` (rows keyed by tuples, with ``p`` and ``p_holm``) indexed by ``names``, with ``verdict`` and
-    ``rule`` columns from each row's `Claim` in ``claims``; ``descriptive`` is the rule of the rows without a claim.
-    An empty table is returned as it is."""
+    """``table`` (rows keyed by tuples, with ``p``, ``p_holm`` and ``family_size`` from `acpg_lab.stats.adjust`)
+    indexed by ``names``, with the family-level interval (``ci_low_family``, ``ci_high_family``:
+    `acpg_lab.stats.family_interval`), the ``smallest`` effect of interest, and ``verdict`` and ``rule`` columns
+    from each row's `Claim` in ``claims``; ``descriptive`` is the rule of the rows without a claim. An empty table
+    is returned as it is."""
     if not len(table):
         return table
     table.index = pd.MultiIndex.from_tuples(list(table.index), names=names)
     missing = [key for key in table.index if key not in claims]
     if missing:
         raise ValueError(f"rows without a claim: {missing[:3]}")
+    bounds = [family_interval(row, max(int(row["family_size"]), 1)) if "se" in row else (np.nan, np.nan)
+              for _, row in table.iterrows()]
+    table["ci_low_family"], table["ci_high_family"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    table["smallest"] = [np.nan if claims[key].smallest is None or claims[key].sign == 0 else claims[key].smallest
+                         for key in table.index]
     out = [_row_verdict(row, claims[key], descriptive) for key, row in table.iterrows()]
     table["verdict"], table["rule"] = [v for v, _ in out], [r for _, r in out]
     return table
