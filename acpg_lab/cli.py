@@ -138,6 +138,10 @@ def kernel_display_name() -> str:
 def _kernel(args: argparse.Namespace) -> int:
     from ipykernel.kernelspec import install
 
+    if args.prefix is not None:  # the kernel spec goes to PREFIX/share/jupyter/kernels
+        from acpg_lab.paths import check_output_dir
+
+        check_output_dir(args.prefix, what="--prefix")
     path = install(user=args.prefix is None, prefix=args.prefix, kernel_name=KERNEL_NAME,
                    display_name=kernel_display_name())
     print(f"kernel {kernel_display_name()!r} (name {KERNEL_NAME}) registered in {path}; it runs {sys.executable}")

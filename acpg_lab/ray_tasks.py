@@ -20,7 +20,8 @@ from typing import Any
 from acpg_lab.checks import check_int
 from acpg_lab.entry import require_extra
 
-__all__ = ["connect", "run_tasks", "check_address", "probe_address", "Interrupted", "HANDSHAKE_SECONDS"]
+__all__ = ["connect", "run_tasks", "check_address", "probe_address", "Interrupted", "interrupt_on_signals",
+           "HANDSHAKE_SECONDS"]
 
 #: How long a Ray cluster at ``--address`` has to answer a real request (its GCS's cluster id) before the address
 #: is refused: a healthy head answers in well under a second; whatever else listens there never does.
@@ -97,7 +98,7 @@ def connect(address: str | None, num_cpus: int | None) -> None:
 
 
 @contextlib.contextmanager
-def _interrupt_on_signals() -> Iterator[list[int]]:
+def interrupt_on_signals() -> Iterator[list[int]]:
     """SIGINT and SIGTERM raise `Interrupted` in the main thread while the block runs (Ray's driver turns SIGTERM
     into an exit without clean-up); the previous handlers are restored after. Yields the list of the signals
     received (Ray's wait may turn the exception into a plain KeyboardInterrupt, which loses which signal it was)."""
@@ -142,7 +143,7 @@ def run_tasks(function: Callable[..., Any], calls: Mapping[str, Sequence[Any]], 
     started_here = not ray.is_initialized()
     connect(address, num_cpus)
     results, failed, refs = {}, [], {}
-    with _interrupt_on_signals() as received:
+    with interrupt_on_signals() as received:
         try:
             remote = ray.remote(num_cpus=task_cpus, num_gpus=task_gpus, max_retries=max_retries)(function)
             refs = {remote.remote(*args): label for label, args in calls.items()}

@@ -8,6 +8,7 @@ Each case asserts the exact error text and that nothing was written, trained or 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -114,7 +115,8 @@ class TestOutputPaths:
         (tmp_path / "figures").write_text("")
         with pytest.raises(ValueError) as err:
             check_output_dir(tmp_path, what="output directory", subdirs=["figures"])
-        assert str(err.value) == f"output directory {tmp_path} holds a file figures where a directory goes; move it away"
+        assert str(err.value) == (f"output directory {tmp_path} holds a file figures where a directory goes; move "
+                                  "it away")
 
     def test_book_out_under_a_file_fails_before_any_notebook(self, tmp_path, blocker, no_notebooks, capsys,
                                                               clean_env):
@@ -352,8 +354,8 @@ class TestNumericArguments:
     @pytest.mark.parametrize(("scheme", "seed", "message"), [
         ("derived", 2**63, f"seeds must be <= {2**63 - 1} under the 'derived' seed scheme (they are stored as "
                            f"int64), got {2**63}"),
-        ("legacy", 2**60, f"seeds must be <= {(2**63 - 3 - 2 * (2**32 - 1)) // 7919} under the 'legacy' seed scheme (they are stored as "
-                          f"int64), got {2**60}"),
+        ("legacy", 2**60, f"seeds must be <= {(2**63 - 3 - 2 * (2**32 - 1)) // 7919} under the 'legacy' seed "
+                          f"scheme (they are stored as int64), got {2**60}"),
         ("derived", True, "seeds (each of (True,)) must be a non-negative integer, got True"),
     ])
     def test_train_config_refuses_seeds_out_of_the_schemes_range(self, scheme, seed, message):
@@ -416,7 +418,7 @@ class TestNumericArguments:
 
     @pytest.mark.parametrize(("kwargs", "message"), [
         (dict(seed=2**32), f"seed must be <= 4293966 (SB3 seeds numpy's 32-bit generators from it), got {2**32}"),
-        (dict(total_steps=True), "total_steps must be an integer >= 1, got True"),
+        (dict(total_steps=True), "total_steps must be a non-negative integer, got True"),
         (dict(episodes=0), "episodes must be an integer >= 1, got 0"),
         (dict(num_threads=0), "num_threads (or None) must be an integer >= 1, got 0"),
     ])
@@ -587,3 +589,36 @@ class TestSweepsThatCannotHang:
         for run in finished:  # each finished run still loads
             assert len(pd.read_parquet(run / "history.parquet")) > 0
         print(f"{signal.Signals(signum).name}: {seconds:.1f} s from the signal to the exit, {len(finished)} of 4 kept")
+
+    @pytest.mark.slow
+    def test_sigterm_stops_a_local_evidence_run_with_one_line(self, tmp_path):
+        """The local process path (no Ray): SIGTERM mid-training ends the command with one line and 143, the
+        pieces stored before it intact (each piece is written whole, so none is half there)."""
+        from acpg_lab.evidence.pieces import PIECE
+        from acpg_lab.store import is_finished
+
+        root = tmp_path / "ev"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ACPG_LAB_")} | {"OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "acpg_lab.evidence", "run", "collapse", "--only",
+                                 "onehot/balanced", "--root", str(root)], cwd=ROOT, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while not (root.exists() and any(root.rglob("*"))) and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.2)
+            time.sleep(1.0)  # inside the training loop
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+            seconds = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 143, err
+        assert err.strip().splitlines()[-1] == ("python -m acpg_lab.evidence: stopped by SIGTERM: the pieces stored "
+                                                "so far are kept; rerun the same command to continue"), err
+        assert seconds < 15, f"{seconds:.1f} s from the signal to the exit"
+        for piece in (p for p in root.rglob("seeds_*") if p.is_dir() and is_finished(p, kind="piece")):
+            assert json.loads((piece / PIECE).read_text())  # a stored piece is whole
+        print(f"evidence SIGTERM: {seconds:.1f} s from the signal to the exit")

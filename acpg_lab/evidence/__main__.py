@@ -10,6 +10,7 @@ or recompute every table from the stored pieces.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -20,7 +21,7 @@ from acpg_lab.evidence.conditions import EXPERIMENTS
 from acpg_lab.evidence.pieces import evidence_dir, run_experiment
 from acpg_lab.evidence.report import report
 from acpg_lab.paths import check_output_dir
-from acpg_lab.ray_tasks import Interrupted, check_address
+from acpg_lab.ray_tasks import Interrupted, check_address, interrupt_on_signals
 
 __all__ = ["main"]
 
@@ -52,17 +53,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_address(args.address)
         if args.command == "run":  # every piece is written under --root: checked before any training
             check_output_dir(evidence_dir(args.root), what="evidence directory --root")
-            run_experiment(args.experiment, root=args.root, only=args.only, ray=args.ray, address=args.address,
-                           num_cpus=args.num_cpus)
+            with contextlib.nullcontext() if args.ray else interrupt_on_signals():  # Ray's path has its own
+                run_experiment(args.experiment, root=args.root, only=args.only, ray=args.ray, address=args.address,
+                               num_cpus=args.num_cpus)
             return 0
         if not args.check:  # the tables are written to --root/tables
             check_output_dir(evidence_dir(args.root) / "tables", what="tables directory")
         return report(root=args.root, check=args.check)
     except (ValueError, MissingExtra) as err:  # a usage error (no matching --only, bad --num-cpus, ...): one line
         return fail(parser.prog, err)
-    except Interrupted as stop:
-        print(f"{parser.prog}: stopped by {stop}: {stop.finished} of {stop.total} pieces finished and kept; rerun "
-              "the same command to continue", file=sys.stderr)
+    except Interrupted as stop:  # SIGINT or SIGTERM: the pieces stored so far are kept (each is written whole)
+        done = f"{stop.finished} of {stop.total} pieces of this call finished and kept" if stop.total else \
+            "the pieces stored so far are kept"
+        print(f"{parser.prog}: stopped by {stop}: {done}; rerun the same command to continue", file=sys.stderr)
         return stop.exit_code
 
 

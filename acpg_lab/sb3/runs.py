@@ -118,7 +118,7 @@ def train_and_evaluate(env_id: str, *, policy: str = "etf", algo: str = "ppo", s
         raise ValueError(f"algo must be one of {sorted(_ALGOS)}, got {algo!r}")
     if check_int("seed", seed, 0) > MAX_SEED:
         raise ValueError(f"seed must be <= {MAX_SEED} (SB3 seeds numpy's 32-bit generators from it), got {seed!r}")
-    check_int("total_steps", total_steps, 1)
+    check_int("total_steps", total_steps, 0)  # 0: the untrained model, evaluated (the null)
     check_int("episodes", episodes, 1)
     check_int("diagnostics_every", diagnostics_every, 0)
     if num_threads is not None:
