@@ -151,7 +151,7 @@ class TestOneWriter:
     def test_second_training_process_fails_naming_the_holder_and_the_first_run_is_intact(self, tmp_path,
                                                                                            monkeypatch):
         cfg = _cfg(checkpoint_every=1, total_steps=512)
-        first = _child("train", tmp_path / "run", cfg.to_dict())
+        first = _child("train", tmp_path / "run", cfg.to_dict(), SLOW="0.15")
         try:
             _wait(lambda: _locked_by(tmp_path / "run", first.pid), first, "the first writer took the lock")
             started = lock.holder(tmp_path / "run")["started"]
@@ -503,7 +503,7 @@ class TestKilled:
         shutil.copytree(saved[0], tmp_path / "done")  # an earlier finished run beside it
         done = _tree(tmp_path / "done")
         cfg = _cfg(checkpoint_every=1, total_steps=512)
-        child = _child("train", tmp_path / "run", cfg.to_dict())
+        child = _child("train", tmp_path / "run", cfg.to_dict(), SLOW="0.15")
         try:
             _wait(lambda: _checkpoint_update(tmp_path / "run") >= 2, child, "checkpoint 2")
         finally:
@@ -524,7 +524,7 @@ class TestKilled:
                 "grid": {"head": ["linear", "etf", "random"]}, "resources": {"num_cpus": 1}}
         out = tmp_path / "sweep"
         runs = [out / "runs" / t.name for t in sweep.parse_spec(spec).tasks()]
-        driver = _child("sweep", out, spec, SLOW="0.15")
+        driver = _child("sweep", out, spec, SLOW="0.1")
         try:
             _wait(lambda: (runs[0] / "history.parquet").exists() and _checkpoint_update(runs[1]) >= 1, driver,
                   "one finished task and one mid-way")
