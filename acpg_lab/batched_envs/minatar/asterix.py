@@ -11,9 +11,9 @@ Each step, in this order:
 * an object on the player's cell: gold is collected (+1, removed), an enemy ends the episode (the step goes on);
 * if the move timer is 0 (it restarts at the move interval), every object moves one column (leaving the screen
   removes it), and the same collision check is made;
-* both timers count down; with difficulty ramping, once the spawn interval (from 10) or the move interval (from 5)
-  is still above 1, a ramp timer counts 100 steps then every 101st step lowers the spawn interval by one and, every
-  second time, the move interval too.
+* both timers count down. With difficulty ramping, while the spawn interval (from 10) or the move interval (from
+  5) is above 1, a ramp timer counts down from 100; on the step after it has gone below 0 the spawn interval
+  drops by one (to at least 1), every second time the move interval too, and the ramp timer restarts at 100.
 
 Observation channels: player, enemy, trail (the cell an object came from), gold. The lanes are a loop-free
 ``[N, 8]`` set of tensors (alive, column, moving right, gold).

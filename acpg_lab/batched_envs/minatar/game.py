@@ -105,14 +105,15 @@ class VectorGames:
 
     def get_state(self) -> dict:
         return {"last_action": self.last_action.cpu().clone(), "steps": self.steps.cpu().clone(),
-                "prev_done": self.prev_done.cpu().clone(), "game": {k: v.cpu() for k, v in self.game.get_state().items()},
-                "streams": self.game.streams.get_state()}
+                "prev_done": self.prev_done.cpu().clone(), "streams": self.game.streams.get_state(),
+                "game": {k: v.cpu() for k, v in self.game.get_state().items()}}
 
     def set_state(self, state: dict) -> None:
         for key in ("last_action", "steps", "prev_done"):
             current, value = getattr(self, key), torch.as_tensor(state[key])
             if value.shape != current.shape:
-                raise ValueError(f"{key} of shape {tuple(value.shape)} does not fit these games' {tuple(current.shape)}")
+                raise ValueError(f"{key} of shape {tuple(value.shape)} does not fit these games' "
+                                 f"{tuple(current.shape)}")
             setattr(self, key, value.to(current.device, current.dtype).clone())
         self.game.set_state(state["game"])
         self.game.streams.set_state(state["streams"])
