@@ -36,8 +36,10 @@ _ANSWERED: set[str] = set()  #: addresses whose Ray answered `probe_address` in 
 _HINT = "start one with `ray start --head --port=6379` and pass its address HOST:6379"
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped a batch of Ray tasks: the running ones were cancelled, finished ones are kept."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped a command (`interrupt_on_signals`): a batch of Ray tasks (the running ones
+    cancelled, finished ones kept) or the local training loop. Not a KeyboardInterrupt, on purpose: `acpg_lab.train`
+    turns a KeyboardInterrupt into a partial run, which a caller would then store as if it had finished."""
 
     def __init__(self, signum: int, finished: int = 0, total: int = 0) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -98,10 +100,12 @@ def connect(address: str | None, num_cpus: int | None) -> None:
 
 
 @contextlib.contextmanager
-def interrupt_on_signals() -> Iterator[list[int]]:
+def interrupt_on_signals(*, ray_wait: bool = False) -> Iterator[list[int]]:
     """SIGINT and SIGTERM raise `Interrupted` in the main thread while the block runs (Ray's driver turns SIGTERM
-    into an exit without clean-up); the previous handlers are restored after. Yields the list of the signals
-    received (Ray's wait may turn the exception into a plain KeyboardInterrupt, which loses which signal it was)."""
+    into an exit without clean-up, Python's default kills without a word); the previous handlers are restored
+    after. Yields the list of the signals received. With ``ray_wait`` the handler raises a plain KeyboardInterrupt
+    instead, the one exception Ray's blocking calls let through (any other becomes a SystemError), and the caller
+    turns it into `Interrupted` with the recorded signal."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -109,6 +113,8 @@ def interrupt_on_signals() -> Iterator[list[int]]:
 
     def handler(signum: int, frame: Any) -> None:
         received.append(signum)
+        if ray_wait:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
         raise Interrupted(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -143,7 +149,7 @@ def run_tasks(function: Callable[..., Any], calls: Mapping[str, Sequence[Any]], 
     started_here = not ray.is_initialized()
     connect(address, num_cpus)
     results, failed, refs = {}, [], {}
-    with interrupt_on_signals() as received:
+    with interrupt_on_signals(ray_wait=True) as received:
         try:
             remote = ray.remote(num_cpus=task_cpus, num_gpus=task_gpus, max_retries=max_retries)(function)
             refs = {remote.remote(*args): label for label, args in calls.items()}
@@ -159,7 +165,7 @@ def run_tasks(function: Callable[..., Any], calls: Mapping[str, Sequence[Any]], 
                             cause = getattr(err, "cause", None) or err  # a RayTaskError wraps the task's exception
                             failed.append(f"{label}: {type(cause).__name__}: {cause}")
                         bar.update()
-        except KeyboardInterrupt as stop:  # SIGINT or SIGTERM: cancel what runs, keep what finished
+        except (KeyboardInterrupt, Interrupted) as stop:  # SIGINT or SIGTERM: cancel what runs, keep what finished
             signum = stop.signum if isinstance(stop, Interrupted) else (received or [signal.SIGINT])[-1]
             for ref in list(refs):
                 with contextlib.suppress(Exception):
