@@ -29,6 +29,7 @@ ENVIRONMENT = {
     "ACPG_LAB_OUTPUT_ROOT": "the directory relative notebook outputs are resolved against (or unset)",
     "ACPG_LAB_FAST_ENVS": "batched environments: 1, true, yes, on, empty (default) or 0, false, no, off",
     "ACPG_LAB_CHECK_FIGURES": "check every figure a notebook shows: 0 (default) or 1",
+    "ACPG_LAB_CHROMIUM": "the browser tests' chromium executable (tests/_browser.py)",
 }
 
 
@@ -61,11 +62,19 @@ def require_extra(module: str, group: str, *, needed_by: str) -> ModuleType:
 
 
 def check_environment() -> None:
-    """Validate every ``ACPG_LAB_*`` variable the package reads (`ENVIRONMENT`); ValueError naming the first bad
-    one. Command lines call it before any work."""
+    """Validate every ``ACPG_LAB_*`` variable the package reads (`ENVIRONMENT`), and refuse any other
+    ``ACPG_LAB_*`` name (a misspelt variable would otherwise be ignored without a word); ValueError naming the
+    first bad one. Command lines call it before any work."""
+    import difflib
+
     from acpg_lab.envs import fast_envs_default
     from acpg_lab.profiles import PROFILE_ENV, PROFILES, output_root
 
+    for name in sorted(os.environ):
+        if name.startswith("ACPG_LAB_") and name not in ENVIRONMENT:  # a typo must not be silently ignored
+            hint = difflib.get_close_matches(name, list(ENVIRONMENT), n=1)
+            raise ValueError(f"environment variable {name} is not one acpg_lab reads"
+                             + (f" (did you mean {hint[0]}?)" if hint else "") + f"; it reads {sorted(ENVIRONMENT)}")
     profile = os.environ.get(PROFILE_ENV, "")
     if profile not in ("", *PROFILES):
         raise ValueError(f"environment variable {PROFILE_ENV} must be one of {PROFILES} (or unset), got {profile!r}")

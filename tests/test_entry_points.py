@@ -80,8 +80,8 @@ def no_ray_tasks(monkeypatch):
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in ("ACPG_LAB_PROFILE", "ACPG_LAB_OUTPUT_ROOT", "ACPG_LAB_FAST_ENVS", "ACPG_LAB_CHECK_FIGURES"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("ACPG_LAB_")]:
+        monkeypatch.delenv(name)
 
 
 def _one_line(capsys) -> str:
@@ -258,6 +258,18 @@ class TestEnvironmentVariables:
         monkeypatch.setenv(name, value)
         assert main(["notebooks", "--profile", "ci", "--out", str(tmp_path / "nb"), "--only", "00_simplex_etf"]) == 2
         assert _one_line(capsys) == f"acpg-lab: error: {message}"
+        assert _listing(tmp_path) == []
+
+    def test_a_misspelt_variable_is_named_with_the_closest_one(self, tmp_path, monkeypatch, no_notebooks, capsys,
+                                                              clean_env):
+        from acpg_lab.cli import main
+
+        monkeypatch.setenv("ACPG_LAB_PROFLE", "ci")
+        assert main(["notebooks", "--profile", "ci", "--out", str(tmp_path / "nb"), "--only", "00_simplex_etf"]) == 2
+        assert _one_line(capsys) == (
+            "acpg-lab: error: environment variable ACPG_LAB_PROFLE is not one acpg_lab reads (did you mean "
+            "ACPG_LAB_PROFILE?); it reads ['ACPG_LAB_CHECK_FIGURES', 'ACPG_LAB_CHROMIUM', 'ACPG_LAB_FAST_ENVS', "
+            "'ACPG_LAB_OUTPUT_ROOT', 'ACPG_LAB_PROFILE']")
         assert _listing(tmp_path) == []
 
     def test_output_root_that_is_a_file_is_named(self, blocker, monkeypatch, clean_env):
