@@ -251,12 +251,20 @@ def test_seed_alone_equals_seed_in_batch(env_id, exact):
 
 def test_random_state_streams_are_numpys_draws():
     seeds = [0, 1, 2**32 - 1]
-    streams = RandomStateStreams(seeds=seeds, chunk=16)  # small: refills often
+    streams = RandomStateStreams(seeds=seeds, chunk=64)  # small: refills often
     reference = [np.random.RandomState(s) for s in seeds]
     rng = np.random.default_rng(0)
-    for _ in range(400):
+    for _ in range(600):
         mask = torch.from_numpy(rng.random(3) < 0.7)
-        if rng.random() < 0.5:
+        kind = rng.random()
+        if kind < 0.2:  # Freeway's rand(8)
+            got = streams.rand_n(8, mask)
+            want = [rs.rand(8).tolist() if m else None for rs, m in zip(reference, mask.tolist(), strict=True)]
+        elif kind < 0.4:  # Freeway's randint(1, 6, 8)
+            got = streams.randint_n(5, 8, mask) + 1
+            want = [rs.randint(1, 6, 8).tolist() if m else None for rs, m in zip(reference, mask.tolist(),
+                                                                                strict=True)]
+        elif kind < 0.7:
             got = streams.rand(mask)
             want = [rs.rand() if m else None for rs, m in zip(reference, mask.tolist(), strict=True)]
         else:

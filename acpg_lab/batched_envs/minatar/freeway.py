@@ -35,12 +35,10 @@ class Freeway(Game):
         self.pos, self.move_timer, self.terminate_timer = zeros.clone(), zeros.clone(), zeros.clone()
         cars = torch.zeros(num, 8, dtype=torch.int64, device=device)
         self.car_x, self.car_timer, self.car_speed = cars.clone(), cars.clone(), cars.clone()
-        self._five = torch.full_like(zeros, 5)
 
     def _randomize_cars(self, mask: torch.Tensor, *, initialize: bool) -> None:
-        speeds = torch.stack([self.streams.randint(self._five, mask) + 1 for _ in range(8)], 1)
-        signs = torch.stack([torch.sign(self.streams.rand(mask) - 0.5) for _ in range(8)], 1).to(torch.int64)
-        speeds = speeds * signs
+        speeds = self.streams.randint_n(5, 8, mask) + 1
+        speeds = speeds * torch.sign(self.streams.rand_n(8, mask) - 0.5).to(torch.int64)
         m = mask[:, None]
         self.car_timer = torch.where(m, speeds.abs(), self.car_timer)
         self.car_speed = torch.where(m, speeds, self.car_speed)

@@ -44,6 +44,15 @@ class Streams:
         """int64 ``[N]``: ``RandomState.randint(high)`` where ``mask`` (``high >= 1``); unspecified elsewhere."""
         raise NotImplementedError
 
+    def rand_n(self, n: int, mask: torch.Tensor) -> torch.Tensor:
+        """float64 ``[N, n]``: ``RandomState.rand(n)`` where ``mask`` (``n`` draws in a row)."""
+        return torch.stack([self.rand(mask) for _ in range(n)], 1)
+
+    def randint_n(self, high: int, n: int, mask: torch.Tensor) -> torch.Tensor:
+        """int64 ``[N, n]``: ``RandomState.randint(high, size=n)`` where ``mask`` (each draw rejection-sampled)."""
+        full = torch.full(mask.shape, high, dtype=torch.int64, device=mask.device)
+        return torch.stack([self.randint(full, mask) for _ in range(n)], 1)
+
     def get_state(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -55,10 +64,13 @@ class RandomStateStreams(Streams):
     """Exactly minatar's draws: one ``RandomState(seed)`` per environment, read ahead ``chunk`` words at a time."""
 
     def __init__(self, *, seeds: Sequence[int], chunk: int = 512) -> None:
+        if chunk < 64:
+            raise ValueError(f"chunk must be at least 64 words (the longest read-ahead window), got {chunk}")
         self.states = [np.random.RandomState(int(s)) for s in seeds]
         self.chunk = int(chunk)
         self.words = torch.from_numpy(np.stack([self._draw(rs, self.chunk) for rs in self.states]))
         self.cursor = torch.zeros(len(self.states), dtype=torch.int64)  #: next unread word per environment
+        self._offsets: dict[int, torch.Tensor] = {}
 
     @staticmethod
     def _draw(rs: np.random.RandomState, n: int) -> np.ndarray:
@@ -77,30 +89,59 @@ class RandomStateStreams(Streams):
         self.words = torch.from_numpy(fresh)
         self.cursor.zero_()
 
-    def _word(self, offset: int = 0) -> torch.Tensor:
-        return self.words.gather(1, (self.cursor + offset)[:, None])[:, 0]
+    def _words(self, n: int) -> torch.Tensor:
+        """``[N, n]``: every environment's next ``n`` unread words (not consumed)."""
+        self._ensure(n)
+        if n not in self._offsets:
+            self._offsets[n] = torch.arange(n)
+        return self.words.gather(1, self.cursor[:, None] + self._offsets[n])
+
+    @staticmethod
+    def _doubles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return ((a >> 5) * 67108864 + (b >> 6)).to(torch.float64) / _TWO_53
 
     def rand(self, mask: torch.Tensor) -> torch.Tensor:
-        self._ensure(2)
-        a, b = self._word(0), self._word(1)
-        self.cursor += 2 * mask
-        return ((a >> 5) * 67108864 + (b >> 6)).to(torch.float64) / _TWO_53
+        return self.rand_n(1, mask)[:, 0]
+
+    def rand_n(self, n: int, mask: torch.Tensor) -> torch.Tensor:
+        if not bool(mask.any()):  # host checks are free here: this stream is the CPU one
+            return torch.zeros(len(mask), n, dtype=torch.float64)
+        words = self._words(2 * n)
+        self.cursor += 2 * n * mask
+        return self._doubles(words[:, 0::2], words[:, 1::2])
 
     def randint(self, high: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         limit = high - 1
+        out = torch.zeros_like(limit)
+        pending = mask & (limit > 0)
+        if not bool(pending.any()):
+            return out
         bits = limit.clone()
         for shift in (1, 2, 4, 8, 16):
             bits |= bits >> shift
-        out = torch.zeros_like(limit)
-        pending = mask & (limit > 0)
-        while bool(pending.any()):  # rejection: a few rounds at most, almost always one
-            self._ensure(1)
-            value = self._word() & bits
+        while True:  # rejection: a few rounds at most, almost always one
+            value = self._words(1)[:, 0] & bits
             accept = pending & (value <= limit)
             out = torch.where(accept, value, out)
             self.cursor += pending
             pending &= ~accept
-        return out
+            if not bool(pending.any()):
+                return out
+
+    def randint_n(self, high: int, n: int, mask: torch.Tensor) -> torch.Tensor:
+        """All ``n`` rejection-sampled draws from one window of words: the ``k``-th value is the ``k``-th
+        accepted word (a window too short for some environment, which almost never happens, falls back)."""
+        if high <= 1 or not bool(mask.any()):
+            return torch.zeros(len(mask), n, dtype=torch.int64)
+        bits = (1 << (high - 1).bit_length()) - 1
+        words = self._words(4 * n + 16) & bits
+        accepted = (words <= high - 1).cumsum(1)
+        if bool((accepted[:, -1] < n)[mask].any()):
+            return super().randint_n(high, n, mask)
+        ranks = self._offsets.setdefault(-n, torch.arange(1, n + 1)).expand(len(mask), n).contiguous()
+        position = torch.searchsorted(accepted, ranks).clamp(max=words.shape[1] - 1)  # the k-th accepted word
+        self.cursor += (position[:, -1] + 1) * mask
+        return words.gather(1, position)
 
     def get_state(self) -> dict[str, Any]:
         return {"words": self.words.clone(), "cursor": self.cursor.clone(),
