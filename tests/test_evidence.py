@@ -361,3 +361,19 @@ def test_a_stored_piece_of_another_config_is_refused_not_reused(tiny_collapse, m
         evidence.run_experiment("collapse", root=tiny_collapse)
     with pytest.raises(ValueError, match=r"another config \(differing: \['lr'\]\)"):
         pieces.run_piece("collapse", "onehot/balanced", (0, 1), tiny_collapse)
+
+
+def test_verdict_changes_lists_what_moved_and_why(tmp_path):
+    from acpg_lab.evidence.report import verdict_changes
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir(), after.mkdir()
+    index = pd.MultiIndex.from_tuples([("c", "nc1"), ("c", "self_duality")], names=["condition", "metric"])
+    pd.DataFrame(dict(verdict=["not reproduced", "reproduced"], rule=["r", "r"]), index=index).to_csv(
+        before / "collapse_vs_null.csv")
+    pd.DataFrame(dict(verdict=["inconclusive (power)", "reproduced"], rule=["wide", "r"]), index=index).to_csv(
+        after / "collapse_vs_null.csv")
+    changes = verdict_changes(before, after)
+    assert changes.to_dict("records") == [dict(table="collapse_vs_null", row="c | nc1", before="not reproduced",
+                                               after="inconclusive (power)",
+                                               why="two-sided multiplicity (family-level Bonferroni interval): wide")]

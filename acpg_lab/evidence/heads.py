@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import torch
 
 from acpg_lab import metrics
@@ -22,6 +21,7 @@ from acpg_lab.envs import make_vector_env, probe_spaces
 from acpg_lab.evidence.conditions import EXPLORATION_EPSILONS, HEAD_ARMS, HEAD_TASKS, exploration_condition
 from acpg_lab.evidence.pieces import complete, load_condition, stored_config
 from acpg_lab.evidence.verdicts import RETURN_SHARE, Claim, measured, smallest_effect, verdict_table
+from acpg_lab.run import fresh_model
 from acpg_lab.stats import (
     REFERENCE_SCORES,
     adjust,
@@ -34,13 +34,13 @@ from acpg_lab.stats import (
     welch,
     welch_contrast,
 )
-from acpg_lab.run import fresh_model
 from acpg_lab.store import with_stored_defaults
 from acpg_lab.summaries import area, final_window, first_reach, window
 
-__all__ = ["complete_tasks", "heads_per_seed", "still_rising", "convergence", "MEANINGFUL_RISE", "budget_table", "MIN_LEARNED", "heads_tables",
-           "alignment_table", "exploration_tables", "HEAD_CONTRASTS", "HEAD_OUTCOMES", "FINAL_FRACTION", "TABLES",
-           "EXPLORATION_TABLES"]
+__all__ = ["complete_tasks", "heads_per_seed", "still_rising", "convergence", "MEANINGFUL_RISE", "budget_table",
+           "MIN_LEARNED", "heads_tables", "own_label_null", "alignment_table", "exploration_tables", "HEAD_CONTRASTS",
+           "HEAD_OUTCOMES", "FINAL_FRACTION", "TABLES", "EXPLORATION_TABLES", "OWN_NULL_LABELS", "CIRCULAR_NULL_LABELS",
+           "TRAINED_LABELS"]
 
 #: the final window of a head run (`acpg_lab.summaries.final_window`): its last 10% of steps; the 10% before it
 #: tell whether the return was still rising
@@ -303,8 +303,8 @@ def alignment_table(per_seed: pd.DataFrame, root: Path | None = None) -> pd.Data
         for arm, a in by_arm.items():
             null = own_label_null(task, arm, a.seed.tolist(), root).to_numpy()
             key = (task, actions, f"{arm}: trained - untrained")
-            rows[key], claims[key] = measured(paired, a.label_alignment, pd.Series(null, index=a.index)), Claim(1, smallest_effect(
-                "bounded"))
+            rows[key] = measured(paired, a.label_alignment, pd.Series(null, index=a.index))
+            claims[key] = Claim(1, smallest_effect("bounded"))
             sources[key] = (TRAINED_LABELS, OWN_NULL_LABELS)
             key = (task, actions, f"{arm}: trained - untrained on the trained labels (circular)")
             rows[key], claims[key] = measured(paired, a.label_alignment, a.null_label_alignment), Claim(0)

@@ -75,7 +75,7 @@ def _git(*args: str) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plan_history() -> tuple[tuple[dt.datetime, dict[str, str]], ...]:
     """(commit time, {claim: entry hash}) for every commit that changed the plan, newest first."""
     log = _git("log", "--format=%H %cI", "--", str(PLAN_FILE))
@@ -103,7 +103,7 @@ def entry_commit_time(claim: str, entry: dict[str, Any]) -> dt.datetime | None:
     return since
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def data_commit_time(experiment: str) -> dt.datetime | None:
     """The commit time of the first commit that added a piece of ``experiment`` (``results/evidence/<experiment>``)."""
     log = _git("log", "--diff-filter=A", "--format=%cI", "--", f"results/evidence/{experiment}")
@@ -123,7 +123,8 @@ def required_seeds(sd: float, smallest: float, *, alpha: float, power: float = 0
     probability ``power`` at level ``alpha``, when the paired differences have standard deviation ``sd``: the
     smallest n whose noncentral-t power reaches ``power``."""
     if not (sd > 0 and smallest > 0 and 0 < alpha < 1 and 0 < power < 1):
-        raise ValueError(f"need sd > 0, smallest > 0, alpha and power in (0, 1); got {sd}, {smallest}, {alpha}, {power}")
+        raise ValueError(f"need sd > 0, smallest > 0, alpha and power in (0, 1); got {sd}, {smallest}, {alpha}, "
+                         f"{power}")
     n = 2
     while _power(smallest * math.sqrt(n) / sd, n - 1, alpha) < power:
         n += 1

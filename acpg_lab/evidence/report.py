@@ -4,6 +4,10 @@ ordered list of table builders (`BUILDERS`: each names its family, the tables it
 ``python -m acpg_lab.evidence report`` writes the tables to ``results/evidence/tables/``; with ``--check`` it
 recomputes them, fails if a stored table differs, and checks that every number `REPRODUCTION.md` quotes in its
 evidence sections is one of the tables' (`unmatched_numbers`). `stored_table` reads a written table back, indexed.
+Every verdict table is marked with its analysis-plan entry and whether it is confirmatory or exploratory
+(`acpg_lab.evidence.plan.mark_tables`), and the plan's tables (``plan_claims``, ``plan_power``) are built last.
+`verdict_changes` lists the verdicts that moved between two sets of tables (``results/evidence/verdict_changes.csv``:
+the tables before issue 24's rules against after).
 """
 
 from __future__ import annotations
@@ -179,6 +183,10 @@ def stored_table(name: str, *, root: str | Path | None = None) -> pd.DataFrame:
 
 def _why(table: str, before: str, after: str, rule: str) -> str:
     """Which change of issue 24 moved a verdict from ``before`` to ``after`` (``rule``: the new row's rule)."""
+    if before == "(no row)":
+        return "a new row (issue 24): " + (
+            "the circular null of the stored history, kept beside the own-label null" if table == "heads_alignment"
+            else rule)
     if table == "pfo_lead_lag":
         return "lead-lag smallest effect |r| >= 0.1 (material), with the family-level interval: " + rule
     if "inconclusive (budget)" in (before, after):
