@@ -107,7 +107,8 @@ def test_cli_train_writes_a_run_and_rejects_bad_input(tmp_path, capsys):
     code = main(["train", "--env", "CartPole-v1", "--seeds", "0", "--steps", "512", "--out", str(out), "--quiet",
                  "--set", "num_envs=2", "rollout_steps=64", "minibatch_size=64", "--eval-episodes", "2"])
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "model.pt", "evaluation.csv"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "model.pt", "manifest.json",
+                                              "evaluation.csv"}
     assert main(["train", "--env", "Nope-v0", "--steps", "512", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "env_id='Nope-v0'" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "y"), "--set", "colour=red"]) == 2

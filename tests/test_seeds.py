@@ -52,7 +52,9 @@ def test_a_stored_config_without_the_field_is_legacy(tmp_path):
     (tmp_path / "run" / "evaluation.csv").write_text("seed,return_mean\n0,1.0\n")
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     del meta["config"]["seed_scheme"]  # as written before the field existed
+    del meta["manifest"]  # ... and before manifests (an edited config.json of a run saved with one is refused)
     (tmp_path / "run" / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "run" / "manifest.json").unlink()
     loaded = al.Run.load(tmp_path / "run")
     with pytest.raises(ValueError, match="pass seed_scheme='legacy' to reuse it"):
         run_cached(cfg, tmp_path / "run")
