@@ -18,13 +18,14 @@ import pandas as pd
 
 from acpg_lab.config import TrainConfig
 from acpg_lab.leadlag import collapse_events, diagnosed_series, event_triggered_average, lead_lag_test
+from acpg_lab.lock import directory_lock
 from acpg_lab.run import Run
 from acpg_lab.stats import REFERENCE_SCORES as REFERENCE_SCORES  # re-exported for the notebooks
 from acpg_lab.stats import aggregate as aggregate
 from acpg_lab.stats import contrast_table, enough_seeds, holm, welch
 from acpg_lab.stats import normalized as normalized
 from acpg_lab.stats import probability_of_improvement as probability_of_improvement
-from acpg_lab.store import check_stored_config, is_finished, write_atomic_with
+from acpg_lab.store import check_stored_config, is_finished
 from acpg_lab.summaries import final_metrics, learning_summary, steps_to_threshold
 from acpg_lab.training import train
 
@@ -39,19 +40,20 @@ def run_cached(config: TrainConfig, directory: str | Path, *, episodes: int = 10
                progress: bool = True) -> tuple[Run, pd.DataFrame]:
     """Train ``config`` (or load it from ``directory`` if that run is already there) and evaluate it.
 
-    The run and its greedy evaluation (``evaluation.csv``) are written as soon as training ends, so a sweep that
-    is interrupted keeps every finished run. A directory holding a run of a *different* config is an error, not
-    silently overwritten; fields that did not exist when the run was saved count as equal (a new field's default
-    keeps the earlier behaviour).
+    The run and its greedy evaluation (``evaluation.csv``, listed in the run's manifest) are written as soon as
+    training ends, so a sweep that is interrupted keeps every finished run. The directory is locked (and so
+    checked to be writable) before training starts: a second writer, or a path that is a file, fails at once.
+    A directory holding a run of a *different* config is an error, not silently overwritten; fields that did not
+    exist when the run was saved count as equal (a new field's default keeps the earlier behaviour).
     """
     out = Path(directory)
     if is_finished(out, kind="cached_run"):
         check_stored_config(out, config.resolve())
         return Run.load(out), pd.read_csv(out / "evaluation.csv")
-    run = train(config, progress=progress)
-    run.save(out)
-    evaluation = run.evaluate(episodes=episodes)
-    write_atomic_with(out / "evaluation.csv", lambda tmp: evaluation.to_csv(tmp, index=False))
+    with directory_lock(out, label="run directory"):
+        run = train(config, progress=progress)
+        evaluation = run.evaluate(episodes=episodes)
+        run.save(out, tables={"evaluation.csv": evaluation})  # evaluation.csv in the manifest, verified on load
     return run, evaluation
 
 

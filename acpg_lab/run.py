@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -106,12 +106,18 @@ class Run:
     def seeds(self) -> tuple[int, ...]:
         return self.config.seeds
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, tables: Mapping[str, pd.DataFrame] | None = None) -> Path:
         """Write ``history.csv``, ``model.pt`` (a state_dict), and, if the run kept them, the snapshots
         (``snapshots/actor_step<N>.pt``) and the probe batch (``probe_obs.pt``), so that a loaded run still supports
-        `plasticity`; then ``config.json`` (the marker of a complete run) and last ``manifest.json`` (every file's
-        size and SHA-256, which `load` verifies). Each file is written atomically, under the directory's lock
-        (`acpg_lab.lock`: a directory another process writes into is refused, naming that process)."""
+        `plasticity`; ``tables`` (file name -> table, e.g. ``{"evaluation.csv": run.evaluate()}``) as CSV files of
+        the run, verified on load like the rest; then ``config.json`` (the marker of a complete run) and last
+        ``manifest.json`` (every file's size and SHA-256, which `load` verifies). Each file is written
+        atomically, under the directory's lock (`acpg_lab.lock`: a directory another process writes into is
+        refused, naming that process)."""
+        for name in tables or {}:
+            if not isinstance(name, str) or Path(name).name != name or not name.endswith(".csv") \
+                    or name == "history.csv":
+                raise ValueError(f"tables: {name!r} is not a plain CSV file name (other than history.csv)")
         out = Path(directory)
         with directory_lock(out, label="run directory"):
             meta = dict(config=self.config.to_dict(), wall_time=self.wall_time, interrupted=self.interrupted,
@@ -128,6 +134,9 @@ class Run:
             if self.probe_obs is not None:
                 write_atomic_with(out / "probe_obs.pt", lambda tmp: torch.save(compact_obs(self.probe_obs), tmp))
                 written.append("probe_obs.pt")
+            for name, table in (tables or {}).items():
+                write_atomic_with(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
+                written.append(name)
             marker = MARKERS["run"][0]
             write_atomic(out / marker, json.dumps(meta, indent=2))  # it marks a complete run...
             write_manifest(out, [*written, marker])  # ...once the manifest, written last, lists it
