@@ -221,6 +221,9 @@ def train_task(config: dict[str, Any], condition: dict[str, Any], run_dir: str) 
         f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), time=time.time(),
                                 resumed_from=start, finished=finished)) + "\n")
     run = train(cfg, progress=False, run_dir=directory, resume=True)
+    if run.interrupted:  # train turns Ctrl-C (or Ray's cancel) into a partial run: never store it as finished
+        raise KeyboardInterrupt(f"sweep task {directory.name} interrupted after {len(run.history)} history rows; "
+                                "its checkpoint is kept and the next run of the sweep resumes it")
     table = run.history.copy()
     for i, (key, value) in enumerate(condition.items()):
         table.insert(i, condition_column(key), _text(value) if isinstance(value, list | tuple | dict) else value)

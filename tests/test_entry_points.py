@@ -555,6 +555,24 @@ class TestSweepsThatCannotHang:
         assert not out.exists()
         print(f"--address {mode}: {seconds:.1f} s from start to error")
 
+    def test_an_interrupted_task_is_never_stored_as_finished(self, tmp_path, monkeypatch):
+        """`acpg_lab.train` turns a KeyboardInterrupt into a partial run; a sweep task must not store it."""
+        import tomllib
+        from types import SimpleNamespace
+
+        import pandas as pd
+
+        from acpg_lab import sweep, training
+        from acpg_lab.store import is_finished
+
+        task = sweep.parse_spec(tomllib.loads(SPEC)).tasks()[0]
+        partial = SimpleNamespace(interrupted=True, history=pd.DataFrame({"seed": [0], "update": [1]}))
+        monkeypatch.setattr(training, "train", lambda *args, **kwargs: partial)
+        run_dir = tmp_path / "runs" / task.name
+        with pytest.raises(KeyboardInterrupt, match=f"^sweep task {task.name} interrupted after 1 history rows"):
+            sweep.train_task(task.config.to_dict(), task.condition, str(run_dir))
+        assert not (run_dir / "history.parquet").exists() and not is_finished(run_dir, kind="sweep_task")
+
     def test_num_cpus_zero_fails_at_once(self, tmp_path, spec):
         start = time.monotonic()
         proc = _cli("sweep", str(spec), "--out", str(tmp_path / "out"), "--num-cpus", "0", "--quiet")
