@@ -175,6 +175,20 @@ def _profile_from(notebook: str, given: Mapping[str, Any]) -> str:
     return env
 
 
+def _seed_limit(notebook: str) -> int:
+    """The largest seed a notebook's runs accept: Stable-Baselines3's (notebook 05) or `acpg_lab.train`'s."""
+    if notebook.startswith("05_"):
+        try:
+            from acpg_lab.sb3.runs import MAX_SEED
+        except ImportError:  # the notebook's own import then names the extra to install
+            pass
+        else:
+            return MAX_SEED
+    from acpg_lab.networks import MAX_SEED as TRAIN_MAX_SEED
+
+    return TRAIN_MAX_SEED["derived"]
+
+
 def _check_type(notebook: str, name: str, value: Any, like: Any) -> Any:
     if isinstance(like, tuple):
         if not isinstance(value, list | tuple) or not value or not all(
@@ -182,6 +196,10 @@ def _check_type(notebook: str, name: str, value: Any, like: Any) -> Any:
             raise ParameterError(f"{notebook}: parameter {name} must be a non-empty list of integers, got {value!r}")
         if len(set(value)) != len(value):
             raise ParameterError(f"{notebook}: parameter {name} has duplicates: {value!r}")
+        limit = _seed_limit(notebook)
+        wrong = [v for v in value if not 0 <= v <= limit]
+        if wrong:
+            raise ParameterError(f"{notebook}: parameter {name} must hold seeds in [0, {limit}], got {wrong[0]!r}")
         return tuple(value)
     if isinstance(like, bool) or isinstance(like, str):
         if not isinstance(value, type(like)):

@@ -377,6 +377,22 @@ class TestNumericArguments:
             al.TrainConfig(seeds=(seed,), seed_scheme=scheme).resolve()
         assert str(err.value) == message
 
+    @pytest.mark.parametrize(("notebook", "param", "message"), [
+        ("01_observing_action_collapse", "seeds=[0,-1]", f"parameter seeds must hold seeds in [0, {2**63 - 1}], "
+                                                         "got -1"),
+        ("05_sb3_etf_policy", "seeds=[5000000]", "parameter seeds must hold seeds in [0, 4293966], got 5000000"),
+        ("05_sb3_etf_policy", "exercise_seeds=[True]", "parameter exercise_seeds must be a non-empty list of "
+                                                       "integers, got [True]"),
+    ])
+    def test_notebook_seeds_out_of_their_consumers_range_stop_the_runner(self, tmp_path, notebook, param, message,
+                                                                         no_notebooks, capsys, clean_env):
+        from acpg_lab.cli import main
+
+        assert main(["notebooks", "--profile", "ci", "--out", str(tmp_path / "nb"), "--only", notebook,
+                     "--param", param]) == 2
+        assert _one_line(capsys) == f"acpg-lab: error: {notebook}: {message}"
+        assert _listing(tmp_path) == []
+
     @pytest.mark.parametrize(("kwargs", "message"), [
         (dict(num_actions=True), "num_actions must be an integer >= 2, got True"),
         (dict(seeds=[0, 0]), "seeds must be distinct, [0] appear more than once in (0, 0)"),
