@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from acpg_lab.checks import check_int
-from acpg_lab.entry import require_extra
+from acpg_lab.entry import one_line, require_extra
 
 __all__ = ["connect", "run_tasks", "check_address", "probe_address", "Interrupted", "interrupt_on_signals",
            "HANDSHAKE_SECONDS"]
@@ -89,14 +89,17 @@ def connect(address: str | None, num_cpus: int | None) -> None:
     with ``num_cpus`` CPUs (default: the machine's). A session the caller already started (a notebook, the tests)
     is used as it is."""
     ray = require_extra("ray", "sweep", needed_by="running tasks on Ray")
+    if address not in (None, "auto") and address not in _ANSWERED:
+        probe_address(address)  # even with a session open: an address where no Ray answers is an error
     if ray.is_initialized():
         return
-    if address not in (None, "auto") and address not in _ANSWERED:
-        probe_address(address)
     if address is None:
         ray.init(num_cpus=num_cpus, logging_level="warning")  # a local instance sized to the machine
-    else:
+        return
+    try:
         ray.init(address=address, logging_level="warning")
+    except ConnectionError as err:  # --address auto without a running cluster, a head gone since the probe
+        raise ValueError(f"cannot reach a Ray cluster at --address {address!r} ({one_line(err)}); {_HINT}") from None
 
 
 @contextlib.contextmanager

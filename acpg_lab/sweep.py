@@ -48,7 +48,7 @@ from acpg_lab.checks import check_int
 from acpg_lab.config import TrainConfig
 from acpg_lab.entry import require_extra
 from acpg_lab.paths import check_output_dir
-from acpg_lab.ray_tasks import check_address, probe_address, run_tasks
+from acpg_lab.ray_tasks import check_address, connect, run_tasks
 from acpg_lab.store import MARKERS, differences, is_finished, write_atomic, write_atomic_with
 
 __all__ = ["SweepSpec", "SweepTask", "SweepResult", "load_spec", "parse_spec", "run_sweep", "load_sweep"]
@@ -267,8 +267,8 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
     pending = [t for t in tasks if not is_finished(out / "runs" / t.name, kind="sweep_task")]
     if pending:  # everything Ray needs, checked before anything is written
         require_extra("ray", "sweep", needed_by="acpg-lab sweep")
-        if address not in (None, "auto"):
-            probe_address(address)
+        if address is not None:  # join the cluster now: one where no Ray answers fails naming it (probe_address)
+            connect(address, num_cpus)
     require_extra("pyarrow", "sweep", needed_by="the sweep's Parquet tables")
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,7 @@ def no_ray_tasks(monkeypatch):
     from acpg_lab import ray_tasks, sweep
 
     monkeypatch.setattr(sweep, "run_tasks", _boom("Ray tasks"))
+    monkeypatch.setattr(sweep, "connect", _boom("Ray"))
     monkeypatch.setattr(ray_tasks, "connect", _boom("Ray"))
 
 
@@ -588,6 +589,21 @@ class TestSweepsThatCannotHang:
         with pytest.raises(KeyboardInterrupt, match=f"^sweep task {task.name} interrupted after 1 history rows"):
             sweep.train_task(task.config.to_dict(), task.condition, str(run_dir))
         assert not (run_dir / "history.parquet").exists() and not is_finished(run_dir, kind="sweep_task")
+
+    def test_address_auto_without_a_cluster_is_one_line(self, tmp_path, spec, monkeypatch, capsys, clean_env):
+        ray = pytest.importorskip("ray")
+        from acpg_lab.cli import main
+
+        if ray.is_initialized():
+            pytest.skip("a Ray session of this process would be used as it is")
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        out = tmp_path / "out"
+        assert main(["sweep", str(spec), "--out", str(out), "--address", "auto", "--quiet"]) == 2
+        assert _one_line(capsys) == (
+            "acpg-lab: error: cannot reach a Ray cluster at --address 'auto' (Could not find any running Ray "
+            "instance. Please specify the one to connect to by setting `--address` flag or `RAY_ADDRESS` environment "
+            "variable.); start one with `ray start --head --port=6379` and pass its address HOST:6379")
+        assert not out.exists()
 
     def test_num_cpus_zero_fails_at_once(self, tmp_path, spec):
         start = time.monotonic()
