@@ -36,7 +36,8 @@ def test_planned_sample_sizes_follow_from_their_power_analysis():
     power 0.8 at the stated smallest effect and stored SD (checked against statsmodels too)."""
     p = plan.load_plan()
     planned = {k: e for k, e in p["claims"].items() if e["status"] == "planned"}
-    assert set(planned) == {"replication_04_etf_pfo", "replication_pfo_return", "replication_actor_critic"}
+    assert set(planned) == {"replication_04_etf_pfo", "replication_pfo_return", "replication_actor_critic",
+                            "replication_heads_lunarlander_zoo"}
     assert planned["replication_04_etf_pfo"]["claims_in_family"] == 3
     for claim, e in planned.items():
         assert e["alpha_worst_case"] == pytest.approx(p["alpha"] / e["claims_in_family"])
@@ -107,3 +108,20 @@ def test_power_helpers():
     assert plan.achieved_power(1.0, 1e6, 0.0, alpha=0.05) == pytest.approx(0.05, abs=1e-3)
     with pytest.raises(ValueError):
         plan.required_seeds(0.0, 1.0, alpha=0.05)
+
+
+def test_planned_replications_train_exactly_their_planned_seeds():
+    """The conditions of each planned replication (conditions.EXPERIMENTS) run the plan's seeds, no more, no fewer:
+    the plan is the witness of what is trained."""
+    from acpg_lab.evidence.conditions import EXPERIMENTS
+
+    planned = {k: e for k, e in plan.load_plan()["claims"].items() if e["status"] == "planned"}
+    prefixes = {"replication_04_etf_pfo": "etf_pfo/", "replication_pfo_return": "pfo_return/",
+                "replication_actor_critic": "actor_critic/",
+                "replication_heads_lunarlander_zoo": "ppo_lunarlander_zoo/"}
+    for claim, e in planned.items():
+        (low, high), = _ranges(e["seeds"])
+        conditions = [c for name, c in EXPERIMENTS[e["experiment"]].items() if name.startswith(prefixes[claim])]
+        assert conditions, claim
+        for c in conditions:
+            assert c.seeds == tuple(range(low, high + 1)), claim

@@ -19,7 +19,9 @@ import pandas as pd
 from acpg_lab.metric_registry import require
 
 __all__ = ["Condition", "EXPERIMENTS", "HEAD_ARMS", "HEAD_TASKS", "PFO_BASE", "SHIFTING_BASE", "PFO_SETTINGS",
-           "PFO_BETAS", "PFO_EPOCHS", "PFO_COLUMNS", "EXPLORATION_EPSILONS", "EVIDENCE_SEED_SCHEME",
+           "PFO_BETAS", "PFO_EPOCHS", "PFO_COLUMNS",
+           "CRITIC_COLUMNS", "REPLICATION_SEEDS", "RL_ZOO_LUNARLANDER", "HEAD_TASKS_TUNED", "EXPLORATION_EPSILONS",
+           "EVIDENCE_SEED_SCHEME",
            "exploration_condition"]
 
 #: the seed scheme of every condition that does not set one: that of the stored pieces (module docstring)
@@ -92,6 +94,28 @@ def _heads() -> dict[str, Condition]:
     return out
 
 
+#: rl-baselines3-zoo's tuned PPO hyperparameters for LunarLander (hyperparameters/ppo.yml, ``LunarLander-v2``:
+#: n_envs 16, n_steps 1024, batch_size 64, n_epochs 4, gamma 0.999, gae_lambda 0.98, ent_coef 0.01; the rest SB3's
+#: PPO defaults: learning rate 3e-4 constant, clip 0.2, vf_coef 0.5, max_grad_norm 0.5, advantage normalisation,
+#: separate [64, 64] tanh actor and critic). Its benchmark (benchmark.md): 242.1 +- 31.8 (deterministic policy,
+#: one run) at 1M steps, our reference for the learnable-head baseline (results/evidence/plan.toml).
+RL_ZOO_LUNARLANDER = dict(num_envs=16, rollout_steps=1024, minibatch_size=64, epochs=4, gamma=0.999,
+                          gae_lambda=0.98, ent_coef=0.01, lr=3e-4, anneal_lr=False, clip_coef=0.2, vf_coef=0.5,
+                          max_grad_norm=0.5, norm_adv=True, hidden_sizes=(64, 64), activation="tanh")
+#: the tuned LunarLander comparison's task (config shared by the arms, threshold of "solved"), and fresh seeds
+HEAD_TASKS_TUNED = {"ppo_lunarlander_zoo": (dict(env_id="LunarLander-v3", algo="ppo", total_steps=1_000_000,
+                                                 **RL_ZOO_LUNARLANDER), 200.0)}
+HEAD_SEEDS_TUNED = tuple(range(600, 623))
+
+
+def _heads_tuned() -> dict[str, Condition]:
+    """The four head arms on LunarLander with rl-baselines3-zoo's tuned hyperparameters (issue 24 item 5),
+    23 fresh seeds each (results/evidence/plan.toml) in pieces of 8, diagnosed as the heads experiment."""
+    return {f"{task}/{arm}": Condition(dict(shared, **head, diagnostics_every=25, diagnostics_null=True),
+                                       HEAD_SEEDS_TUNED, group=8)
+            for task, (shared, _) in HEAD_TASKS_TUNED.items() for arm, head in HEAD_ARMS.items()}
+
+
 PFO_SEEDS = tuple(range(16, 32))
 PFO_EPOCHS = (10, 20, 40, 80)
 PFO_BETAS = (0.0, 0.1, 1.0, 10.0)
@@ -137,6 +161,28 @@ def _pfo() -> dict[str, Condition]:
     return out
 
 
+#: the critic's representation statistics a replication cell keeps besides PFO_COLUMNS (the actor-vs-critic claim)
+CRITIC_COLUMNS = tuple(f"critic_{m[len('actor_'):]}" for m in PFO_NULL_METRICS)  # diagnose logs critic_<statistic>
+#: fresh seeds of the planned confirmatory replications (results/evidence/plan.toml, committed before they train)
+REPLICATION_SEEDS = {"etf_pfo": tuple(range(300, 380)), "pfo_return": tuple(range(400, 448)),
+                     "actor_critic": tuple(range(500, 547))}
+
+
+def _replication() -> dict[str, Condition]:
+    """The confirmatory replications of `results/evidence/plan.toml`, on fresh seeds, in pieces of 16: notebook
+    04's 2 x 2 (head x PFO at 40 epochs), PFO's return at 80 epochs, and the epoch dose without PFO keeping the
+    critic's statistics (actor vs critic). Same configs as the pfo cells they replicate; ordered as planned."""
+    def cell(name: str, base: dict, keep: tuple[str, ...] = PFO_COLUMNS, **kw) -> Condition:
+        return Condition(dict(base, **kw), REPLICATION_SEEDS[name], group=16, keep=keep)
+
+    out = {f"etf_pfo/e40_{arm}_b{b:g}": cell("etf_pfo", PFO_BASE, epochs=40, pfo_coef=b, **HEAD_ARMS[arm])
+           for arm in ("linear", "etf") for b in (0, 1)}
+    out |= {f"actor_critic/e{e}_b0": cell("actor_critic", PFO_BASE, (*PFO_COLUMNS, *CRITIC_COLUMNS), epochs=e)
+            for e in PFO_EPOCHS}
+    out |= {f"pfo_return/e80_b{b:g}": cell("pfo_return", PFO_BASE, epochs=80, pfo_coef=b) for b in (0, 1)}
+    return out
+
+
 #: the pfo experiment's settings by environment (the tables group cells by setting: factors from stored configs)
 PFO_SETTINGS = {PFO_BASE["env_id"]: "cartpole", SHIFTING_BASE["env_id"]: "shifting"}
 #: the exploration ablation's epsilons; 0 is the heads experiment's Breakout run (same seeds and config)
@@ -157,6 +203,8 @@ EXPERIMENTS: dict[str, dict[str, Condition]] = {
     },
     "heads": _heads(),
     "pfo": _pfo(),
+    "replication": _replication(),
+    "heads_tuned": _heads_tuned(),
     # the paper's exploration ablation on one MinAtar game: epsilon-greedy on top of the policy; epsilon = 0 is
     # heads/ppo_minatar_breakout (same seeds and config), so only 0.01 and 0.1 are trained here
     "exploration": {f"eps{eps}/{arm}": Condition(dict(HEAD_TASKS["ppo_minatar_breakout"][0], **HEAD_ARMS[arm],

@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 
 from acpg_lab.config import TrainConfig
 from acpg_lab.evidence.conditions import EXPERIMENTS
+from acpg_lab.evidence.plan import plan_hash
 from acpg_lab.lock import directory_lock
 from acpg_lab.manifest import declares_manifest, verify, write_manifest
 from acpg_lab.profiles import repository_root
@@ -55,6 +57,16 @@ __all__ = ["PIECE", "evidence_dir", "piece_dir", "piece_config", "run_piece", "r
 
 
 PIECE = MARKERS["piece"][0]  #: the file a finished piece writes last
+
+
+def _head_commit() -> str | None:
+    """The repository's HEAD commit when the piece was trained (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repository_root(), capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def evidence_dir(root: str | Path | None = None) -> Path:
@@ -119,7 +131,8 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
         meta = dict(experiment=experiment, condition=condition, seeds=list(seeds), wall_seconds=round(wall, 1),
                     train_seconds=round(run.wall_time, 1), config=dataclasses.asdict(run.config), episodes=episodes,
                     torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
-                    cpus=os.cpu_count(), date=time.strftime("%Y-%m-%d"), manifest=MANIFEST)
+                    cpus=os.cpu_count(), date=time.strftime("%Y-%m-%d"), manifest=MANIFEST,
+                    plan_hash=plan_hash(), commit=_head_commit())
         write_atomic(out / PIECE, json.dumps(meta, indent=1, default=str))
         write_manifest(out, [*written, PIECE])  # last: the piece is finished once it lists every file
         if run_dir is not None:
