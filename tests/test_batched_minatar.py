@@ -50,6 +50,29 @@ def _up(rng, obs, n):
     return np.where(rng.random(obs.shape[:2]) < 0.8, 1 if n == 3 else 2, rng.integers(0, n, obs.shape[:2]))
 
 
+SEAQUEST_MOVES = np.array([[0, 0], [0, -1], [-1, 0], [0, 1], [1, 0], [0, 0]])  # n, l, u, r, d, f
+
+
+def _dive(rng, obs, n):
+    """Seaquest: dive, avoid enemies and bullets within 2 columns, fire often, never surface without a diver,
+    surface with divers when oxygen is low or 6 are aboard (3% random): long episodes that ramp the difficulty."""
+    s, e = obs.shape[:2]
+    flat = np.asarray(obs).reshape(s * e, 10, 10, -1).astype(bool)
+    sy, sx = np.unravel_index(flat[..., 0].reshape(s * e, 100).argmax(1), (10, 10))
+    oxygen, divers = flat[:, 9, :, 7].sum(1), flat[:, 9, :, 8].sum(1)
+    ty = np.clip(sy[:, None] + SEAQUEST_MOVES[:, 0], 0, 8)
+    tx = np.clip(sx[:, None] + SEAQUEST_MOVES[:, 1], 0, 9)
+    threats = flat[..., 4] | flat[..., 5] | flat[..., 6]
+    danger = (threats[np.arange(s * e)[:, None], ty] & (np.abs(np.arange(10) - tx[..., None]) <= 2)).any(-1)
+    danger |= (ty == 0) & (divers == 0)[:, None] & (sy > 0)[:, None]
+    score = 0.5 * rng.random(danger.shape) - 2 * danger
+    score[:, 5] += 0.3
+    score[:, 2] += 3 * ((divers > 0) & ((oxygen <= 3) | (divers >= 6)))
+    score[:, 4] += 1.0 * (sy == 0)
+    act = score.argmax(1)
+    return np.where(rng.random(act.shape) < 0.03, rng.integers(0, n, act.shape), act).reshape(s, e)
+
+
 def _gym(env_id, num_envs, seeds, env_kwargs=None):
     envs = [make_vector_env(env_id, num_envs, env_kwargs) for _ in seeds]
     obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)])
@@ -86,6 +109,11 @@ CASES = {  # id: (env_id, policy, steps, seeds, envs per seed, env_kwargs, need 
                                  dict(difficulty_ramping=False, sticky_action_prob=0.0), False),
     "space_invaders-timelimit": ("MinAtar/SpaceInvaders-v1", _random, 800, [5], 6, dict(max_episode_steps=60),
                                  True),
+    "seaquest": ("MinAtar/Seaquest-v1", _random, 1500, [0, 7, 2**31 + 5], 5, None, False),
+    "seaquest-dive": ("MinAtar/Seaquest-v1", _dive, 3000, [1, 2, 3], 6, None, False),
+    "seaquest-v0-noramp": ("MinAtar/Seaquest-v0", _dive, 1200, [4, 5], 4,
+                           dict(difficulty_ramping=False, sticky_action_prob=0.3), False),
+    "seaquest-timelimit": ("MinAtar/Seaquest-v1", _dive, 600, [6], 6, dict(max_episode_steps=70), True),
 }
 
 
@@ -112,8 +140,9 @@ def test_batched_minatar_equals_minatar_step_for_step(case):
             ramp = max(ramp, int(batch.games.game.ramp_index.max()))
     assert (terminated > 0 or need_trunc) and rewards > 0
     assert truncated > 0 or not need_trunc
-    if case == "asterix-dodge":
+    if case in ("asterix-dodge", "seaquest-dive"):
         assert ramp >= 4  # the spawn and move intervals were both lowered, more than once
+    assert not bool(getattr(batch.games.game, "overflow", torch.zeros(1)).any())  # Seaquest's lists fitted
     for env in envs:
         env.close()
 
@@ -181,6 +210,31 @@ def test_space_invaders_waves_and_ramp_exactly():
         ramped = max(ramped, int(game.ramp_index.max()))
         floor = max(floor, int(((game.move_interval == 6) & (game.aliens.flatten(1).sum(1) == 24)).sum()))
     assert cleared.min() >= 1 and ramped == 1 and floor == 8  # all cleared; half ramped, all at the floor
+
+
+def test_seaquest_surfacing_with_divers_exactly():
+    """Start every game one row below the surface with 6 divers (or 1, 5) and some oxygen (written into both
+    minatar's games and the batched ones), then surface: the oxygen bonus, minatar's -1 divers after a full
+    load, and the pick-up cap on the way, all compared."""
+    seeds, num_envs = [8, 9], 4
+    envs, obs = _gym("MinAtar/Seaquest-v1", num_envs, seeds)
+    batch = BatchedMinAtar(env_id="MinAtar/Seaquest-v1", num_envs=num_envs, env_seeds=seeds)
+    batch.reset()
+    game = batch.games.game
+    for i, (divers, oxygen) in enumerate([(6, 200), (6, 37), (6, 1), (5, 120), (1, 60), (6, 0), (6, 199), (5, 9)]):
+        raw = envs[i // num_envs].envs[i % num_envs].unwrapped.game.env
+        raw.diver_count, raw.oxygen, raw.sub_y, raw.surface = divers, oxygen, 1, False
+        game.divers[i], game.oxygen[i], game.sub_y[i], game.surface[i] = divers, oxygen, 1, False
+        obs[i // num_envs, i % num_envs] = raw.state()
+    rng, bonus, minus = np.random.default_rng(4), 0, 0
+    for t in range(800):
+        actions = np.full((2, num_envs), 2) if t == 0 else _dive(rng, obs, 6)
+        out = _gym_step(envs, actions)
+        _same(out, batch.step(actions)[:4])
+        obs = out[0]
+        bonus += int((out[1] > 1).sum())
+        minus += int((game.divers < 0).sum())
+    assert bonus >= 2 and minus > 0  # oxygen 200 and 199 give +10 and +9
 
 
 @pytest.mark.parametrize("env_id", IDS)

@@ -1,16 +1,17 @@
 """MinAtar games written in torch: all seeds' environments stepped as one batch of tensor ops.
 
-Each game (``breakout.py``, ``asterix.py``, ``freeway.py``, ``space_invaders.py``) keeps its state as ``[N, ...]``
-tensors, ``N`` = seeds x environments, and reproduces minatar's own game step for step; ``game.py`` adds what
-minatar's ``Environment`` wrapper and gymnasium's sync vector env add (sticky actions, action sets, NEXT_STEP
-autoreset, an optional time limit), and ``streams.py`` the random numbers. On the CPU the numbers are exactly the
-ones minatar draws from each environment's ``RandomState(seed + e)`` (what ``gym.make_vec(id, E).reset(seed=seed)``
-seeds), so `BatchedMinAtar` is a drop-in, bitwise-equal replacement for ``SeedEnvs``' gymnasium path; on another
-device the games run on sync-free counter-based streams instead (the same games, different numbers).
+Each game (``breakout.py``, ``asterix.py``, ``freeway.py``, ``space_invaders.py``, ``seaquest.py``) keeps its state
+as ``[N, ...]`` tensors, ``N`` = seeds x environments, and reproduces minatar's own game step for step;
+``game.py`` adds what minatar's ``Environment`` wrapper and gymnasium's sync vector env add (sticky actions,
+action sets, NEXT_STEP autoreset, an optional time limit), and ``streams.py`` the random numbers. On the CPU the
+numbers are exactly the ones minatar draws from each environment's ``RandomState(seed + e)`` (what
+``gym.make_vec(id, E).reset(seed=seed)`` seeds), so `BatchedMinAtar` is a drop-in, bitwise-equal replacement for
+``SeedEnvs``' gymnasium path; on another device the games run on sync-free counter-based streams instead (the
+same games, different numbers).
 
-Batched: ``MinAtar/{Breakout,Asterix,Freeway,SpaceInvaders}-{v0,v1}`` with the ``env_kwargs``
-``sticky_action_prob``, ``difficulty_ramping``, ``max_episode_steps`` and ``use_minimal_action_set``; with any
-other kwargs, and for Seaquest, `supports` says no and ``SeedEnvs`` uses gymnasium.
+Batched: all five games, ``MinAtar/<Game>-v0`` and ``-v1``, with the ``env_kwargs`` ``sticky_action_prob``,
+``difficulty_ramping``, ``max_episode_steps`` and ``use_minimal_action_set``; with any other kwargs `supports`
+says no and ``SeedEnvs`` uses gymnasium.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from acpg_lab.batched_envs.minatar.asterix import Asterix
 from acpg_lab.batched_envs.minatar.breakout import Breakout
 from acpg_lab.batched_envs.minatar.freeway import Freeway
 from acpg_lab.batched_envs.minatar.game import Game, VectorGames
+from acpg_lab.batched_envs.minatar.seaquest import Seaquest
 from acpg_lab.batched_envs.minatar.space_invaders import SpaceInvaders
 from acpg_lab.batched_envs.minatar.streams import CounterStreams, RandomStateStreams, Streams
 
@@ -34,7 +36,7 @@ __all__ = ["GAMES", "BatchedMinAtar", "supports", "make_games", "make_streams"]
 
 #: MinAtar ids' game names -> batched game
 GAMES: dict[str, type[Game]] = {"Breakout": Breakout, "Asterix": Asterix, "Freeway": Freeway,
-                                 "SpaceInvaders": SpaceInvaders}
+                                 "SpaceInvaders": SpaceInvaders, "Seaquest": Seaquest}
 _KWARGS = {"sticky_action_prob", "difficulty_ramping", "max_episode_steps", "use_minimal_action_set"}
 
 
