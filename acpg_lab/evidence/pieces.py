@@ -159,7 +159,11 @@ def run_experiment(experiment: str, *, root: str | Path | None = None, only: Seq
     for cfg in (EXPERIMENTS[experiment][c] for c in conditions):  # validate everything before training anything
         TrainConfig(**cfg.config, seeds=cfg.seeds, device="cpu").resolve()
     base = evidence_dir(root)
-    pieces = [(name, seeds) for name in conditions for seeds in EXPERIMENTS[experiment][name].groups()]
+    # seed group by seed group across the conditions: an interrupted run leaves complete blocks (every condition
+    # on the same seeds), which paired contrasts can use, rather than one condition's every seed
+    groups = {name: EXPERIMENTS[experiment][name].groups() for name in conditions}
+    pieces = [(name, g[i]) for i in range(max(map(len, groups.values()))) for name, g in groups.items()
+              if i < len(g)]
     pending = [(n, s) for n, s in pieces if not is_finished(piece_dir(base, experiment, n, s), kind="piece")]
     for name, seeds in pieces:
         if (name, seeds) not in pending:  # stored: of this very config, or an error naming what differs
