@@ -7,6 +7,7 @@ The configs are tiny (CartPole, 2 x 32 steps per rollout, 4 updates): each test 
 """
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -466,6 +467,24 @@ class TestPieceFiles:
         with pytest.raises(IntegrityError, match=rf"^{path} {problem}"):
             getattr(pieces, load)("tiny", "a", root=root)
         assert _tree(root) == before
+
+    def test_an_interrupted_piece_is_not_stored(self, stored_piece, tmp_path, monkeypatch):
+        """train turns Ctrl-C into a partial run (``interrupted``); run_piece must not store it as finished."""
+        _, condition = stored_piece
+        monkeypatch.setitem(EXPERIMENTS, "tiny", {"a": condition})
+        real_train = pieces.train
+
+        def interrupted_train(*args, **kwargs):
+            return dataclasses.replace(real_train(*args, **kwargs), interrupted=True)
+
+        monkeypatch.setattr(pieces, "train", interrupted_train)
+        root = tmp_path / "fresh"
+        with pytest.raises(KeyboardInterrupt, match=r"tiny/a seeds 0-1: interrupted, nothing stored"):
+            pieces.run_piece("tiny", "a", (0, 1), root)
+        out = pieces.piece_dir(root, "tiny", "a", (0, 1))
+        assert not store.is_finished(out, kind="piece")
+        assert not out.exists() or not any(p.name in ("meta.json", "manifest.json", "history.parquet")
+                                           for p in out.iterdir())
 
     def test_legacy_piece_loads_with_one_quiet_note(self, piece, caplog):
         root, out = piece

@@ -116,6 +116,9 @@ def run_piece(experiment: str, condition: str, seeds: tuple[int, ...], root: Pat
         run_dir = out.parent / f".{out.name}.run" if cond.checkpoint_every else None
         start = time.perf_counter()
         run = train(cfg, progress=False, run_dir=run_dir, resume=True)
+        if run.interrupted:  # train turns Ctrl-C into a partial run: never store it as a finished piece
+            raise KeyboardInterrupt(f"{experiment}/{condition} seeds {seeds[0]}-{seeds[-1]}: interrupted, nothing "
+                                    "stored" + (f"; rerun to resume from {run_dir}" if run_dir else ""))
         greedy = run.evaluate(episodes).set_index("seed").return_mean.rename("greedy")
         sampled = run.evaluate(episodes, greedy=False).set_index("seed").return_mean.rename("sampled")
         wall = time.perf_counter() - start
