@@ -13,7 +13,7 @@ depend on which other seeds share the batch. ``tests/test_batched_envs.py`` chec
 | ``CartPole-v0``, ``CartPole-v1`` | native ``CartPoleVectorEnv`` | one per seed | ``cartpole.py`` |
 | ``Acrobot-v1`` | ``SyncVectorEnv`` of ``AcrobotEnv`` + ``TimeLimit`` | one per sub-env, seed + i | ``acrobot.py`` |
 | ``acpg_lab/...`` (`acpg_lab.optimal_envs`) | their numpy vector envs | one per seed | ``known_optimal.py`` |
-| ``MinAtar/...`` (5 games) | ``SyncVectorEnv`` of minatar's env | ``RandomState(seed + i)`` | ``minatar/`` (torch) |
+| ``MinAtar/...`` not Seaquest | ``SyncVectorEnv`` of minatar's env | ``RandomState(seed + i)`` | ``minatar/`` (torch) |
 
 CartPole takes the ``env_kwargs`` ``max_episode_steps`` and ``sutton_barto_reward``, Acrobot
 ``max_episode_steps``, the ``acpg_lab/`` ids all of their constructors' (the layout is the vector env's own);

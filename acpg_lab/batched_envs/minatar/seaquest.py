@@ -204,15 +204,15 @@ class Seaquest(Game):
         self.esub_shot = torch.where(on_screen, torch.where(fire, ENEMY_SHOT_INTERVAL, self.esub_shot - 1),
                                     self.esub_shot)
         free = ~self.eb_alive
-        match = (fire[:, :, None] & free[:, None, :]
-                 & ((fire.cumsum(1) - 1)[:, :, None] == (free.cumsum(1) - 1)[:, None, :]))  # k-th shot, k-th slot
         self.overflow = self.overflow | (fire.sum(1) > free.sum(1))
-        new = match.any(1)
-        source = match.to(torch.uint8).argmax(1)  # [N, slots]: the sub whose shot fills each new slot
-        self.eb_alive = self.eb_alive | new
-        self.eb_x = torch.where(new, self.esub_x.gather(1, source), self.eb_x)
-        self.eb_y = torch.where(new, self.esub_y.gather(1, source), self.eb_y)
-        self.eb_right = torch.where(new, self.esub_right.gather(1, source), self.eb_right)
+        shooters = torch.sort(fire.to(torch.uint8), dim=1, descending=True, stable=True).indices  # firing first
+        slots = torch.sort(free.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :shooters.shape[1]]
+        new = fire.gather(1, shooters) & free.gather(1, slots)  # the k-th shot goes into the k-th free slot
+        for field in ("x", "y", "right"):
+            current = getattr(self, f"eb_{field}")
+            value = torch.where(new, getattr(self, f"esub_{field}").gather(1, shooters), current.gather(1, slots))
+            setattr(self, f"eb_{field}", current.scatter(1, slots, value))
+        self.eb_alive = self.eb_alive.scatter(1, slots, new | self.eb_alive.gather(1, slots))
 
     def _enemy_bullets(self) -> torch.Tensor:
         alive = self.eb_alive
