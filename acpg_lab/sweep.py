@@ -47,6 +47,8 @@ import pandas as pd
 from acpg_lab.checks import check_int
 from acpg_lab.config import TrainConfig
 from acpg_lab.entry import require_extra
+from acpg_lab.lock import directory_lock
+from acpg_lab.manifest import read_manifest, verify, write_manifest
 from acpg_lab.paths import check_output_dir
 from acpg_lab.ray_tasks import check_address, connect, run_tasks
 from acpg_lab.store import MARKERS, differences, is_finished, write_atomic, write_atomic_with
@@ -213,21 +215,25 @@ def train_task(config: dict[str, Any], condition: dict[str, Any], run_dir: str) 
 
     cfg = TrainConfig(**{**config, "seeds": tuple(config["seeds"]), "hidden_sizes": tuple(config["hidden_sizes"])})
     directory = Path(run_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    finished = is_finished(directory, kind="run")
-    ckpt = directory / CHECKPOINT_NAME
-    start = read_checkpoint(ckpt)["update"] if ckpt.exists() and not finished else 0
-    with open(directory / "attempts.jsonl", "a") as f:  # who trains it, from where: one line per attempt
-        f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), time=time.time(),
-                                resumed_from=start, finished=finished)) + "\n")
-    run = train(cfg, progress=False, run_dir=directory, resume=True)
-    if run.interrupted:  # train turns Ctrl-C (or Ray's cancel) into a partial run: never store it as finished
-        raise KeyboardInterrupt(f"sweep task {directory.name} interrupted after {len(run.history)} history rows; "
-                                "its checkpoint is kept and the next run of the sweep resumes it")
-    table = run.history.copy()
-    for i, (key, value) in enumerate(condition.items()):
-        table.insert(i, condition_column(key), _text(value) if isinstance(value, list | tuple | dict) else value)
-    write_atomic_with(directory / MARKERS["sweep_task"][0], lambda tmp: table.to_parquet(tmp, index=False))
+    with directory_lock(directory, label="sweep task"):  # one writer for the whole task (train re-enters it)
+        finished = is_finished(directory, kind="run")
+        ckpt = directory / CHECKPOINT_NAME
+        start = read_checkpoint(ckpt)["update"] if ckpt.exists() and not finished else 0
+        with open(directory / "attempts.jsonl", "a") as f:  # who trains it, from where: one line per attempt
+            f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), time=time.time(),
+                                    resumed_from=start, finished=finished)) + "\n")
+        run = train(cfg, progress=False, run_dir=directory, resume=True)
+        if run.interrupted:  # train turns Ctrl-C (or Ray's cancel) into a partial run: never store it as finished
+            raise KeyboardInterrupt(f"sweep task {directory.name} interrupted after {len(run.history)} history "
+                                    "rows; its checkpoint is kept and the next run of the sweep resumes it")
+        table = run.history.copy()
+        for i, (key, value) in enumerate(condition.items()):
+            table.insert(i, condition_column(key), _text(value) if isinstance(value, list | tuple | dict) else value)
+        name = MARKERS["sweep_task"][0]
+        write_atomic_with(directory / name, lambda tmp: table.to_parquet(tmp, index=False))
+        listed = read_manifest(directory)
+        if listed is not None:  # the run's manifest, now also listing the task's table: verified when it is read
+            write_manifest(directory, [*listed["files"], name])
     return 0 if finished else (cfg.num_updates - run.resumed_from) * cfg.batch_size * len(cfg.seeds)
 
 
@@ -288,10 +294,17 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
         steps = sum(run_tasks(train_task, calls, address=address, num_cpus=num_cpus, task_cpus=spec.num_cpus,
                               task_gpus=spec.num_gpus, max_retries=spec.max_retries, what="sweep tasks",
                               total=len(tasks), progress=progress).values())
-    table = pd.concat([pd.read_parquet(out / "runs" / t.name / MARKERS["sweep_task"][0]) for t in tasks],
-                      ignore_index=True)
+    table = pd.concat([_task_table(out / "runs" / t.name) for t in tasks], ignore_index=True)
     write_atomic_with(out / TABLE, lambda tmp: table.to_parquet(tmp, index=False))
     return SweepResult(out / TABLE, len(tasks), len(pending), steps)
+
+
+def _task_table(directory: Path) -> pd.DataFrame:
+    """A finished task's ``history.parquet``, verified against the run's manifest where it lists it (tasks
+    stored before manifests load unverified)."""
+    if read_manifest(directory) is not None:
+        verify(directory, marker=MARKERS["run"][0], required=True)
+    return pd.read_parquet(directory / MARKERS["sweep_task"][0])
 
 
 def _flat(spec: dict[str, Any]) -> dict[str, Any]:

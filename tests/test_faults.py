@@ -555,7 +555,7 @@ class TestKilled:
         stale = [r for r in runs if (r / lock.LOCK_NAME).exists()]  # the run the driver was killed in
         assert runs[0] in done and runs[2] not in done and len(stale) <= 1
         monkeypatch.setattr(sweep, "run_tasks", _sequential)
-        with (pytest.warns(UserWarning, match=rf"run_dir {stale[0]}: taking over the stale lock of pid {driver.pid}")
+        with (pytest.warns(UserWarning, match=rf"sweep task {stale[0]}: taking over the stale lock of pid {driver.pid}")
               if stale else contextlib.nullcontext()):
             result = sweep.run_sweep(sweep.parse_spec(spec), out, progress=False)
         assert (result.tasks, result.trained) == (3, 3 - len(done))
