@@ -54,13 +54,21 @@ def _train(args: argparse.Namespace) -> int:
         pairs["checkpoint_every"] = args.checkpoint_every
     cfg = TrainConfig(env_id=args.env, algo=args.algo, head=args.head, seeds=tuple(args.seeds),
                       total_steps=args.steps, device=args.device, **pairs)
-    run = al.train(cfg, progress=not args.quiet, run_dir=args.out, resume=args.resume)
+    from acpg_lab.lock import directory_lock
+    from acpg_lab.manifest import read_manifest, write_manifest
+    from acpg_lab.store import write_atomic_with
+
     out = Path(args.out)
-    if run.interrupted:
-        print(f"interrupted; rerun with --resume to continue from the last checkpoint in {out}", file=sys.stderr)
-        return 130
-    ev = run.evaluate(episodes=args.eval_episodes)
-    ev.to_csv(out / "evaluation.csv", index=False)
+    with directory_lock(out, label="--out"):  # one writer from training to the evaluation table
+        run = al.train(cfg, progress=not args.quiet, run_dir=out, resume=args.resume)
+        if run.interrupted:
+            print(f"interrupted; rerun with --resume to continue from the last checkpoint in {out}", file=sys.stderr)
+            return 130
+        ev = run.evaluate(episodes=args.eval_episodes)
+        write_atomic_with(out / "evaluation.csv", lambda tmp: ev.to_csv(tmp, index=False))
+        listed = read_manifest(out)
+        if listed is not None:  # the run's manifest, now listing the evaluation too
+            write_manifest(out, [*listed["files"], "evaluation.csv"])
     print(f"trained {len(cfg.seeds)} seeds x {cfg.total_steps} steps in {run.wall_time:.1f} s -> {out}")
     print(ev.to_string(index=False))
     return 0
