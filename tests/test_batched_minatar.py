@@ -432,3 +432,7 @@ def test_training_with_batched_minatar_is_bitwise_the_same(env_id, monkeypatch):
                                   check_exact=True)
     for (name, x), (_, y) in zip(slow.model.state_dict().items(), fast.model.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
+    monkeypatch.setenv("ACPG_LAB_FAST_ENVS", "0")
+    slow_eval = slow.evaluate(episodes=3)
+    monkeypatch.setenv("ACPG_LAB_FAST_ENVS", "1")
+    pd.testing.assert_frame_equal(slow_eval, fast.evaluate(episodes=3), check_exact=True)

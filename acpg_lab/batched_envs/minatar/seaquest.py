@@ -36,7 +36,7 @@ from acpg_lab.batched_envs.minatar.streams import Streams
 
 __all__ = ["Seaquest"]
 
-RAMP_INTERVAL, MAX_OXYGEN, INIT_SPAWN_SPEED, DIVER_SPAWN_SPEED, INIT_MOVE_INTERVAL = 100, 200, 20, 30, 5
+MAX_OXYGEN, INIT_SPAWN_SPEED, DIVER_SPAWN_SPEED, INIT_MOVE_INTERVAL = 200, 20, 30, 5
 SHOT_COOL_DOWN, ENEMY_SHOT_INTERVAL, DIVER_MOVE_INTERVAL = 5, 10, 5
 #: slots per list: friendly bullets, divers, enemy subs, fish, enemy bullets
 CAPACITY = {"fb": 4, "diver": 8, "esub": 32, "fish": 32, "eb": 32}
