@@ -53,13 +53,18 @@ def test_planned_sample_sizes_follow_from_their_power_analysis():
 
 
 def test_planned_seeds_are_fresh():
-    stored = set()
+    """The planned replications' seeds overlap no seed of the stored (retrospective) evidence nor each other;
+    the pieces of a planned experiment stay within its planned seeds."""
+    planned = [e for e in plan.load_plan()["claims"].values() if e["status"] == "planned"]
+    planned_experiments = {e["experiment"] for e in planned}
+    stored, replicated = set(), set()
     for piece in (ROOT / "results" / "evidence").glob("*/**/seeds_*"):
         (low, high), = _ranges(piece.name.removeprefix("seeds_"))
-        stored |= set(range(low, high + 1))
+        experiment = piece.relative_to(ROOT / "results" / "evidence").parts[0]
+        (replicated if experiment in planned_experiments else stored).update(range(low, high + 1))
     assert stored and stored <= {s for a, b in plan.STORED_SEED_RANGES for s in range(a, b + 1)}
+    assert replicated <= {s for e in planned for a, b in _ranges(e["seeds"]) for s in range(a, b + 1)}
     taken = {s for a, b in plan.STORED_SEED_RANGES for s in range(a, b + 1)}
-    planned = [e for e in plan.load_plan()["claims"].values() if e["status"] == "planned"]
     seen: set[int] = set()
     for e in planned:
         (low, high), = _ranges(e["seeds"])

@@ -164,11 +164,17 @@ def _entries_by_table(plan: dict[str, Any]) -> dict[str, str]:
 
 def mark_tables(tables: dict[str, pd.DataFrame], plan: dict[str, Any] | None = None) -> dict[str, pd.DataFrame]:
     """Every table with a ``verdict`` column gets ``plan_entry`` (the claim id in the plan governing it) and
-    ``analysis`` ("confirmatory" / "exploratory", `analysis_status`; "exploratory" when no entry covers it)."""
+    ``analysis`` ("confirmatory" / "exploratory", `analysis_status`; "exploratory" when no entry covers it). A
+    table that already has ``plan_entry`` (its rows belong to different planned entries: the replications) keeps
+    it, and each row's ``analysis`` follows its own entry."""
     plan = plan or load_plan()
     governs = _entries_by_table(plan)
     for name, table in tables.items():
         if "verdict" not in table:
+            continue
+        if "plan_entry" in table:  # rows that name their entry (a table holding several planned families)
+            table["analysis"] = [analysis_status(c, plan["claims"][c]) if c in plan["claims"] else "exploratory"
+                                 for c in table["plan_entry"]]
             continue
         claim = governs.get(name, "")
         table["plan_entry"] = claim

@@ -31,6 +31,8 @@ from acpg_lab.evidence.pfo import TABLES as PFO_TABLES
 from acpg_lab.evidence.pfo import pfo_tables
 from acpg_lab.evidence.pieces import PIECE, evidence_dir
 from acpg_lab.evidence.plan import PLAN_TABLES, mark_tables, plan_tables
+from acpg_lab.evidence.replication import TABLES as REPLICATION_TABLES
+from acpg_lab.evidence.replication import heads_tuned_tables, replication_tables
 from acpg_lab.profiles import repository_root
 from acpg_lab.stats import VERDICT_RULE
 
@@ -74,7 +76,10 @@ BUILDERS = (Builder("labels", labels_vs_null, LABEL_TABLES),
             Builder("collapse", collapse_tables, COLLAPSE_TABLES, partial=True),
             Builder("heads", heads_tables, HEADS_TABLES, partial=True),
             Builder("exploration", exploration_tables, EXPLORATION_TABLES, partial=True),
-            Builder("pfo", pfo_tables, PFO_TABLES, partial=True))
+            Builder("pfo", pfo_tables, PFO_TABLES, partial=True),
+            # the planned confirmatory replications (results/evidence/plan.toml): built once all their pieces are
+            Builder("replication", replication_tables, REPLICATION_TABLES, partial=True),
+            Builder("heads_tuned", heads_tuned_tables, REPLICATION_TABLES, partial=True))
 #: index columns of each stored table (the plan's tables are built from the others, last: `_tables`)
 TABLE_INDEX = {name: index for builder in BUILDERS for name, index in builder.tables.items()} | PLAN_TABLES
 
