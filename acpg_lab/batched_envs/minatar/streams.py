@@ -63,14 +63,20 @@ class Streams:
 class RandomStateStreams(Streams):
     """Exactly minatar's draws: one ``RandomState(seed)`` per environment, read ahead ``chunk`` words at a time."""
 
-    def __init__(self, *, seeds: Sequence[int], chunk: int = 512) -> None:
+    def __init__(self, *, seeds: Sequence[int], chunk: int = 1024) -> None:
         if chunk < 64:
             raise ValueError(f"chunk must be at least 64 words (the longest read-ahead window), got {chunk}")
         self.states = [np.random.RandomState(int(s)) for s in seeds]
         self.chunk = int(chunk)
-        self.words = torch.from_numpy(np.stack([self._draw(rs, self.chunk) for rs in self.states]))
         self.cursor = torch.zeros(len(self.states), dtype=torch.int64)  #: next unread word per environment
-        self._offsets: dict[int, torch.Tensor] = {}
+        self._offsets: dict[tuple[int, int], torch.Tensor] = {}
+        self._load(torch.from_numpy(np.stack([self._draw(rs, self.chunk) for rs in self.states])))
+
+    def _load(self, words: torch.Tensor) -> None:
+        """Take ``words`` as the buffer; ``doubles[:, p]`` is the ``rand()`` that starts at word ``p``."""
+        self.words = words
+        self.doubles = self._doubles(words[:, :-1], words[:, 1:])
+        self._bound = int(self.cursor.max())  #: no cursor is beyond it (kept on the host: no reads per draw)
 
     @staticmethod
     def _draw(rs: np.random.RandomState, n: int) -> np.ndarray:
@@ -78,7 +84,7 @@ class RandomStateStreams(Streams):
 
     def _ensure(self, n: int) -> None:
         """Make at least ``n`` unread words available to every environment."""
-        if int(self.cursor.max()) + n <= self.chunk:
+        if self._bound + n <= self.chunk:
             return
         words, cursor = self.words.numpy(), self.cursor.numpy()
         fresh = np.empty_like(words)
@@ -86,15 +92,19 @@ class RandomStateStreams(Streams):
             unread = words[i, cursor[i]:]
             fresh[i, :len(unread)] = unread
             fresh[i, len(unread):] = self._draw(rs, self.chunk - len(unread))
-        self.words = torch.from_numpy(fresh)
         self.cursor.zero_()
+        self._load(torch.from_numpy(fresh))
+
+    def _offset(self, n: int, step: int = 1) -> torch.Tensor:
+        if (n, step) not in self._offsets:
+            self._offsets[n, step] = torch.arange(0, n * step, step)
+        return self._offsets[n, step]
 
     def _words(self, n: int) -> torch.Tensor:
-        """``[N, n]``: every environment's next ``n`` unread words (not consumed)."""
+        """``[N, n]``: every environment's next ``n`` unread words (not consumed; the bound moves by ``n``)."""
         self._ensure(n)
-        if n not in self._offsets:
-            self._offsets[n] = torch.arange(n)
-        return self.words.gather(1, self.cursor[:, None] + self._offsets[n])
+        self._bound += n
+        return self.words.gather(1, self.cursor[:, None] + self._offset(n))
 
     @staticmethod
     def _doubles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -106,9 +116,11 @@ class RandomStateStreams(Streams):
     def rand_n(self, n: int, mask: torch.Tensor) -> torch.Tensor:
         if not bool(mask.any()):  # host checks are free here: this stream is the CPU one
             return torch.zeros(len(mask), n, dtype=torch.float64)
-        words = self._words(2 * n)
+        self._ensure(2 * n)
+        self._bound += 2 * n
+        out = self.doubles.gather(1, self.cursor[:, None] + self._offset(n, 2))
         self.cursor += 2 * n * mask
-        return self._doubles(words[:, 0::2], words[:, 1::2])
+        return out
 
     def randint(self, high: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         limit = high - 1
@@ -138,7 +150,7 @@ class RandomStateStreams(Streams):
         accepted = (words <= high - 1).cumsum(1)
         if bool((accepted[:, -1] < n)[mask].any()):
             return super().randint_n(high, n, mask)
-        ranks = self._offsets.setdefault(-n, torch.arange(1, n + 1)).expand(len(mask), n).contiguous()
+        ranks = (self._offset(n) + 1).expand(len(mask), n).contiguous()
         position = torch.searchsorted(accepted, ranks).clamp(max=words.shape[1] - 1)  # the k-th accepted word
         self.cursor += (position[:, -1] + 1) * mask
         return words.gather(1, position)
@@ -154,7 +166,8 @@ class RandomStateStreams(Streams):
         if words.shape != self.words.shape or cursor.shape != self.cursor.shape:
             raise ValueError(f"stream state of shape {tuple(words.shape)} does not fit these streams' "
                              f"{tuple(self.words.shape)}")
-        self.words, self.cursor = words.clone(), cursor.to(torch.int64).clone()
+        self.cursor = cursor.to(torch.int64).clone()
+        self._load(words.clone())
         for rs, st in zip(self.states, state["random_states"], strict=True):
             key = np.asarray(torch.as_tensor(st["key"]).numpy(), dtype=np.uint32)
             rs.set_state(("MT19937", key, int(st["pos"]), 0, 0.0))
