@@ -51,7 +51,7 @@ from acpg_lab.lock import directory_lock
 from acpg_lab.manifest import read_manifest, verify, write_manifest
 from acpg_lab.paths import check_output_dir
 from acpg_lab.ray_tasks import check_address, connect, run_tasks
-from acpg_lab.store import MARKERS, differences, is_finished, write_atomic, write_atomic_with
+from acpg_lab.store import MANIFEST, MARKERS, differences, is_finished, write_atomic, write_atomic_with
 
 __all__ = ["SweepSpec", "SweepTask", "SweepResult", "load_spec", "parse_spec", "run_sweep", "load_sweep"]
 
@@ -295,7 +295,9 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, *, address: str | N
                               task_gpus=spec.num_gpus, max_retries=spec.max_retries, what="sweep tasks",
                               total=len(tasks), progress=progress).values())
     table = pd.concat([_task_table(out / "runs" / t.name) for t in tasks], ignore_index=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # a table being replaced is unverified until its manifest is written
     write_atomic_with(out / TABLE, lambda tmp: table.to_parquet(tmp, index=False))
+    write_manifest(out, [TABLE, "spec.json"])  # last: load_sweep verifies the table against it
     return SweepResult(out / TABLE, len(tasks), len(pending), steps)
 
 
@@ -313,8 +315,11 @@ def _flat(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_sweep(out: str | Path) -> pd.DataFrame:
-    """A finished sweep's table: a row per (condition, seed, update), the grid values as columns."""
+    """A finished sweep's table: a row per (condition, seed, update), the grid values as columns; verified against
+    the sweep's ``manifest.json`` (an error names a truncated or corrupted table; a sweep written before manifests
+    loads unverified, with a note)."""
     path = Path(out) / TABLE
     if not path.exists():
         raise ValueError(f"{path} does not exist: run the sweep first (acpg-lab sweep SPEC --out {out})")
+    verify(out, marker=TABLE, required=False)
     return pd.read_parquet(path)

@@ -304,6 +304,26 @@ class TestRunDirChecked:
 
 
 # ----------------------------------------------------------------------------- verified loads: runs
+class TestSweepTable:
+    def test_a_truncated_sweep_table_is_named_and_a_rerun_rewrites_it(self, tmp_path, monkeypatch):
+        spec = {"sweep": {"seeds": [0], "seeds_per_task": 1},
+                "base": {k: v for k, v in TINY.items() if k != "seeds"}, "grid": {"head": ["linear", "etf"]},
+                "resources": {"num_cpus": 1}}
+        monkeypatch.setattr(sweep, "run_tasks", _sequential)
+        out = tmp_path / "sweep"
+        sweep.run_sweep(sweep.parse_spec(spec), out, progress=False)
+        table = sweep.load_sweep(out)
+        assert sorted(json.loads((out / "manifest.json").read_text())["files"]) == ["spec.json", "sweep.parquet"]
+        data = (out / "sweep.parquet").read_bytes()
+        (out / "sweep.parquet").write_bytes(data[: len(data) // 2])
+        runs = _tree(out / "runs")
+        with pytest.raises(IntegrityError, match=rf"^{out / 'sweep.parquet'} is truncated: \d+ bytes"):
+            sweep.load_sweep(out)
+        assert _tree(out / "runs") == runs  # the finished tasks are untouched
+        sweep.run_sweep(sweep.parse_spec(spec), out, progress=False)  # nothing to train: the table is rebuilt
+        pd.testing.assert_frame_equal(sweep.load_sweep(out), table)
+
+
 class TestRunFiles:
     @pytest.mark.parametrize("name, cut, problem", [
         ("history.csv", 0.6, r"is truncated: \d+ bytes, .*manifest\.json lists \d+"),
