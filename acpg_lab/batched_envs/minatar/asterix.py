@@ -82,7 +82,8 @@ class Asterix(Game):
         return collected.sum(1), (hit & ~self.gold).any(1)
 
     def act(self, action: torch.Tensor, live: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._spawn(live)
+        if self._maybe(self.spawn_timer == 0):
+            self._spawn(live)
         self.player_x = torch.where(action == 1, (self.player_x - 1).clamp(min=0), self.player_x)
         self.player_x = torch.where(action == 3, (self.player_x + 1).clamp(max=9), self.player_x)
         self.player_y = torch.where(action == 2, (self.player_y - 1).clamp(min=1), self.player_y)

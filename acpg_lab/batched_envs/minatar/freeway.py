@@ -58,7 +58,8 @@ class Freeway(Game):
         pos = torch.where(up, (self.pos - 1).clamp(min=0), self.pos)
         pos = torch.where(down, (pos + 1).clamp(max=9), pos)
         win = pos == 0
-        self._randomize_cars(live & win, initialize=False)
+        if self._maybe(win):
+            self._randomize_cars(live & win, initialize=False)
         pos = torch.where(win, 9, pos)
         car_x, car_timer = self.car_x.clone(), self.car_timer.clone()
         for i in range(8):  # in order: an earlier car's hit moves the chicken before later cars are checked

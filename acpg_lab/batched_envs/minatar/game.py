@@ -46,6 +46,11 @@ class Game:
         """bool ``[N, 10, 10, channels]``, minatar's ``state()``."""
         raise NotImplementedError
 
+    def _maybe(self, mask: torch.Tensor) -> bool:
+        """Whether work for the environments in ``mask`` must be done: with a stream that allows host checks,
+        whether any environment is in it (skipping no-ops on the CPU); otherwise always (no host read)."""
+        return not self.streams.host_checks or bool(mask.any())
+
     def _cell(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """bool ``[N, 10, 10]``, True at ``(y, x)`` of each environment (nowhere if out of range)."""
         return (self.rows[:, None] == y[:, None, None]) & (self.rows == x[:, None, None])
@@ -92,7 +97,8 @@ class VectorGames:
         action = torch.where(sticky, self.last_action, action)
         self.last_action = torch.where(live, action, self.last_action)
         reward, terminal = self.game.act(action, live)
-        self.game.reset(resetting)
+        if self.game._maybe(resetting):
+            self.game.reset(resetting)
         self.steps = torch.where(resetting, 0, self.steps + 1)
         terminated = terminal & live
         if self.max_episode_steps is None:

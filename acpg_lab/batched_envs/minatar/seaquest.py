@@ -114,6 +114,13 @@ class Seaquest(Game):
     # -- the step ------------------------------------------------------------------------------------------------
     def _spawn(self, live: torch.Tensor) -> None:
         spawn = self.e_spawn_timer == 0
+        if self._maybe(spawn):
+            self._spawn_enemy(live, spawn)
+        spawn = self.d_spawn_timer == 0
+        if self._maybe(spawn):
+            self._spawn_diver(live, spawn)
+
+    def _spawn_enemy(self, live: torch.Tensor, spawn: torch.Tensor) -> None:
         draw = live & spawn
         right = self.streams.rand(draw) < 1 / 2
         is_sub = self.streams.rand(draw) < 1 / 3
@@ -127,7 +134,8 @@ class Seaquest(Game):
                      shot=torch.full_like(x, ENEMY_SHOT_INTERVAL))
         self._append("fish", put & ~is_sub, x=x, y=row, right=right, timer=timer)
         self.e_spawn_timer = torch.where(spawn, self.e_spawn_speed, self.e_spawn_timer)
-        spawn = self.d_spawn_timer == 0
+
+    def _spawn_diver(self, live: torch.Tensor, spawn: torch.Tensor) -> None:
         draw = live & spawn
         right = self.streams.rand(draw) < 1 / 2
         row = self.streams.randint(torch.full_like(self.sub_x, 8), draw) + 1

@@ -34,7 +34,12 @@ _TWO_53 = 9007199254740992.0
 
 
 class Streams:
-    """``rand`` and ``randint`` for ``N`` environments at once; only environments in ``mask`` advance."""
+    """``rand`` and ``randint`` for ``N`` environments at once; only environments in ``mask`` advance.
+
+    ``host_checks``: whether the games may look at a mask on the host to skip work no environment needs (true
+    for the CPU stream, which reads the host anyway; false for the sync-free one)."""
+
+    host_checks = False
 
     def rand(self, mask: torch.Tensor) -> torch.Tensor:
         """float64 ``[N]``: ``RandomState.rand()`` where ``mask``; unspecified elsewhere."""
@@ -62,6 +67,8 @@ class Streams:
 
 class RandomStateStreams(Streams):
     """Exactly minatar's draws: one ``RandomState(seed)`` per environment, read ahead ``chunk`` words at a time."""
+
+    host_checks = True
 
     def __init__(self, *, seeds: Sequence[int], chunk: int = 1024) -> None:
         if chunk < 64:
