@@ -1,12 +1,16 @@
 """The evidence pipeline: cached atomic pieces, compact histories, tables recomputed from what is stored."""
 
+import contextlib
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from acpg_lab import evidence
-from acpg_lab.evidence import Condition, collapse, conditions, heads, pfo, pieces
+from acpg_lab.evidence import Condition, collapse, conditions, heads, pfo, pieces, render
 from acpg_lab.evidence import report as report_module
+from acpg_lab.profiles import repository_root
 
 TINY = dict(algo="ppo", label_source="optimal", diagnostics_every=2, diagnostics_null=True, total_steps=2048)
 
@@ -82,21 +86,95 @@ def test_report_writes_then_checks_tables(tiny_collapse, monkeypatch):
     assert report_module.report(root=tiny_collapse, check=True) == 1
 
 
-def test_reproduction_numbers_must_come_from_the_tables():
-    tables = {"t": pd.DataFrame(dict(a=[0.01234, -1.5]), index=pd.Index(["x", "y"], name="k"))}
-    rows = ("<!-- evidence:acpg -->\n| claim | setting | measurement | verdict | nb |\n"
-            "| c | s | 0.0123 and −1.50, p < 0.05 | ok | 01 |\n<!-- /evidence:acpg -->")
-    check = report_module.unmatched_numbers
-    assert check(rows, tables, sections=("acpg",)) == []
-    assert check(rows.replace("0.0123", "0.0124"), tables, sections=("acpg",)) == ["0.0124"]
-    assert check(rows.replace("| c |", "| c **to be rerun** |").replace("0.0123", "9.99"), tables,
-                 sections=("acpg",)) == []
-    assert "markers" in check("no section", tables, sections=("acpg",))[0]
-    assert "evidence:pfo" in check(rows, tables)[0]  # both sections are required by default
+def test_placeholders_render_named_cells_with_their_precision():
+    tables = {"t": pd.DataFrame(dict(a=[0.01234, -1.5, 3e-5], v=["reproduced", "contradicted", "x"]),
+                                index=pd.MultiIndex.from_tuples([("x", 1), ("y", 2), ("y", 3)], names=["k", "j"])),
+              "d": pd.DataFrame(dict(m=["greedy", "sampled"], a=[1.0, 2.0]), index=pd.Index(["e", "e"], name="arm"))}
+    text = ("{{t[x; 1].a:.4f}} and {{t[y; 2].a:+.2f}} (p {{t[y; 3].a:p.4f}}; {{t[y; 2].a:a.1f}}), "
+            "**{{t[x; 1].v}}**, {{d[e; @m=sampled].a:.1f}}, {{max:t[y].a:.1f}} of {{count:t[].a:.0f}}")
+    assert render.render(text, tables, trace=False) == ("0.0123 and −1.50 (p < 1e-4; -1.5), **reproduced**, 2.0, "
+                                                        "0.0 of 3")
+    assert render.render("{{t[x; 1].a:.4f}}", tables) == "0.0123<!--t[x; 1].a-->"
+    for bad in ("{{t[z; 1].a:.1f}}", "{{t[x; 1].b:.1f}}", "{{u[x; 1].a:.1f}}", "{{d[e].a:.1f}}"):
+        with pytest.raises(KeyError):
+            render.render(bad, tables)
 
 
-def test_the_stored_evidence_recomputes_and_backs_every_number_of_reproduction_md():
-    """The committed tables equal what the committed histories give, and REPRODUCTION.md quotes only them."""
+def _stored_tables() -> dict[str, pd.DataFrame]:
+    tables = {}
+    for name in report_module.TABLE_INDEX:
+        with contextlib.suppress(FileNotFoundError):
+            tables[name] = report_module.stored_table(name)
+    return tables
+
+
+def _nudged(value, spec: str | None):
+    """A value that prints differently under ``spec`` (two units of its last printed digit; a verdict renamed)."""
+    if isinstance(value, str) or spec is None:
+        return value + " (changed)"
+    digits = int(re.search(r"\.(\d+)", spec)[1]) if "." in spec else 0
+    return float(value) + 2 * 10.0 ** -digits if spec[-1] == "f" else float(value) * 1.5 + 1e-3
+
+
+def test_every_cell_the_templates_use_changes_the_rendered_text():
+    """Each cell a template names (and each aggregated column) moves the rendered text when its value moves, so
+    `report --check` cannot pass with a stale number or verdict."""
+    tables = _stored_tables()
+    cells = render.template_cells()
+    assert len(cells) > 800
+    for agg, table, key, column, spec in cells:
+        placeholder = ("{{" + (f"{agg}:" if agg else "") + f"{table}[{key}].{column}" + (f":{spec}" if spec else "")
+                       + "}}")
+        before = render.render(placeholder, tables)
+        frame = tables[table]
+        saved = frame[column].copy()
+        try:
+            if agg == "count":
+                frame[column] = np.nan
+            elif agg:
+                frame[column] = [_nudged(v, spec) for v in saved]
+            else:
+                row = next(i for i, k in enumerate(frame.index) if render._key_text(k) == key.split("; @")[0]
+                           and all(str(frame[c].iloc[i]) == v for c, _, v in
+                                   (f.partition("=") for f in key.split("; @")[1:])))
+                values = saved.astype(object).copy()
+                values.iloc[row] = _nudged(saved.iloc[row], spec)
+                frame[column] = values
+            render._ROWS.clear()
+            assert render.render(placeholder, tables) != before, placeholder
+        finally:
+            frame[column] = saved
+            render._ROWS.clear()
+
+
+def test_a_hand_edit_inside_a_generated_block_fails_the_check(tmp_path, capsys):
+    tables = _stored_tables()
+    original = (repository_root() / "REPRODUCTION.md").read_text()
+    path = tmp_path / "REPRODUCTION.md"
+    path.write_text(original)
+    assert report_module.render_reproduction_md(tables, check=True, path=path) == 0
+    acpg = original.index("<!-- evidence:acpg -->")
+    number = re.compile(r"(\d\.\d+)(<!--)").search(original, acpg)
+    edited = original[:number.start(1)] + str(float(number[1]) + 1) + original[number.end(1):]
+    path.write_text(edited)
+    assert report_module.render_reproduction_md(tables, check=True, path=path) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERS" in out and "@@" in out and f"+{original[:number.end(1)].splitlines()[-1][:40]}" in out
+    path.write_text(original.replace("Unit-level facts checked by the test suite",
+                                     "Unit-level facts (hand-written, free to edit) checked by the test suite"))
+    assert report_module.render_reproduction_md(tables, check=True, path=path) == 0  # outside the blocks
+    assert report_module.render_reproduction_md(tables, check=False, path=tmp_path / "REPRODUCTION.md") == 0
+    path.write_text(edited)
+    report_module.render_reproduction_md(tables, check=False, path=path)  # `report` re-renders the block
+    assert path.read_text() == original
+    path.write_text(original.replace("<!-- /evidence:pfo -->", ""))
+    with pytest.raises(ValueError, match="evidence:pfo"):
+        report_module.render_reproduction_md(tables, check=True, path=path)
+
+
+def test_the_stored_evidence_recomputes_and_renders_reproduction_md():
+    """The committed tables equal what the committed histories give, and REPRODUCTION.md's generated blocks are
+    their rendering byte for byte."""
     assert report_module.report(check=True) == 0
 
 

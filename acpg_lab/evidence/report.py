@@ -1,9 +1,11 @@
 """The report: every table behind `REPRODUCTION.md`'s ACPG and PFO rows, recomputed from the stored pieces by one
 ordered list of table builders (`BUILDERS`: each names its family, the tables it builds and their index).
 
-``python -m acpg_lab.evidence report`` writes the tables to ``results/evidence/tables/``; with ``--check`` it
-recomputes them, fails if a stored table differs, and checks that every number `REPRODUCTION.md` quotes in its
-evidence sections is one of the tables' (`unmatched_numbers`). `stored_table` reads a written table back, indexed.
+``python -m acpg_lab.evidence report`` writes the tables to ``results/evidence/tables/`` and renders
+`REPRODUCTION.md`'s generated blocks from them (`acpg_lab.evidence.render`: the summary, and the ACPG and PFO
+sections from their templates, every number naming its table cell); with ``--check`` it recomputes the tables,
+fails if a stored table differs, and fails (printing the diff) unless `REPRODUCTION.md` is byte for byte its
+rendering from the recomputed tables. `stored_table` reads a written table back, indexed.
 Every verdict table is marked with its analysis-plan entry and whether it is confirmatory or exploratory
 (`acpg_lab.evidence.plan.mark_tables`), and the plan's tables (``plan_claims``, ``plan_power``) are built last.
 `verdict_changes` lists the verdicts that moved between two sets of tables (``results/evidence/verdict_changes.csv``:
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +32,14 @@ from acpg_lab.evidence.pfo import TABLES as PFO_TABLES
 from acpg_lab.evidence.pfo import pfo_tables
 from acpg_lab.evidence.pieces import PIECE, evidence_dir
 from acpg_lab.evidence.plan import PLAN_TABLES, mark_tables, plan_tables
+from acpg_lab.evidence.render import render_reproduction, reproduction_diff
 from acpg_lab.evidence.replication import TABLES as REPLICATION_TABLES
 from acpg_lab.evidence.replication import heads_tuned_tables, replication_tables
 from acpg_lab.profiles import repository_root
 from acpg_lab.stats import VERDICT_RULE
 
-__all__ = ["Builder", "BUILDERS", "TABLE_INDEX", "compute_time", "unmatched_numbers", "report", "stored_table",
-           "verdict_changes"]
+__all__ = ["Builder", "BUILDERS", "TABLE_INDEX", "compute_time", "report", "render_reproduction_md",
+           "stored_table", "verdict_changes"]
 
 
 def compute_time(root: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -107,35 +109,31 @@ def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
     return tables | plan_tables(tables)
 
 
-#: constants of the verdict rule that the rows quote (alpha, the factor on log scales)
-RULE_CONSTANTS = (0.05, 1.25)
-#: the sections of REPRODUCTION.md whose numbers `report --check` verifies
-SECTIONS = ("acpg", "pfo")
+#: the generated document (its blocks are rendered by `acpg_lab.evidence.render`)
+REPRODUCTION = "REPRODUCTION.md"
+#: at most this many diff lines are printed by ``report --check`` (the diff's length is printed too)
+DIFF_LINES = 80
 
 
-def unmatched_numbers(markdown: str, tables: dict[str, pd.DataFrame], *,
-                      sections: tuple[str, ...] = SECTIONS) -> list[str]:
-    """Decimal numbers in the rows between ``<!-- evidence:acpg -->`` and ``<!-- /evidence:acpg -->`` (and the
-    same for ``pfo``) that no table cell gives at the printed precision (rows marked "to be rerun" quote older
-    results and are skipped)."""
-    values = np.concatenate([t.reset_index().select_dtypes("number").to_numpy(float).ravel() for t in tables.values()]
-                            + [np.array(RULE_CONSTANTS)])
-    values = values[np.isfinite(values)]
-    missing = []
-    for name in sections:
-        if f"<!-- evidence:{name} -->" not in markdown:
-            missing.append(f"the markers <!-- evidence:{name} --> ... <!-- /evidence:{name} --> are missing")
-            continue
-        section = markdown.split(f"<!-- evidence:{name} -->", 1)[1].split(f"<!-- /evidence:{name} -->", 1)[0]
-        for line in section.splitlines():
-            if not line.startswith("| ") or line.startswith("| claim") or "to be rerun" in line:
-                continue
-            for text in re.findall(r"[−-]?\d+\.\d+", line):
-                x = float(text.replace("−", "-"))
-                digits = len(text.split(".")[1])
-                if not np.any(np.abs(np.round(values, digits) - x) < 0.5 * 10.0**-digits):
-                    missing.append(text)
-    return missing
+def render_reproduction_md(tables: dict[str, pd.DataFrame], *, check: bool, path: Path | None = None) -> int:
+    """Render `REPRODUCTION.md`'s generated blocks from ``tables``: write them (0), or with ``check`` compare them
+    with the file byte for byte (1 and the diff printed if they differ)."""
+    path = path or repository_root() / REPRODUCTION
+    markdown = path.read_text()
+    if not check:
+        rendered = render_reproduction(markdown, tables)
+        if rendered != markdown:
+            path.write_text(rendered)
+        print(f"{'wrote' if rendered != markdown else 'unchanged'} {path}")
+        return 0
+    diff = reproduction_diff(markdown, tables)
+    if not diff:
+        print(f"same {path} (its generated blocks re-rendered from the tables, byte for byte)")
+        return 0
+    print(f"DIFFERS {path}: its generated blocks are not the tables' rendering ({len(diff)} diff lines; run "
+          "`python -m acpg_lab.evidence report` after editing acpg_lab/evidence/reproduction_templates.md):")
+    print("".join(line if line.endswith("\n") else line + "\n" for line in diff[:DIFF_LINES]), end="")
+    return 1
 
 
 def _same(path: Path, table: pd.DataFrame) -> bool:
@@ -168,10 +166,8 @@ def report(*, root: str | Path | None = None, check: bool = False) -> int:
             same = _same(path, table)
             print(f"{'same' if same else 'DIFFERS'} {path}")
             bad += not same
-    if check and root is None and tables:
-        missing = unmatched_numbers((repository_root() / "REPRODUCTION.md").read_text(), tables)
-        print(f"REPRODUCTION.md: {'every number found in the tables' if not missing else f'NOT FOUND: {missing}'}")
-        bad += bool(missing)
+    if root is None and tables:  # the repository's tables: REPRODUCTION.md's generated blocks follow them
+        bad += render_reproduction_md(tables, check=check)
     print(f"verdict rule: {VERDICT_RULE}")
     return int(bad > 0)
 
