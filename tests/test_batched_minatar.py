@@ -1,11 +1,15 @@
 """The torch MinAtar games (`acpg_lab.batched_envs.minatar`) reproduce the minatar package step for step.
 
 Side by side with gymnasium's path (one ``gym.make_vec(id, E)`` per seed, stepping minatar's own game one
-environment at a time, seeded ``seed + e``): the same random actions, thousands of transitions over many
-environments and seeds, every observation, reward, terminated and truncated flag equal (values and dtypes), with
-terminations, NEXT_STEP resets, sticky actions, difficulty ramping and time limits all occurring (counted to prove
-it). Also: `SeedEnvs` fast vs gymnasium (`EnvStep` fields and layout), checkpoint resume, a seed alone vs in a
-batch, training bitwise the same, and that `VectorGames.step` on counter streams never synchronises with the host.
+environment at a time, seeded ``seed + e``): the same actions (random, or game-aware policies that live long
+enough for the difficulty to ramp), 3,000-100,000 transitions per game (``CASES``) over 3-24 environments and 1-4
+seeds, every observation, reward, terminated and truncated flag equal (values and dtypes), with terminations,
+NEXT_STEP resets, sticky actions (0 to 0.6), ``-v0`` action sets, ramping on and off and time limits all
+occurring (counted to prove it); states late in a game (Asterix's last ramps, Space Invaders' cleared waves,
+Seaquest's surfacing with divers) are written into both sides and compared too. Also: `SeedEnvs` fast vs
+gymnasium (`EnvStep` fields and layout), checkpoint resume, a seed alone vs in a batch, training and evaluation
+bitwise the same, and that `VectorGames.step` on counter streams never synchronises with the host (and, with
+CUDA, that the CUDA games equal the CPU ones).
 """
 
 import io
