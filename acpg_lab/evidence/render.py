@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = ["BLOCKS", "TEMPLATES", "PLACEHOLDER", "cell", "format_value", "render", "render_reproduction",
-           "reproduction_diff", "summary", "template_cells", "templates"]
+           "reproduction_diff", "first_difference", "summary", "template_cells", "templates"]
 
 #: the generated blocks of REPRODUCTION.md, in the order they appear
 BLOCKS = ("summary", "acpg", "pfo")
@@ -236,5 +236,18 @@ def reproduction_diff(markdown: str, tables: dict[str, pd.DataFrame], **kwargs: 
     rendered = render_reproduction(markdown, tables, **kwargs)
     if rendered == markdown:
         return []
-    return list(difflib.unified_diff(markdown.splitlines(keepends=True), rendered.splitlines(keepends=True),
-                                     "REPRODUCTION.md (stored)", "REPRODUCTION.md (rendered from the tables)"))
+    return [first_difference(markdown, rendered)] + list(difflib.unified_diff(
+        markdown.splitlines(keepends=True), rendered.splitlines(keepends=True), "REPRODUCTION.md (stored)",
+        "REPRODUCTION.md (rendered from the tables)"))
+
+
+def first_difference(stored: str, rendered: str, width: int = 60) -> str:
+    """Where two texts first differ (line, column) and the stored and rendered text there: the rows are long
+    lines, so the unified diff alone does not show which number moved."""
+    at = next((i for i, (a, b) in enumerate(zip(stored, rendered, strict=False)) if a != b),
+              min(len(stored), len(rendered)))
+    line = stored.count("\n", 0, at) + 1
+    column = at - (stored.rfind("\n", 0, at) + 1) + 1
+    start = max(0, at - width)
+    return (f"first difference at line {line}, column {column}:\n  stored:   …{stored[start:at + width]!r}\n"
+            f"  rendered: …{rendered[start:at + width]!r}\n")

@@ -113,6 +113,7 @@ def _tables(root: Path | None) -> dict[str, pd.DataFrame]:
 REPRODUCTION = "REPRODUCTION.md"
 #: at most this many diff lines are printed by ``report --check`` (the diff's length is printed too)
 DIFF_LINES = 80
+DIFF_WIDTH = 400
 
 
 def render_reproduction_md(tables: dict[str, pd.DataFrame], *, check: bool, path: Path | None = None) -> int:
@@ -132,7 +133,9 @@ def render_reproduction_md(tables: dict[str, pd.DataFrame], *, check: bool, path
         return 0
     print(f"DIFFERS {path}: its generated blocks are not the tables' rendering ({len(diff)} diff lines; run "
           "`python -m acpg_lab.evidence report` after editing acpg_lab/evidence/reproduction_templates.md):")
-    print("".join(line if line.endswith("\n") else line + "\n" for line in diff[:DIFF_LINES]), end="")
+    for line in diff[:DIFF_LINES]:  # the rows are long lines: each diff line is cut at DIFF_WIDTH characters
+        line = line.rstrip("\n")
+        print(line if len(line) <= DIFF_WIDTH else line[:DIFF_WIDTH] + f" … ({len(line)} characters)")
     return 1
 
 
