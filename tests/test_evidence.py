@@ -172,6 +172,23 @@ def test_a_hand_edit_inside_a_generated_block_fails_the_check(tmp_path, capsys):
         report_module.render_reproduction_md(tables, check=True, path=path)
 
 
+def test_the_notebooks_generated_verdicts_are_their_rendering_and_a_hand_edit_fails(tmp_path):
+    tables = _stored_tables()
+    root = repository_root()
+    assert render.render_notebook_blocks(tables, root=root, check=True) == []
+    for name, relative in render.NOTEBOOK_BLOCKS.items():
+        copy = tmp_path / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        original = (root / relative).read_text()
+        number = re.compile(r"(\d\.\d+)(<!--)").search(original, original.index(f"<!-- evidence:{name} -->"))
+        copy.write_text(original[:number.start(1)] + str(float(number[1]) + 1) + original[number.end(1):])
+    messages = render.render_notebook_blocks(tables, root=tmp_path, check=True)
+    assert len(messages) == len(render.NOTEBOOK_BLOCKS) and all("first difference" in m for m in messages)
+    assert len(render.render_notebook_blocks(tables, root=tmp_path, check=False)) == len(render.NOTEBOOK_BLOCKS)
+    for relative in render.NOTEBOOK_BLOCKS.values():  # `report` re-renders the block: the notebook as committed
+        assert (tmp_path / relative).read_text() == (root / relative).read_text()
+
+
 def test_the_stored_evidence_recomputes_and_renders_reproduction_md():
     """The committed tables equal what the committed histories give, and REPRODUCTION.md's generated blocks are
     their rendering byte for byte."""

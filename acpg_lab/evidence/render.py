@@ -24,6 +24,7 @@ templates use (a test changes each and sees the text change).
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from collections import Counter
@@ -32,12 +33,16 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["BLOCKS", "TEMPLATES", "PLACEHOLDER", "cell", "format_value", "render", "render_reproduction",
-           "reproduction_diff", "first_difference", "summary", "template_cells", "templates"]
+__all__ = ["BLOCKS", "NOTEBOOK_BLOCKS", "TEMPLATES", "PLACEHOLDER", "cell", "format_value", "render",
+           "render_reproduction", "reproduction_diff", "first_difference", "render_notebook_blocks", "summary",
+           "template_cells", "templates"]
 
 #: the generated blocks of REPRODUCTION.md, in the order they appear
 BLOCKS = ("summary", "acpg", "pfo")
-#: the templates of the ``acpg`` and ``pfo`` blocks
+#: generated blocks inside the notebooks' markdown cells (the appendix's verdict): block -> notebook, relative to
+#: the repository (rendered and checked with REPRODUCTION.md's blocks: `render_notebook_blocks`)
+NOTEBOOK_BLOCKS = {"nb04_verdict": "notebooks/04_acpg_meets_pfo.ipynb"}
+#: the templates of the ``acpg`` and ``pfo`` blocks (and of `NOTEBOOK_BLOCKS`)
 TEMPLATES = Path(__file__).with_name("reproduction_templates.md")
 #: ``{{table[key; key].column:spec}}``
 PLACEHOLDER = re.compile(r"\{\{(?:(?P<agg>min|max|sum|count):)?(?P<table>[a-z0-9_]+)\[(?P<key>[^\]]*)\]"
@@ -251,3 +256,33 @@ def first_difference(stored: str, rendered: str, width: int = 60) -> str:
     start = max(0, at - width)
     return (f"first difference at line {line}, column {column}:\n  stored:   …{stored[start:at + width]!r}\n"
             f"  rendered: …{rendered[start:at + width]!r}\n")
+
+
+def render_notebook_blocks(tables: dict[str, pd.DataFrame], *, root: Path, check: bool) -> list[str]:
+    """Render each of `NOTEBOOK_BLOCKS` inside its notebook's one markdown cell that holds its markers: with
+    ``check``, one message per block that differs from its rendering (where it first differs); otherwise the
+    notebook is rewritten (nbformat JSON, `acpg_lab.lesson.collapse_file`) and one message per rewritten block."""
+    from acpg_lab.lesson import collapse_file
+
+    found = templates()
+    messages = []
+    for name, relative in NOTEBOOK_BLOCKS.items():
+        path = root / relative
+        nb = json.loads(path.read_text())
+        cells = [c for c in nb["cells"] if c["cell_type"] == "markdown" and _block(name).search("".join(c["source"]))]
+        if len(cells) != 1:
+            raise ValueError(f"{relative} has {len(cells)} markdown cells with <!-- evidence:{name} --> ... "
+                             f"<!-- /evidence:{name} -->; it needs exactly one")
+        text = "".join(cells[0]["source"])
+        body = render(found[name], tables)
+        rendered = _block(name).sub(lambda m, body=body: m[1] + body + m[3], text, count=1)
+        if rendered == text:
+            continue
+        if check:
+            messages.append(f"{relative} ({name}) " + first_difference(text, rendered))
+            continue
+        cells[0]["source"] = rendered.splitlines(keepends=True)
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        collapse_file(path)
+        messages.append(f"wrote {relative} ({name})")
+    return messages

@@ -5,7 +5,8 @@ ordered list of table builders (`BUILDERS`: each names its family, the tables it
 `REPRODUCTION.md`'s generated blocks from them (`acpg_lab.evidence.render`: the summary, and the ACPG and PFO
 sections from their templates, every number naming its table cell); with ``--check`` it recomputes the tables,
 fails if a stored table differs, and fails (printing the diff) unless `REPRODUCTION.md` is byte for byte its
-rendering from the recomputed tables. `stored_table` reads a written table back, indexed.
+rendering from the recomputed tables (and likewise the generated verdict blocks of the notebooks,
+`acpg_lab.evidence.render.NOTEBOOK_BLOCKS`). `stored_table` reads a written table back, indexed.
 Every verdict table is marked with its analysis-plan entry and whether it is confirmatory or exploratory
 (`acpg_lab.evidence.plan.mark_tables`), and the plan's tables (``plan_claims``, ``plan_power``) are built last.
 `verdict_changes` lists the verdicts that moved between two sets of tables (``results/evidence/verdict_changes.csv``:
@@ -32,7 +33,7 @@ from acpg_lab.evidence.pfo import TABLES as PFO_TABLES
 from acpg_lab.evidence.pfo import pfo_tables
 from acpg_lab.evidence.pieces import PIECE, evidence_dir
 from acpg_lab.evidence.plan import PLAN_TABLES, mark_tables, plan_tables
-from acpg_lab.evidence.render import render_reproduction, reproduction_diff
+from acpg_lab.evidence.render import NOTEBOOK_BLOCKS, render_notebook_blocks, render_reproduction, reproduction_diff
 from acpg_lab.evidence.replication import TABLES as REPLICATION_TABLES
 from acpg_lab.evidence.replication import heads_tuned_tables, replication_tables
 from acpg_lab.profiles import repository_root
@@ -171,6 +172,11 @@ def report(*, root: str | Path | None = None, check: bool = False) -> int:
             bad += not same
     if root is None and tables:  # the repository's tables: REPRODUCTION.md's generated blocks follow them
         bad += render_reproduction_md(tables, check=check)
+        for message in render_notebook_blocks(tables, root=repository_root(), check=check):
+            print(message if not check else f"DIFFERS {message}")
+            bad += check
+        if check:
+            print(f"notebook blocks {sorted(NOTEBOOK_BLOCKS)}: checked")
     print(f"verdict rule: {VERDICT_RULE}")
     return int(bad > 0)
 
