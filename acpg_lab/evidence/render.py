@@ -4,17 +4,18 @@ and verdict word names the table cell it comes from.
 The blocks are the text between ``<!-- evidence:NAME -->`` and ``<!-- /evidence:NAME -->`` (``BLOCKS``): the
 one-screen ``summary`` at the top (built here from the analysis plan and the tables: `summary`), and the ``acpg``
 and ``pfo`` sections (the templates in ``reproduction_templates.md``, beside this module, between
-``<!-- template:NAME -->`` and ``<!-- /template:NAME -->``). Everything outside the blocks is hand-written.
+``<!-- template:NAME -->`` and ``<!-- /template:NAME -->``); the notebooks' appendix verdicts are blocks too
+(`NOTEBOOK_BLOCKS`, in one markdown cell each). Everything outside the blocks is hand-written.
 
 A placeholder is ``{{table[key; key].column:spec}}``: the table (as `acpg_lab.evidence.report` builds it), the
-row's index values joined by ``"; "`` (as strings; ``; @column=value`` adds a non-index column where the
-index alone is not unique, as in ``heads_aggregate``), the column, and a format spec (Python's, e.g. ``+.4f``; a
-leading ``p`` prints a p-value below 1e-4 as ``< 1e-4``; a leading ``a`` keeps an ASCII minus, otherwise numbers
-print with the typographic ``−``); ``{{min:table[key prefix].column}}`` (or max, sum, count) aggregates the
-column over the rows whose key starts with the prefix. A string cell (a ``verdict``) takes no spec. Each rendered
-value is followed by an HTML comment that names its cell,
-``0.0075<!--collapse_vs_null[onehot/balanced; nc1].mean_x-->``, invisible on GitHub and in the book, readable in
-the source.
+row's index values joined by ``"; "`` (as strings; ``; @column=value`` adds a non-index column where the index
+alone is not unique, as in ``heads_aggregate``), the column, and a format spec (Python's, e.g. ``+.4f``; a leading
+``p`` prints a p-value below 1e-4 as ``< 1e-4``; ``abs`` first prints the magnitude; a leading ``a`` keeps an
+ASCII minus, otherwise numbers print with the typographic ``−``). ``{{min:table[key prefix].column}}`` (or max,
+sum, count) aggregates the column over the rows whose key starts with the prefix. A string cell (a ``verdict``)
+takes no spec. Each rendered value is followed by an HTML comment that names its cell,
+``0.0075<!--collapse_vs_null[onehot/balanced; nc1].mean_x-->``, invisible on GitHub, in JupyterLab and in the
+book, readable in the source.
 
 `render_reproduction` replaces the blocks of a markdown text; `reproduction_diff` is what ``report --check``
 prints (empty when ``REPRODUCTION.md`` is byte for byte its rendering); `template_cells` lists the cells the
@@ -41,7 +42,8 @@ __all__ = ["BLOCKS", "NOTEBOOK_BLOCKS", "TEMPLATES", "PLACEHOLDER", "cell", "for
 BLOCKS = ("summary", "acpg", "pfo")
 #: generated blocks inside the notebooks' markdown cells (the appendix's verdict): block -> notebook, relative to
 #: the repository (rendered and checked with REPRODUCTION.md's blocks: `render_notebook_blocks`)
-NOTEBOOK_BLOCKS = {"nb04_verdict": "notebooks/04_acpg_meets_pfo.ipynb"}
+NOTEBOOK_BLOCKS = {"nb03_verdict": "notebooks/03_ppo_trust_region_failure.ipynb",
+                   "nb04_verdict": "notebooks/04_acpg_meets_pfo.ipynb"}
 #: the templates of the ``acpg`` and ``pfo`` blocks (and of `NOTEBOOK_BLOCKS`)
 TEMPLATES = Path(__file__).with_name("reproduction_templates.md")
 #: ``{{table[key; key].column:spec}}``
@@ -96,6 +98,8 @@ def format_value(value: Any, spec: str | None) -> str:
     """``value`` as the prose prints it (see the module's docstring for the spec)."""
     if spec is None or spec == "":
         return str(value)
+    if spec.startswith("abs"):  # the magnitude ("falls by 74")
+        value, spec = abs(float(value)), spec[3:]
     ascii_minus = spec.startswith("a")
     spec = spec[1:] if ascii_minus else spec
     if spec.startswith("p"):
