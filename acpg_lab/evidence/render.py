@@ -42,7 +42,8 @@ __all__ = ["BLOCKS", "NOTEBOOK_BLOCKS", "TEMPLATES", "PLACEHOLDER", "cell", "for
 BLOCKS = ("summary", "acpg", "pfo")
 #: generated blocks inside the notebooks' markdown cells (the appendix's verdict): block -> notebook, relative to
 #: the repository (rendered and checked with REPRODUCTION.md's blocks: `render_notebook_blocks`)
-NOTEBOOK_BLOCKS = {"nb03_verdict": "notebooks/03_ppo_trust_region_failure.ipynb",
+NOTEBOOK_BLOCKS = {"nb02_verdict": "notebooks/02_acpg_fixed_etf_head.ipynb",
+                   "nb03_verdict": "notebooks/03_ppo_trust_region_failure.ipynb",
                    "nb04_verdict": "notebooks/04_acpg_meets_pfo.ipynb"}
 #: the templates of the ``acpg`` and ``pfo`` blocks (and of `NOTEBOOK_BLOCKS`)
 TEMPLATES = Path(__file__).with_name("reproduction_templates.md")
