@@ -37,7 +37,8 @@ from acpg_lab.stats import (
 from acpg_lab.store import with_stored_defaults
 from acpg_lab.summaries import area, final_window, first_reach, window
 
-__all__ = ["complete_tasks", "heads_per_seed", "still_rising", "convergence", "MEANINGFUL_RISE", "budget_table",
+__all__ = ["complete_tasks", "head_contrasts", "heads_per_seed", "still_rising", "convergence", "MEANINGFUL_RISE",
+           "budget_table",
            "MIN_LEARNED", "heads_tables", "own_label_null", "alignment_table", "exploration_tables", "HEAD_CONTRASTS",
            "HEAD_OUTCOMES", "FINAL_FRACTION", "TABLES", "EXPLORATION_TABLES", "OWN_NULL_LABELS", "CIRCULAR_NULL_LABELS",
            "TRAINED_LABELS"]
@@ -190,6 +191,29 @@ def _holm_by_claim(table: pd.DataFrame, claims: dict) -> pd.DataFrame:
     return adjust(table, ["claims" if claims[key].sign != 0 else "descriptive" for key in table.index])
 
 
+def head_contrasts(per_seed: pd.DataFrame, env_id: dict[str, str], budget: pd.DataFrame, *,
+                   gate: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """(rows, claims) of the head-arm contrasts (`HEAD_CONTRASTS` x `HEAD_OUTCOMES`, Welch) of every task in
+    ``env_id`` (task -> environment): the smallest effect is 5% of the reference range for returns, 10% of the
+    median over the two arms' seeds for updates to threshold; two arms at one value with no spread are a ceiling;
+    the budget reason comes from ``gate[task]`` (a reason every row of the task is inconclusive) or ``budget``."""
+    rows, claims = {}, {}
+    for task in env_id:
+        t = per_seed[per_seed.task == task]
+        for arm, against, _ in HEAD_CONTRASTS:
+            for outcome, sign in HEAD_OUTCOMES.items():
+                x, y = t[t.arm == arm][outcome], t[t.arm == against][outcome]
+                key = (task, f"{arm} - {against}", outcome)
+                rows[key] = measured(welch, x, y) | dict(reached_x=int(x.notna().sum()),
+                                                         reached_y=int(y.notna().sum()))
+                smallest = (smallest_effect("relative", reference=pd.concat([x, y]).median())
+                            if outcome == "updates_to_threshold" else _return_scale(env_id[task]))
+                ceiling = x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]
+                reason = (gate or {}).get(task, "") or _budget_reason(budget, [(task, arm), (task, against)])
+                claims[key] = Claim(sign, smallest, ceiling, reason)
+    return rows, claims
+
+
 def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     """``heads_per_seed``, ``heads_contrasts`` (Welch, Holm over the claims; the claimed sign is +1 for returns
     and -1 for updates to threshold; entropy is reported, in its own family, to tell "faster" from "less
@@ -203,20 +227,9 @@ def heads_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     if not tasks:
         return {}
     per_seed = heads_per_seed(root)
-    budget = budget_table(per_seed, {task: HEAD_TASKS[task][0]["env_id"] for task in tasks})
-    rows, claims = {}, {}
-    for task in tasks:
-        t = per_seed[per_seed.task == task]
-        for arm, against, _ in HEAD_CONTRASTS:
-            for outcome, sign in HEAD_OUTCOMES.items():
-                x, y = t[t.arm == arm][outcome], t[t.arm == against][outcome]
-                key = (task, f"{arm} - {against}", outcome)
-                rows[key] = measured(welch, x, y) | dict(reached_x=int(x.notna().sum()),
-                                                         reached_y=int(y.notna().sum()))
-                smallest = (smallest_effect("relative", reference=pd.concat([x, y]).median())
-                            if outcome == "updates_to_threshold" else _return_scale(HEAD_TASKS[task][0]["env_id"]))
-                ceiling = x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]
-                claims[key] = Claim(sign, smallest, ceiling, _budget_reason(budget, [(task, arm), (task, against)]))
+    env_id = {task: HEAD_TASKS[task][0]["env_id"] for task in tasks}
+    budget = budget_table(per_seed, env_id)
+    rows, claims = head_contrasts(per_seed, env_id, budget)
     contrasts = _holm_by_claim(contrast_table(rows), claims)
     contrasts = verdict_table(contrasts, claims, names=TABLES["heads_contrasts"])
     # rliable wants a [runs, tasks] matrix: the aggregate uses the seeds every task has (200-209)

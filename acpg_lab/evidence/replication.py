@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from acpg_lab.evidence.conditions import EXPERIMENTS, HEAD_ARMS, HEAD_TASKS_TUNED
-from acpg_lab.evidence.heads import HEAD_CONTRASTS, HEAD_OUTCOMES, _budget_reason, _seed_rows, budget_table
+from acpg_lab.evidence.heads import _seed_rows, budget_table, head_contrasts
 from acpg_lab.evidence.pfo import EVENTS, FINAL_FRACTION
 from acpg_lab.evidence.pieces import complete, load_condition
-from acpg_lab.evidence.verdicts import Claim, measured, smallest_effect, verdict_table
+from acpg_lab.evidence.verdicts import Claim, measured, verdict_table
 from acpg_lab.leadlag import collapse_events, event_counts
-from acpg_lab.stats import REFERENCE_SCORES, adjust, contrast_table, enough_seeds, paired, welch
+from acpg_lab.stats import adjust, contrast_table, enough_seeds, paired
 from acpg_lab.summaries import final_window
 
 __all__ = ["TABLES", "BASELINE_GATE", "replication_tables", "heads_tuned_tables", "replication_per_seed"]
@@ -205,20 +205,8 @@ def heads_tuned_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     per_seed = pd.DataFrame(rows)
     env_id = {task: config["env_id"] for task, (config, _) in HEAD_TASKS_TUNED.items()}
     budget = budget_table(per_seed, env_id)
-    results, claims = {}, {}
-    for task in HEAD_TASKS_TUNED:
-        t, gate = per_seed[per_seed.task == task], _gate_reason(per_seed, task)
-        low, high = REFERENCE_SCORES[env_id[task]]
-        for arm, against, _ in HEAD_CONTRASTS:
-            for outcome, sign in HEAD_OUTCOMES.items():
-                x, y = t[t.arm == arm][outcome], t[t.arm == against][outcome]
-                key = (task, f"{arm} - {against}", outcome)
-                results[key] = measured(welch, x, y) | dict(reached_x=int(x.notna().sum()),
-                                                            reached_y=int(y.notna().sum()))
-                smallest = (smallest_effect("relative", reference=pd.concat([x, y]).median())
-                            if outcome == "updates_to_threshold" else smallest_effect("return", span=high - low))
-                reason = gate or _budget_reason(budget, [(task, arm), (task, against)])
-                claims[key] = Claim(sign, smallest, budget=reason)
+    gate = {task: _gate_reason(per_seed, task) for task in HEAD_TASKS_TUNED}
+    results, claims = head_contrasts(per_seed, env_id, budget, gate=gate)
     table = adjust(contrast_table(results), ["claims" if claims[k].sign else "descriptive" for k in results])
     contrasts = verdict_table(table, claims, names=TABLES["heads_tuned_contrasts"])
     contrasts["plan_entry"] = PLAN_ENTRIES["heads_tuned"]
