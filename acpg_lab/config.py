@@ -17,7 +17,7 @@ import torch
 from acpg_lab.algorithms import ALGORITHMS, algo_spec
 from acpg_lab.checks import check_bool, check_choice, check_int, check_number
 from acpg_lab.envs import is_atari, probe_spaces, resolve_env_id
-from acpg_lab.networks import check_seeds
+from acpg_lab.networks import ENGINES, check_engine, check_seeds
 from acpg_lab.seeds import SEED_SCHEMES
 
 ALGOS = tuple(ALGORITHMS)  #: the ``algo`` choices: the names of `acpg_lab.algorithms.ALGORITHMS`
@@ -80,6 +80,13 @@ class TrainConfig:
     num_threads: int | None = 1
     """torch CPU threads while training (restored after). Small networks are fastest on one, and on a busy machine
     several threads can be many times slower; None keeps torch's own setting."""
+    engine: str = "reference"
+    """How the MLP backbones compute (`acpg_lab.networks.ActorCritic.use_engine`). "reference": every layer through
+    autograd, bitwise the path every stored result was made with. "fused": each backbone one hand-written autograd
+    node, actor and critic stacked into one ``[2S, ...]`` network, with torch's own tanh kernel: faster at small
+    widths, the same function to float32 rounding (results differ from "reference" in the last bits, so runs of
+    the two engines are not bitwise comparable; each is deterministic and seed-batch independent). MLP networks
+    only; a stored config without this field ran "reference"."""
 
     # ---------------------------------------------------------------- collecting experience
     num_envs: int | None = None
@@ -246,6 +253,7 @@ class TrainConfig:
         if self.activation is not None:
             check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("engine", self.engine, ENGINES)
         check_choice("seed_scheme", self.seed_scheme, SEED_SCHEMES)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but torch sees no GPU here; use device='cpu' or 'auto'")
@@ -321,6 +329,9 @@ class TrainConfig:
             raise ValueError(f"env_id={self.env_id!r} has a {type(act_space).__name__} action space; acpg_lab "
                              "trains discrete (Discrete) action spaces only")
         k = int(act_space.n)
+        network = self.network if self.network != "auto" else (  # as acpg_lab.run.build_model resolves "auto"
+            "nature" if is_atari(self.env_id) else "cnn" if len(obs_space.shape) == 3 else "mlp")
+        check_engine(self.engine, network=network, hidden_sizes=self.hidden_sizes)
         if self.network == "cnn" and len(obs_space.shape) != 3:
             raise ValueError(f"network='cnn' needs image observations [H, W, C]; env_id={self.env_id!r} "
                              f"observes shape {obs_space.shape}")

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from acpg_lab.checks import check_bool, check_choice, check_int
 from acpg_lab.etf import ETFHead, LinearHead, RandomHead, check_head_options
+from acpg_lab.fused import KERNELS, seed_mlp, stacked_seed_mlp, tanh_via_sigmoid
 from acpg_lab.seeds import SEED_SCHEMES, model_seeds
 
 #: The largest ``init_offset`` (the plasticity probe draws its other initialisations below 2**30).
@@ -46,7 +47,13 @@ def check_seeds(name: str, seeds: object, scheme: str = "derived") -> tuple[int,
     return out
 
 __all__ = ["tanh", "SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAtarCNN", "NatureCNN", "Actor",
-           "ActorCritic", "PolicyOutput"]
+           "ActorCritic", "PolicyOutput", "ENGINES"]
+
+#: How the MLP backbones compute (`ActorCritic.use_engine`, `acpg_lab.config.TrainConfig.engine`):
+#: "reference" runs every layer through autograd (a baddbmm node and a tanh node per layer, tanh as
+#: ``2 sigmoid(2x) - 1``); "fused" runs each backbone as one hand-written autograd node (`acpg_lab.fused`), actor
+#: and critic stacked into one ``[2S, ...]`` network when their shapes match and the trunk is not shared.
+ENGINES = ("reference", "fused")
 
 
 class _Tanh(torch.autograd.Function):
@@ -54,7 +61,7 @@ class _Tanh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        y = _tanh_via_sigmoid(x)
+        y = tanh_via_sigmoid(x)
         ctx.save_for_backward(y)
         return y
 
@@ -62,10 +69,6 @@ class _Tanh(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
         (y,) = ctx.saved_tensors
         return torch.ops.aten.tanh_backward(grad, y)
-
-
-def _tanh_via_sigmoid(x: Tensor) -> Tensor:
-    return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
 def tanh(x: Tensor) -> Tensor:
@@ -79,7 +82,7 @@ def tanh(x: Tensor) -> Tensor:
     """
     if torch.is_grad_enabled() and x.requires_grad:
         return _Tanh.apply(x)
-    return _tanh_via_sigmoid(x)
+    return tanh_via_sigmoid(x)
 
 
 ACTIVATIONS = {"tanh": tanh, "relu": torch.relu}
@@ -128,18 +131,30 @@ def dense_forward(layers: nn.ModuleList, act, h: Tensor, preacts: list[Tensor]) 
 
 
 class MLP(nn.Module):
-    """Fully connected backbone for vector observations (flattened): hidden sizes and tanh or ReLU."""
+    """Fully connected backbone for vector observations (flattened): hidden sizes and tanh or ReLU.
+
+    ``fused_kernel`` None (the default) runs the reference path; a kernel name (`acpg_lab.fused.KERNELS`) runs the
+    layers as one fused autograd node with that tanh (`ActorCritic.use_engine` sets it).
+    """
 
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str,
                  generators: Sequence[torch.Generator]) -> None:
         super().__init__()
         self.layers = dense_layers([obs_dim, *hidden_sizes], generators)
-        self.act = ACTIVATIONS[activation]
+        self.act, self.activation = ACTIVATIONS[activation], activation
         self.feature_dim = hidden_sizes[-1]
+        self.fused_kernel: str | None = None
+
+    def dense_params(self) -> list[tuple[Tensor, Tensor]]:
+        """Every layer's ``(weight, bias)``, first to last (what `acpg_lab.fused` takes)."""
+        return [(layer.weight, layer.bias) for layer in self.layers]
 
     def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Features of the last hidden layer ``[S, B, d]`` and every hidden layer's pre-activations."""
-        return dense_forward(self.layers, self.act, obs.reshape(obs.shape[0], obs.shape[1], -1), [])
+        x = obs.reshape(obs.shape[0], obs.shape[1], -1)
+        if self.fused_kernel is not None:
+            return seed_mlp(x, self.dense_params(), activation=self.activation, kernel=self.fused_kernel)
+        return dense_forward(self.layers, self.act, x, [])
 
 
 class MinAtarCNN(nn.Module):
@@ -236,9 +251,25 @@ class Actor(nn.Module):
         return self.head(self.backbone(obs)[0])
 
 
+def check_engine(engine: object, *, network: str, hidden_sizes: Sequence[int], tanh_kernel: object = "tanh") -> str:
+    """``engine`` if it is one of `ENGINES` and can run ``network`` with ``hidden_sizes``, else ValueError naming
+    it: the fused engine fuses MLP backbones, and refuses hidden layers of width 1 (a batched matmul with one
+    output column takes a gemv path whose rounding depends on the batch, so seeds would stop being independent)."""
+    check_choice("engine", engine, ENGINES)
+    check_choice("tanh_kernel", tanh_kernel, tuple(KERNELS))
+    if engine == "fused" and network != "mlp":
+        raise ValueError(f"engine='fused' fuses MLP backbones only, got network={network!r}; use "
+                         "engine='reference'")
+    if engine == "fused" and 1 in tuple(hidden_sizes):
+        raise ValueError(f"engine='fused' does not take hidden layers of width 1, got hidden_sizes="
+                         f"{tuple(hidden_sizes)!r}; use engine='reference'")
+    return str(engine)
+
+
 def _check_actor_critic(obs_shape: object, num_actions: object, seeds: object, *, network: object,
                         hidden_sizes: object, activation: object, head: object, shared_trunk: object,
-                        init_offset: object, seed_scheme: object, head_options: dict[str, object]) -> None:
+                        init_offset: object, seed_scheme: object, engine: object,
+                        head_options: dict[str, object]) -> None:
     """`ActorCritic`'s arguments, each refused naming it before any tensor is built (the heads' own checks, with
     the heads' messages, for their options; the heads check ``num_actions`` against the feature dimension)."""
     if isinstance(obs_shape, int | str | bytes) or not hasattr(obs_shape, "__len__") or len(obs_shape) == 0:
@@ -260,6 +291,17 @@ def _check_actor_critic(obs_shape: object, num_actions: object, seeds: object, *
         raise ValueError(f"init_offset must be <= {MAX_INIT_OFFSET}, got {init_offset!r}")
     check_head_options(normalize=head_options["head_normalize"], scale=head_options["head_scale"],
                        bias=head_options["head_bias"], init_gain=head_options["head_init_gain"])
+    check_engine(engine, network=str(network), hidden_sizes=hidden_sizes)
+
+
+class _CriticFeatures(NamedTuple):
+    """What a stacked `ActorCritic.policy` pass leaves for the `ActorCritic.value` call that follows it."""
+
+    obs: Tensor
+    actor_features: Tensor
+    features: Tensor
+    grad: bool
+    versions: int
 
 
 class ActorCritic(nn.Module):
@@ -284,16 +326,19 @@ class ActorCritic(nn.Module):
             gives a differently initialised network of the same architecture (the plasticity probe's target).
         seed_scheme: "derived" (new runs) or "legacy" (the streams of runs stored before `TrainConfig.seed_scheme`
             existed); see `acpg_lab.seeds`.
+        engine: how the backbones compute, `ENGINES` (see `use_engine`): "reference" or "fused". The parameters,
+            and so state dicts, optimisers and checkpoints, are the same under both.
     """
 
     def __init__(self, obs_shape: Sequence[int], num_actions: int, seeds: Sequence[int], *, network: str = "mlp",
                  hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", head: str = "linear",
                  head_normalize: bool = False, head_scale: float = 1.0, head_bias: bool | None = None,
                  head_init_gain: float = 0.01,
-                 shared_trunk: bool = False, init_offset: int = 0, seed_scheme: str = "derived") -> None:
+                 shared_trunk: bool = False, init_offset: int = 0, seed_scheme: str = "derived",
+                 engine: str = "reference") -> None:
         _check_actor_critic(obs_shape, num_actions, seeds, network=network, hidden_sizes=hidden_sizes,
                             activation=activation, head=head, shared_trunk=shared_trunk, init_offset=init_offset,
-                            seed_scheme=seed_scheme, head_options=dict(
+                            seed_scheme=seed_scheme, engine=engine, head_options=dict(
                                 head_normalize=head_normalize, head_scale=head_scale, head_init_gain=head_init_gain,
                                 head_bias=False if head_bias is None else head_bias))
         super().__init__()
@@ -323,17 +368,71 @@ class ActorCritic(nn.Module):
         self.actor = Actor(actor_backbone, actor_head)
         self.critic_head = SeedLinear(d, 1, init_generators, gain=1.0)
         self.num_seeds, self.num_actions, self.feature_dim = len(seeds), num_actions, d
+        self.network, self.hidden_sizes = network, tuple(hidden_sizes)
+        self.use_engine(engine)
+
+    def use_engine(self, engine: str, *, tanh_kernel: str = "tanh") -> ActorCritic:
+        """Switch how the backbones compute (the parameters stay as they are); returns the model.
+
+        Args:
+            engine: "reference": every layer through autograd, bitwise the path every stored result was made with.
+                "fused": each MLP backbone is one hand-written autograd node (`acpg_lab.fused`), and actor and
+                critic backbones run stacked as one ``[2S, ...]`` network (one matmul per layer for both) when the
+                trunk is not shared: fewer, larger kernels, faster when small layers leave the time to per-op
+                overhead; the same function, to float32 rounding. Still deterministic, and a seed's results do not
+                depend on the other seeds of the batch (`tests/test_fused.py`).
+            tanh_kernel: the fused path's tanh (`acpg_lab.fused.KERNELS`): "tanh" (torch's kernel: about 3x faster
+                than the sigmoid form on the AVX-512 Intel CPU where it was measured, 3.3x slower on the earlier
+                AMD ones; results differ from the reference by float32 rounding; what ``TrainConfig.engine="fused"``
+                uses) or "sigmoid" (the reference's own arithmetic: bitwise the reference path, fused and stacked).
+        """
+        check_engine(engine, network=self.network, hidden_sizes=self.hidden_sizes, tanh_kernel=tanh_kernel)
+        kernel = tanh_kernel if engine == "fused" else None
+        for backbone in (self.actor.backbone, self.critic_backbone):
+            if isinstance(backbone, MLP):
+                backbone.fused_kernel = kernel
+        self.engine = engine
+        self._stacked = kernel is not None and isinstance(self.critic_backbone, MLP)
+        self._critic_features: _CriticFeatures | None = None
+        return self
 
     def policy(self, obs: Tensor) -> PolicyOutput:
-        return self.actor.policy(obs)
+        """The actor's pass (`Actor.policy`). On the stacked fused path the critic's features of ``obs`` are
+        computed in the same pass and kept for the `value` call that follows with the same ``obs`` and features."""
+        if not self._stacked:
+            return self.actor.policy(obs)
+        x = obs.reshape(obs.shape[0], obs.shape[1], -1)
+        actor, critic = self.actor.backbone, self.critic_backbone
+        (h, preacts), (h_critic, _) = stacked_seed_mlp(x, [actor.dense_params(), critic.dense_params()],
+                                                       activation=actor.activation, kernel=actor.fused_kernel)
+        self._critic_features = _CriticFeatures(obs, h, h_critic, torch.is_grad_enabled(), self._versions(obs))
+        return PolicyOutput(self.actor.head(h), h, preacts)
 
     def value(self, obs: Tensor, actor_features: Tensor | None = None) -> Tensor:
-        """State values ``[S, B]``; with a shared trunk pass the actor's features to avoid recomputing them."""
+        """State values ``[S, B]``; pass the actor's features of the same ``obs`` (from `policy`): with a shared
+        trunk they are the critic's input, on the stacked fused path they identify the pass that already
+        computed the critic's features."""
         if self.critic_backbone is None:
             h = actor_features if actor_features is not None else self.actor.backbone(obs)[0]
         else:
-            h = self.critic_backbone(obs)[0]
+            h = self._stacked_critic_features(obs, actor_features)
+            if h is None:
+                h = self.critic_backbone(obs)[0]
         return self.critic_head(h).squeeze(-1)
+
+    def _versions(self, obs: Tensor) -> int:
+        """Changes so far to ``obs`` and to the critic backbone's parameters (in-place writes bump ``_version``)."""
+        return obs._version + sum(p._version for p in self.critic_backbone.parameters())
+
+    def _stacked_critic_features(self, obs: Tensor, actor_features: Tensor | None) -> Tensor | None:
+        """The critic's features from the last stacked `policy` pass if that pass saw this very ``obs`` (same
+        tensor, unchanged), returned these ``actor_features``, ran in the same grad mode and the critic's
+        parameters have not changed since; else None. Used once."""
+        kept, self._critic_features = self._critic_features, None
+        if (kept is None or actor_features is None or kept.obs is not obs or kept.actor_features is not actor_features
+                or kept.grad != torch.is_grad_enabled() or kept.versions != self._versions(obs)):
+            return None
+        return kept.features
 
     def actor_parameters(self) -> list[nn.Parameter]:
         return list(self.actor.parameters())
