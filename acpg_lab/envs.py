@@ -10,6 +10,12 @@ environments in one vectorised numpy call instead of one gymnasium call per seed
 rewards, flags and labels bit for bit, and the same per-seed random streams, only faster. Turn it off with
 ``SeedEnvs(..., fast=False)``, or for a whole process (`acpg_lab.train`, the notebooks) with the environment
 variable ``ACPG_LAB_FAST_ENVS=0``.
+
+On a GPU, training (`acpg_lab.training`) steps the same ids' device-resident versions instead
+(`acpg_lab.batched_envs.device`, ``SeedEnvs(..., resident=True)``): environments, rewards, flags, labels and the
+episode bookkeeping stay tensors on the training device, so a rollout never waits for the host. They draw from
+counter-based streams rather than gymnasium's (the same dynamics, other random numbers); the CPU default path is
+untouched.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 import torch
 
 from acpg_lab.batched_envs import BatchedEnv, make_batched_env
+from acpg_lab.batched_envs.device import DeviceEnv, make_device_env, restore_tensors, supports_device
 from acpg_lab.env_state import Uncapturable, as_tensors, capture_env_state, restore_env_state
 
 _SEED_RANGE = 2**31 - 2**16  #: seeds below it stay valid C ints for ale-py, which adds the sub-environment index
@@ -98,17 +105,21 @@ def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | Non
 
 
 class EnvStep(NamedTuple):
-    """What `SeedEnvs.step` returns; tensors are ``[S, E]`` float on the training device."""
+    """What `SeedEnvs.step` returns; tensors are ``[S, E]`` float on the training device.
+
+    On the device-resident path (`SeedEnvs.resident`) nothing is read to the host: ``ended`` is a bool tensor
+    and ``finished_returns`` / ``finished_lengths`` are ``[S, E]`` tensors holding the ended episodes' return
+    (float64) and length (int64) where ``ended``, 0 elsewhere (`acpg_lab.rollout.EpisodeLog` reads them per seed)."""
 
     obs: torch.Tensor  #: next observations ``[S, E, *obs_shape]`` (a final observation after an episode end)
     reward: torch.Tensor
     terminated: torch.Tensor  #: 1 where an episode terminated on this step
     truncated: torch.Tensor  #: 1 where an episode was truncated (time limit) on this step
     valid: torch.Tensor  #: 0 on NEXT_STEP reset steps (action ignored, no transition), else 1
-    ended: np.ndarray  #: bool ``[S, E]``, an episode ended on this step
+    ended: np.ndarray | torch.Tensor  #: bool ``[S, E]``, an episode ended on this step
     labels: torch.Tensor | None  #: ``info["optimal_action"]`` for ``obs``, int64 ``[S, E]``, if published
-    finished_returns: list[np.ndarray]  #: per seed, returns of the episodes that ended on this step
-    finished_lengths: list[np.ndarray]  #: per seed, their lengths
+    finished_returns: list[np.ndarray] | torch.Tensor  #: per seed, returns of the episodes that ended on this step
+    finished_lengths: list[np.ndarray] | torch.Tensor  #: per seed, their lengths
 
 
 def fast_envs_default() -> bool:
@@ -135,17 +146,32 @@ class SeedEnvs:
     ``fast`` (default `fast_envs_default`): for the ids and ``env_kwargs`` that `acpg_lab.batched_envs` supports,
     one `BatchedEnv` steps all seeds at once (bitwise the same results); ``envs`` is then ``[that env]``, else
     one gymnasium vector env per seed.
+
+    ``resident``: step a `DeviceEnv` on ``device`` and keep everything there (`EnvStep` says what changes); its
+    random streams are counter-based, not gymnasium's, so results differ from the other paths'. True demands it
+    (ValueError for an id without one, `supports_device`); None picks it when ``device`` is not the CPU, the
+    fast path is on and the id has one (what training does); False (the default, what evaluation uses) never.
+    ``envs`` is then ``[that env]``.
     """
 
     def __init__(self, env_id: str, *, num_envs: int, env_seeds: Sequence[int], device: torch.device,
-                 env_kwargs: dict[str, Any] | None = None, fast: bool | None = None) -> None:
+                 env_kwargs: dict[str, Any] | None = None, fast: bool | None = None,
+                 resident: bool | None = False) -> None:
         fast = fast_envs_default() if fast is None else fast
+        device = torch.device(device)
+        if resident is None:
+            resident = fast and device.type != "cpu" and supports_device(resolve_env_id(env_id).id, env_kwargs)
         self.batched: BatchedEnv | None = None
-        if fast:
+        self.device_env: DeviceEnv | None = None
+        if resident:
+            resolve_env_id(env_id)
+            self.device_env = make_device_env(env_id, num_envs=num_envs, env_seeds=env_seeds, device=device,
+                                              env_kwargs=env_kwargs)
+        elif fast:
             resolve_env_id(env_id)
             self.batched = make_batched_env(env_id, num_envs, env_seeds, env_kwargs)
-        if self.batched is not None:
-            self.envs: list[Any] = [self.batched]
+        if self.device_env is not None or self.batched is not None:
+            self.envs: list[Any] = [self.device_env or self.batched]
         else:
             self.envs = [make_vector_env(env_id, num_envs, env_kwargs) for _ in env_seeds]
         # ale-py seeds sub-environments with seed, seed + 1, ... as C ints: keep them below 2**31
@@ -157,7 +183,15 @@ class SeedEnvs:
         self.ep_return = np.zeros((self.num_seeds, num_envs))
         self.ep_length = np.zeros((self.num_seeds, num_envs), dtype=np.int64)
         self.done = np.zeros((self.num_seeds, num_envs), dtype=bool)
+        if self.resident:  # the same accumulators as tensors on the device
+            self.ep_return, self.ep_length, self.done = (torch.from_numpy(x).to(device)
+                                                         for x in (self.ep_return, self.ep_length, self.done))
         self._no_return, self._no_length = np.zeros(0), np.zeros(0, dtype=np.int64)
+
+    @property
+    def resident(self) -> bool:
+        """Whether the environments and their bookkeeping live on ``device`` (`EnvStep` holds tensors only)."""
+        return self.device_env is not None
 
     def _obs(self, obs: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(obs.astype(np.float32, copy=False)).to(self.device)
@@ -178,6 +212,10 @@ class SeedEnvs:
         self.ep_length[:] = 0
         self.done[:] = False
         seeds = [(s + 7919 * int(reseed)) % _SEED_RANGE if reseed else s for s in self.env_seeds]
+        if self.device_env is not None:
+            self.device_env.env_seeds = seeds
+            obs, labels = self.device_env.reset()
+            return obs.to(torch.float32), labels
         if self.batched is not None:
             self.batched.env_seeds = seeds
             obs, labels = self.batched.reset()
@@ -187,6 +225,8 @@ class SeedEnvs:
 
     def step(self, actions: torch.Tensor) -> EnvStep:
         """Step every seed's environments with ``actions [S, E]``."""
+        if self.device_env is not None:
+            return self._step_on_device(actions)
         if self.batched is not None:
             obs, reward, terminated, truncated, labels = self.batched.step(actions.cpu().numpy())
             labels = self._batched_labels(labels)
@@ -210,6 +250,22 @@ class SeedEnvs:
         return EnvStep(self._obs(obs), *torch.from_numpy(signals).to(self.device).unbind(0), ended, labels,
                        finished_returns, finished_lengths)
 
+    def _step_on_device(self, actions: torch.Tensor) -> EnvStep:
+        """`step`'s bookkeeping as tensor ops on the device (the same arithmetic, nothing read to the host)."""
+        obs, reward, terminated, truncated, labels = self.device_env.step(actions)
+        real = ~self.done  # the step after an episode end is a reset step, not a transition
+        terminated, truncated = terminated & real, truncated & real
+        self.ep_return = self.ep_return + torch.where(real, reward, 0.0)
+        self.ep_length = self.ep_length + real
+        ended = terminated | truncated
+        finished_returns = torch.where(ended, self.ep_return, 0.0)
+        finished_lengths = torch.where(ended, self.ep_length, 0)
+        self.ep_return = torch.where(ended, 0.0, self.ep_return)
+        self.ep_length = torch.where(ended, 0, self.ep_length)
+        self.done = ended
+        signals = torch.stack([x.to(torch.float32) for x in (reward, terminated, truncated, real)])
+        return EnvStep(obs.to(torch.float32), *signals.unbind(0), ended, labels, finished_returns, finished_lengths)
+
     def _finished(self, ended: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per seed, the returns and lengths of its episodes that ended: slices of one gather (no per-seed
         boolean indexing), or shared empty arrays on the many steps where nothing ended."""
@@ -228,6 +284,9 @@ class SeedEnvs:
         Batched environments give their own state; gymnasium environments are read attribute by attribute
         (`capture_env_state`), and ValueError names the env id and the attribute where one keeps state that
         cannot be captured exactly (Box2D worlds, ALE emulators)."""
+        if self.device_env is not None:
+            accumulators = {k: getattr(self, k).cpu().clone() for k in ("ep_return", "ep_length", "done")}
+            return {"accumulators": accumulators, "device": self.device_env.get_state()}
         accumulators = as_tensors({"ep_return": self.ep_return, "ep_length": self.ep_length, "done": self.done})
         if self.batched is not None:
             return {"accumulators": accumulators, "batched": as_tensors(self.batched.get_state())}
@@ -241,6 +300,13 @@ class SeedEnvs:
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what `get_state` returned, into environments made with the same arguments and `reset`."""
+        if ("device" in state) != self.resident:
+            raise ValueError("environment state of device-resident environments cannot be restored into host ones, "
+                             "or the reverse (was it saved on another device?)")
+        if self.device_env is not None:
+            restore_tensors(self, state["accumulators"], ("ep_return", "ep_length", "done"))
+            self.device_env.set_state(state["device"])
+            return
         for key, value in state["accumulators"].items():
             current = getattr(self, key)
             restored = np.array(value.numpy() if isinstance(value, torch.Tensor) else value, dtype=current.dtype)

@@ -14,7 +14,30 @@ from torch import Tensor
 
 from acpg_lab.config import TrainConfig
 
-__all__ = ["Rollout", "Batch"]
+__all__ = ["Rollout", "Batch", "EpisodeLog"]
+
+#: per seed, the returns and the lengths of the episodes that ended in a rollout, in the order they ended
+Episodes = tuple[list[np.ndarray], list[np.ndarray]]
+
+
+@dataclass
+class EpisodeLog:
+    """A rollout's episode ends as the device-resident path records them, ``[T, S, E]`` on the training device:
+    where an episode ended, its return (float64) and length (int64). Read to the host in one transfer, by
+    `per_seed`, after the rollout (so the steps themselves never wait for the host)."""
+
+    ended: Tensor
+    returns: Tensor
+    lengths: Tensor
+
+    def per_seed(self) -> Episodes:
+        """Per seed, the ended episodes' returns and lengths in time order (environment order within a step),
+        as the host path lists them."""
+        ended, returns, lengths = torch.stack((self.ended.to(torch.float64), self.returns,
+                                               self.lengths.to(torch.float64))).cpu().numpy()
+        ended = ended.astype(bool)
+        return ([returns[:, s][ended[:, s]] for s in range(ended.shape[1])],
+                [lengths[:, s][ended[:, s]].astype(np.int64) for s in range(ended.shape[1])])
 
 
 @dataclass
@@ -35,8 +58,26 @@ class Rollout:
     next_labels: Tensor | None
     preacts: Tensor | None = None  #: `pfo_features` at collection time (PFO, diagnostics), allocated on first use
     keep_preacts: bool = False
-    episode_returns: list[np.ndarray] | None = None  #: per seed, returns of the episodes that ended in the rollout
-    episode_lengths: list[np.ndarray] | None = None
+    #: the episodes that ended in the rollout (`episode_returns`, `episode_lengths`); an `EpisodeLog` still on the
+    #: device until first read
+    episodes: Episodes | EpisodeLog | None = None
+
+    def _episodes(self) -> Episodes:
+        if self.episodes is None:
+            raise ValueError("no rollout has been collected into this Rollout yet")
+        if isinstance(self.episodes, EpisodeLog):
+            self.episodes = self.episodes.per_seed()
+        return self.episodes
+
+    @property
+    def episode_returns(self) -> list[np.ndarray]:
+        """Per seed, returns of the episodes that ended in the rollout."""
+        return self._episodes()[0]
+
+    @property
+    def episode_lengths(self) -> list[np.ndarray]:
+        """Per seed, their lengths."""
+        return self._episodes()[1]
 
     @classmethod
     def allocate(cls, cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, device: torch.device,

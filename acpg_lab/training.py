@@ -48,7 +48,7 @@ from acpg_lab.envs import SeedEnvs, fast_envs_default
 from acpg_lab.networks import ActorCritic
 from acpg_lab.nonfinite import NonFiniteError, NonFiniteGuard
 from acpg_lab.recording import History, Instruments, episode_stats
-from acpg_lab.rollout import Batch, Rollout
+from acpg_lab.rollout import Batch, EpisodeLog, Rollout
 from acpg_lab.run import Run, build_model, derived_seeds, resolve_device
 from acpg_lab.state import TrainState
 
@@ -66,11 +66,15 @@ def uses_critic(cfg: TrainConfig) -> bool:
 def collect_rollout(model: ActorCritic, envs: SeedEnvs, rollout: Rollout, generators: Sequence[torch.Generator],
                     cfg: TrainConfig) -> None:
     """Act ``cfg.rollout_steps`` steps in every seed's environments with the current policy (seed s sampling
-    from ``generators[s]``), filling ``rollout`` in place, with the value estimates if there is a critic."""
+    from ``generators[s]``), filling ``rollout`` in place, with the value estimates if there is a critic.
+
+    With device-resident environments (`SeedEnvs.resident`) nothing here reads the device: the ended episodes
+    are logged as tensors (`acpg_lab.rollout.EpisodeLog`) and read when first asked for, after the rollout."""
     r, critic = rollout, uses_critic(cfg)
     obs, labels = r.next_obs, r.next_labels
     returns: list[list[np.ndarray]] = [[] for _ in cfg.seeds]
     lengths: list[list[np.ndarray]] = [[] for _ in cfg.seeds]
+    log: list[tuple[Tensor, Tensor, Tensor]] = []  # the resident path's (ended, returns, lengths) per step
     noise = uniforms(generators, cfg.rollout_steps, cfg.num_envs, device=obs.device)  # [T, S, E]
     for t in range(cfg.rollout_steps):
         out = model.policy(obs)
@@ -90,7 +94,9 @@ def collect_rollout(model: ActorCritic, envs: SeedEnvs, rollout: Rollout, genera
         step = envs.step(action)
         r.rewards[t] = step.reward.sign() if cfg.reward_clip else step.reward
         r.terminated[t], r.truncated[t], r.valid[t] = step.terminated, step.truncated, step.valid
-        if step.ended.any():
+        if envs.resident:
+            log.append((step.ended, step.finished_returns, step.finished_lengths))
+        elif step.ended.any():
             for s in range(len(cfg.seeds)):
                 returns[s].append(step.finished_returns[s])
                 lengths[s].append(step.finished_lengths[s])
@@ -98,8 +104,11 @@ def collect_rollout(model: ActorCritic, envs: SeedEnvs, rollout: Rollout, genera
     if critic:
         r.values[-1] = model.value(obs)
     r.next_obs, r.next_labels = obs, labels
-    r.episode_returns = [np.concatenate(x) if x else np.zeros(0) for x in returns]
-    r.episode_lengths = [np.concatenate(x) if x else np.zeros(0) for x in lengths]
+    if envs.resident:
+        r.episodes = EpisodeLog(*(torch.stack(x) for x in zip(*log, strict=True)))
+    else:
+        r.episodes = ([np.concatenate(x) if x else np.zeros(0) for x in returns],
+                      [np.concatenate(x) if x else np.zeros(0) for x in lengths])
 
 
 # ----------------------------------------------------------------------------- phase 2: advantages
@@ -210,7 +219,7 @@ def _setup(cfg: TrainConfig) -> TrainState:
     expert = Run.load(cfg.expert_run, device=str(device)).model.actor if cfg.label_source == "expert" else None
     seeds = [derived_seeds(s) for s in cfg.seeds]
     envs = SeedEnvs(cfg.env_id, num_envs=cfg.num_envs, env_seeds=[d["env"] for d in seeds], device=device,
-                    env_kwargs=cfg.env_kwargs)
+                    env_kwargs=cfg.env_kwargs, resident=None)  # device-resident where the device is not the CPU
     obs_shape, num_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
     model = build_model(cfg, obs_shape, num_actions).to(device).use_engine(cfg.engine)
     params = model.actor_parameters() + (model.critic_parameters() if uses_critic(cfg) else [])
