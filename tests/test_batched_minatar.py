@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
+from _sync import HostSync, NoHostSync
 
 import acpg_lab as al
 from acpg_lab.batched_envs import make_batched_env, supports
@@ -349,32 +349,6 @@ def test_counter_streams_are_uniform_and_keyed():
     assert one.rand(torch.tensor([True])).item() == many.rand(torch.tensor([True, True]))[1].item()
 
 
-class _HostSync(AssertionError):
-    pass
-
-
-class _NoHostSync(TorchFunctionMode):
-    """Refuse every tensor operation that would make a GPU wait for the host or the host for the GPU: reading a
-    value into Python or numpy (``item``, ``bool``, ``int``, ``tolist``, ``numpy``, ``cpu``, ``.to("cpu")``,
-    using a tensor as a list index) and data-dependent shapes (``nonzero``, boolean-mask indexing, ``unique``)."""
-
-    READS = {"item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__", "__array__", "cpu",
-             "nonzero", "argwhere", "masked_select", "unique", "unique_consecutive", "repeat_interleave"}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", "")
-        if name in self.READS:
-            raise _HostSync(f"host sync: {name}")
-        if name == "to" and any(str(a) == "cpu" for a in (*args[1:], *kwargs.values())):
-            raise _HostSync("host sync: .to('cpu')")
-        if name in ("__getitem__", "__setitem__"):
-            index = args[1] if isinstance(args[1], tuple) else (args[1],)
-            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index):
-                raise _HostSync(f"host sync: boolean-mask {name}")
-        return func(*args, **kwargs)
-
-
 def _counter_games(env_id, device, num=48):
     streams = make_streams(env_seeds=[0, 1, 2], num_envs=num // 3, device=device, exact=False)
     games = make_games(env_id, num=num, streams=streams, device=device, env_kwargs=dict(max_episode_steps=120))
@@ -386,7 +360,7 @@ def test_step_on_counter_streams_never_syncs_with_the_host(env_id):
     games, _ = _counter_games(env_id, CPU)
     actions = torch.randint(0, len(games.action_set), (300, 48), generator=torch.Generator().manual_seed(0))
     ended = torch.zeros(48, dtype=torch.int64)
-    with _NoHostSync():
+    with NoHostSync():
         for a in actions:
             _, _, terminated, truncated = games.step(a)
             ended += terminated | truncated
@@ -394,12 +368,12 @@ def test_step_on_counter_streams_never_syncs_with_the_host(env_id):
     exact = make_games(env_id, num=6, device=CPU,
                        streams=make_streams(env_seeds=[0, 1], num_envs=3, device=CPU, exact=True))
     exact.reset()
-    with _NoHostSync(), pytest.raises(_HostSync):  # the check does catch a host sync: the exact stream has some
+    with NoHostSync(), pytest.raises(HostSync):  # the check does catch a host sync: the exact stream has some
         for _ in range(1000):
             exact.step(torch.zeros(6, dtype=torch.int64))
     for sync in (lambda x: x.sum().item(), lambda x: x[x > 0], lambda x: x.nonzero(), lambda x: x.to("cpu"),
                  lambda x: [0, 1][x[0]], lambda x: bool(x.any())):
-        with _NoHostSync(), pytest.raises(_HostSync):
+        with NoHostSync(), pytest.raises(HostSync):
             sync(torch.arange(3))
 
 
