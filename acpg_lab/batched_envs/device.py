@@ -65,7 +65,8 @@ class DeviceEnv:
         self.device = torch.device(device)
         self.num_seeds, self.num_envs, self.env_seeds = host.num_seeds, host.num_envs, list(host.env_seeds)
         self.max_episode_steps = host.max_episode_steps
-        self.single_observation_space, self.single_action_space = host.single_observation_space, host.single_action_space
+        self.single_observation_space = host.single_observation_space
+        self.single_action_space = host.single_action_space
         n = self.num_seeds * self.num_envs
         self.steps = torch.zeros(n, dtype=torch.int64, device=self.device)  #: steps into the current episode
         self.prev_done = torch.zeros(n, dtype=torch.bool, device=self.device)  #: this step is a reset step
