@@ -82,11 +82,11 @@ class TrainConfig:
     several threads can be many times slower; None keeps torch's own setting."""
     engine: str = "reference"
     """How the MLP backbones compute (`acpg_lab.networks.ActorCritic.use_engine`). "reference": every layer through
-    autograd, bitwise the path every stored result was made with. "fused": each backbone one hand-written autograd
-    node, actor and critic stacked into one ``[2S, ...]`` network, with torch's own tanh kernel: faster at small
-    widths, the same function to float32 rounding (results differ from "reference" in the last bits, so runs of
-    the two engines are not bitwise comparable; each is deterministic and seed-batch independent). MLP networks
-    only; a stored config without this field ran "reference"."""
+    autograd, bitwise the path every stored result was made with. "fused": actor and critic backbones as one
+    hand-written autograd node (`acpg_lab.fused`), a block of seeds at a time, with torch's own tanh kernel: a
+    faster update at small widths, the same function to float32 rounding, so runs of the two engines agree only
+    to rounding (each is deterministic, and a seed's run does not depend on the other seeds). MLP networks only;
+    a stored config without this field ran "reference"."""
 
     # ---------------------------------------------------------------- collecting experience
     num_envs: int | None = None

@@ -2,24 +2,33 @@
 
 `acpg_lab.networks.MLP` runs ``S`` independent fully connected networks as one batched matmul per layer. Run
 through autograd, each layer is a ``baddbmm`` node and an activation node (the reference tanh alone is four
-element-wise passes, `acpg_lab.networks.tanh`); at the sizes of small-MLP RL the element-wise passes and the
-per-node overhead cost more than the matmuls. `seed_mlp` computes the same function in one
-`torch.autograd.Function`, and for several networks of the same shapes reading the same input (an actor and a
-critic backbone) it stacks them along the seed dimension, ``[N * S, ...]``, so each layer is one matmul for all
-of them:
+element-wise passes, `acpg_lab.networks.tanh`); at the sizes of small-MLP RL the element-wise passes, the memory
+traffic between them and the per-node overhead cost as much as the matmuls. `stacked_seed_mlp` computes the same
+function as one `torch.autograd.Function` for several networks of the same shapes that read the same input (an
+actor and a critic backbone), and `seed_mlp` for one:
 
 - forward, per layer: ``z = baddbmm(b, h, W)`` (the pre-activation, returned: PFO and the diagnostics read it),
-  then the activation (`KERNELS`);
+  then the activation (`KERNELS`), written into tensors allocated once per call;
 - backward, per layer: ``tanh_backward`` (or ``threshold_backward`` for ReLU), plus the gradient arriving at the
   returned pre-activation where there is one (PFO's loss); one ``bmm`` for the weight gradient, one sum for the
-  bias, one ``bmm`` for the input gradient (skipped for the first layer when the input needs none).
+  bias, one ``bmm`` for the input gradient (skipped for the first layer when the input needs none);
+- both run every layer for a block of `BLOCK_SEEDS` seeds before the next block, so a block's activations and
+  gradients are still in the core's cache when the next layer reads them.
 
-These are the operations autograd runs on the reference path, on the same operands, so with the reference's
-tanh kernel ("sigmoid") forward values and gradients are bitwise those of `acpg_lab.networks.MLP`, stacked or not
-(`tests/test_fused.py` checks it on this CPU: a batched matmul computes each matrix of the batch the same way
-whatever the batch holds, so stacking the critic under the actor changes no bit). The "tanh" kernel differs from
-the reference by float32 rounding (about 1e-7 per activation), which is why `acpg_lab.config.TrainConfig.engine`
-records the path a run took.
+Blocks of seeds, not one ``[2S, ...]`` stack: stacking actor and critic along the seed dimension (one matmul per
+layer for both) was the first design and measured slower on the Intel AVX-512 machine of issue 25: a batched
+matmul or tanh over ``[2S, 256, 64]`` costs 2.2x the ``[S, 256, 64]`` one at S = 16 (the 2 MB operands leave the
+L2 cache), and the weights must be copied into the stack every call. Per seed the cost is flat up to 8 seeds and
+25% higher from 32 on, which is what blocks of 8 seeds avoid; they also need no copy of the weights. In PPO
+updates at rl-zoo CartPole shapes (16 seeds, one thread) the update phase took 0.88x the reference's time with
+blocks of 8 seeds, 0.94x with the ``[2S]`` stack (interleaved A/B on a loaded machine: indicative).
+
+These are the operations autograd runs on the reference path, on the same operands, and a batched matmul
+computes each matrix of its batch the same way whatever else the batch holds (checked on this CPU by
+`tests/test_fused.py`), so with the reference's tanh ("sigmoid" kernel) forward values and gradients are
+bitwise those of `acpg_lab.networks.MLP`, whatever the block size. The "tanh" kernel differs from the reference
+by float32 rounding (about 1e-7 per activation), which is why `acpg_lab.config.TrainConfig.engine` records the
+path a run took.
 """
 
 from __future__ import annotations
@@ -29,10 +38,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from acpg_lab.checks import check_choice
+from acpg_lab.checks import check_choice, check_int
 
-__all__ = ["KERNELS", "seed_mlp", "stacked_seed_mlp", "tanh_via_sigmoid"]
+__all__ = ["BLOCK_SEEDS", "KERNELS", "seed_mlp", "stacked_seed_mlp", "tanh_via_sigmoid"]
 
+#: How the fused path computes tanh: "tanh" is torch's own kernel (on the Intel AVX-512 machine of issue 25 about
+#: 3x faster than the sigmoid form, on the earlier AMD machines 3.3x slower), "sigmoid" is the reference path's
+#: ``2 sigmoid(2 z) - 1`` (`tanh_via_sigmoid`), bit for bit. ReLU has one kernel.
+KERNELS = ("tanh", "sigmoid")
+#: Seeds per block (see the module docstring): small enough that a block's ``[8, 256, 64]`` activations (0.5 MB)
+#: stay in a core's L2 cache, large enough that per-call overhead stays small.
+BLOCK_SEEDS = 8
 
 
 def tanh_via_sigmoid(x: Tensor) -> Tensor:
@@ -40,98 +56,96 @@ def tanh_via_sigmoid(x: Tensor) -> Tensor:
     return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
-#: How the fused path computes tanh: "tanh" is torch's own kernel (on the Intel AVX-512 machine of issue 25 about
-#: 3x faster than the sigmoid form, on the earlier AMD machines 3.3x slower), "sigmoid" is the reference path's
-#: ``2 sigmoid(2 z) - 1`` (`tanh_via_sigmoid`), bit for bit. ReLU has one kernel.
-KERNELS = {"tanh": torch.tanh, "sigmoid": tanh_via_sigmoid}
-
-
-def _activate(z: Tensor, activation: str, kernel: str) -> Tensor:
-    return z.relu() if activation == "relu" else KERNELS[kernel](z)
+def _activate_into(z: Tensor, out: Tensor, activation: str, kernel: str) -> None:
+    """``out[...] = activation(z)``, the same element-wise operations as the reference's (ReLU is ``clamp_min``)."""
+    if activation == "relu":
+        torch.clamp_min(z, 0.0, out=out)
+    elif kernel == "tanh":
+        torch.tanh(z, out=out)
+    else:
+        torch.mul(z, 2.0, out=out).sigmoid_().mul_(2.0).sub_(1.0)  # tanh_via_sigmoid, in place
 
 
 class _SeedMLP(torch.autograd.Function):
-    """Inputs ``(x, activation, kernel, nets, num_layers, *params)`` with ``params`` net by net, layer by layer
+    """Inputs ``(x, activation, kernel, nets, num_layers, block, *params)``, ``params`` net by net, layer by layer
     ``(w, b)``; outputs net by net ``h_L``, then net by net ``(z_1, ..., z_L)``, each ``[S, B, width]``."""
 
     @staticmethod
     def forward(ctx, x: Tensor, activation: str, kernel: str, nets: int, num_layers: int,  # type: ignore[override]
-                *params: Tensor) -> tuple[Tensor, ...]:
-        per_net = [params[k * 2 * num_layers:(k + 1) * 2 * num_layers] for k in range(nets)]
-        weights = [_stack([p[2 * i] for p in per_net]) for i in range(num_layers)]
-        biases = [_stack([p[2 * i + 1] for p in per_net]) for i in range(num_layers)]
-        hs, zs = [_stack([x] * nets)], []
-        for w, b in zip(weights, biases, strict=True):
-            zs.append(torch.baddbmm(b, hs[-1], w))
-            hs.append(_activate(zs[-1], activation, kernel))
-        ctx.activation, ctx.nets, ctx.num_layers = activation, nets, num_layers
+                block: int, *params: Tensor) -> tuple[Tensor, ...]:
+        seeds, batch = x.shape[:2]
+        weights = [params[2 * j] for j in range(nets * num_layers)]  # net k's layer i at k * num_layers + i
+        biases = [params[2 * j + 1] for j in range(nets * num_layers)]
+        zs = [x.new_empty(seeds, batch, w.shape[-1]) for w in weights]
+        hs = [x.new_empty(seeds, batch, w.shape[-1]) for w in weights]
+        for k in range(nets):
+            for lo in range(0, seeds, block):  # every layer of a block of seeds while its activations are in cache
+                rows, h = slice(lo, lo + block), x[lo:lo + block]
+                for j in range(k * num_layers, (k + 1) * num_layers):
+                    torch.baddbmm(biases[j][rows], h, weights[j][rows], out=zs[j][rows])
+                    _activate_into(zs[j][rows], hs[j][rows], activation, kernel)
+                    h = hs[j][rows]
+        ctx.activation, ctx.nets, ctx.num_layers, ctx.block = activation, nets, num_layers, block
         ctx.set_materialize_grads(False)  # outputs nobody differentiates arrive as None, not as zeros
-        ctx.save_for_backward(*hs, *weights)
-        return (*hs[-1].chunk(nets), *(z for net in range(nets) for z in (zi.chunk(nets)[net] for zi in zs)))
+        ctx.save_for_backward(x, *hs, *weights)
+        return (*(hs[(k + 1) * num_layers - 1] for k in range(nets)), *zs)
 
     @staticmethod
     def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        nets, num_layers = ctx.nets, ctx.num_layers
-        saved = ctx.saved_tensors
-        hs, weights = saved[:num_layers + 1], saved[num_layers + 1:]
+        nets, num_layers, block = ctx.nets, ctx.num_layers, ctx.block
+        x, *saved = ctx.saved_tensors
+        hs, weights = saved[:nets * num_layers], saved[nets * num_layers:]
         grad_h, grad_z = grads[:nets], grads[nets:]
-        live = [grad_h[k] is not None or any(g is not None for g in grad_z[k * num_layers:(k + 1) * num_layers])
-                for k in range(nets)]
-        params: list[Tensor | None] = [None] * (2 * num_layers * nets)
-        if not any(live):
-            return (None, None, None, None, None, *params)
-        g = _stack([gh if gh is not None else torch.zeros_like(hs[-1].chunk(nets)[k]) for k, gh in enumerate(grad_h)])
-        needs = ctx.needs_input_grad
-        grad_x = None
-        for i in reversed(range(num_layers)):
-            if ctx.activation == "relu":
-                gz = torch.ops.aten.threshold_backward(g, hs[i + 1], 0)
-            else:
-                gz = torch.ops.aten.tanh_backward(g, hs[i + 1])
-            for k, part in enumerate(gz.chunk(nets)):
-                extra = grad_z[k * num_layers + i]
-                if extra is not None:
-                    part.add_(extra)  # autograd's sum of the two uses of z: the activation and the caller's
-            weight_grads = torch.bmm(hs[i].transpose(1, 2), gz).chunk(nets)
-            bias_grads = gz.sum(1, keepdim=True).chunk(nets)
-            for k in range(nets):
-                if live[k]:
-                    params[(k * num_layers + i) * 2] = weight_grads[k]
-                    params[(k * num_layers + i) * 2 + 1] = bias_grads[k]
-            if i > 0 or needs[0]:
-                g = torch.bmm(gz, weights[i].transpose(1, 2))
-        if needs[0]:
-            parts = g.chunk(nets)
-            grad_x = parts[0]
-            for part in parts[1:]:
-                grad_x = grad_x + part
-        return (grad_x, None, None, None, None, *params)
-
-
-def _stack(tensors: Sequence[Tensor]) -> Tensor:
-    return tensors[0] if len(tensors) == 1 else torch.cat(list(tensors))
+        params: list[Tensor | None] = [None] * (2 * nets * num_layers)
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        for k in range(nets):
+            first, last = k * num_layers, (k + 1) * num_layers - 1
+            if grad_h[k] is None and all(g is None for g in grad_z[first:last + 1]):
+                continue  # nothing of this network was differentiated: its parameters get no gradient
+            for j in range(first, last + 1):
+                params[2 * j] = torch.empty_like(weights[j])
+                params[2 * j + 1] = weights[j].new_empty(weights[j].shape[0], 1, weights[j].shape[-1])
+            for lo in range(0, x.shape[0], block):
+                rows = slice(lo, lo + block)
+                g = grad_h[k][rows] if grad_h[k] is not None else torch.zeros_like(hs[last][rows])
+                for j in range(last, first - 1, -1):
+                    if ctx.activation == "relu":
+                        gz = torch.ops.aten.threshold_backward(g, hs[j][rows], 0)
+                    else:
+                        gz = torch.ops.aten.tanh_backward(g, hs[j][rows])
+                    if grad_z[j] is not None:
+                        gz.add_(grad_z[j][rows])  # autograd's sum of z's two uses: the activation and the caller's
+                    below = hs[j - 1][rows] if j > first else x[rows]
+                    torch.bmm(below.transpose(1, 2), gz, out=params[2 * j][rows])
+                    torch.sum(gz, 1, keepdim=True, out=params[2 * j + 1][rows])
+                    if j > first:
+                        g = torch.bmm(gz, weights[j][rows].transpose(1, 2))
+                    elif grad_x is not None:
+                        grad_x[rows] += torch.bmm(gz, weights[j][rows].transpose(1, 2))
+        return (grad_x, None, None, None, None, None, *params)
 
 
 def stacked_seed_mlp(x: Tensor, nets: Sequence[Sequence[tuple[Tensor, Tensor]]], *, activation: str = "tanh",
-                     kernel: str = "tanh") -> list[tuple[Tensor, list[Tensor]]]:
-    """Run ``x [S, B, in]`` through several seed-batched MLPs of the same shapes at once, as one autograd node.
+                     kernel: str = "tanh", block: int = BLOCK_SEEDS) -> list[tuple[Tensor, list[Tensor]]]:
+    """Run ``x [S, B, in]`` through several seed-batched MLPs of the same shapes, as one autograd node.
 
     Args:
         x: inputs ``[S, B, in]``, the same for every network.
         nets: per network its layers, first to last, as ``(weight [S, in_i, out_i], bias [S, 1, out_i])``
-            (`acpg_lab.networks.SeedLinear`'s parameters). Each network's parameters stay its own tensors: they are
-            concatenated along the seed dimension inside the node (a copy of the weights per call, small next to
-            the matmuls), so optimisers, gradient clipping and checkpoints see the usual layout.
+            (`acpg_lab.networks.SeedLinear`'s parameters, used as they are: optimisers, gradient clipping and
+            checkpoints see the usual layout).
         activation: "tanh" or "relu", after every layer.
         kernel: how tanh is computed (`KERNELS`): "tanh" is torch's kernel (differs from the reference by float32
             rounding), "sigmoid" the reference's arithmetic bit for bit.
+        block: seeds per block; results do not depend on it, speed does (`BLOCK_SEEDS`).
 
     Returns:
         Per network, its last layer's activations ``[S, B, out]`` and its pre-activations (first layer first,
         differentiable: gradients arriving there are added where they enter).
     """
     check_choice("activation", activation, ("tanh", "relu"))
-    check_choice("kernel", kernel, tuple(KERNELS))
+    check_choice("kernel", kernel, KERNELS)
+    check_int("block", block, 1)
     if not nets or not nets[0]:
         raise ValueError(f"need at least one network of at least one layer, got {len(nets)} networks")
     shapes = [[(tuple(w.shape), tuple(b.shape)) for w, b in net] for net in nets]
@@ -142,13 +156,13 @@ def stacked_seed_mlp(x: Tensor, nets: Sequence[Sequence[tuple[Tensor, Tensor]]],
                          "whose result depends on the batch); use the reference path (SeedLinear)")
     num_layers = len(nets[0])
     params = [p for net in nets for layer in net for p in layer]
-    out = _SeedMLP.apply(x, activation, kernel, len(nets), num_layers, *params)
+    out = _SeedMLP.apply(x, activation, kernel, len(nets), num_layers, block, *params)
     hs, zs = out[:len(nets)], out[len(nets):]
     return [(h, list(zs[k * num_layers:(k + 1) * num_layers])) for k, h in enumerate(hs)]
 
 
 def seed_mlp(x: Tensor, layers: Sequence[tuple[Tensor, Tensor]], *, activation: str = "tanh",
-             kernel: str = "tanh") -> tuple[Tensor, list[Tensor]]:
-    """One seed-batched MLP as one autograd node: `stacked_seed_mlp` with a single network (no copy of weights).
-    Returns the last layer's activations ``[S, B, out]`` and every layer's pre-activation."""
-    return stacked_seed_mlp(x, [layers], activation=activation, kernel=kernel)[0]
+             kernel: str = "tanh", block: int = BLOCK_SEEDS) -> tuple[Tensor, list[Tensor]]:
+    """One seed-batched MLP as one autograd node (`stacked_seed_mlp` with one network): the last layer's
+    activations ``[S, B, out]`` and every layer's pre-activation."""
+    return stacked_seed_mlp(x, [layers], activation=activation, kernel=kernel, block=block)[0]

@@ -52,7 +52,7 @@ __all__ = ["tanh", "SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAta
 #: How the MLP backbones compute (`ActorCritic.use_engine`, `acpg_lab.config.TrainConfig.engine`):
 #: "reference" runs every layer through autograd (a baddbmm node and a tanh node per layer, tanh as
 #: ``2 sigmoid(2x) - 1``); "fused" runs each backbone as one hand-written autograd node (`acpg_lab.fused`), actor
-#: and critic stacked into one ``[2S, ...]`` network when their shapes match and the trunk is not shared.
+#: and critic together in one node when the trunk is not shared.
 ENGINES = ("reference", "fused")
 
 
@@ -256,7 +256,7 @@ def check_engine(engine: object, *, network: str, hidden_sizes: Sequence[int], t
     it: the fused engine fuses MLP backbones, and refuses hidden layers of width 1 (a batched matmul with one
     output column takes a gemv path whose rounding depends on the batch, so seeds would stop being independent)."""
     check_choice("engine", engine, ENGINES)
-    check_choice("tanh_kernel", tanh_kernel, tuple(KERNELS))
+    check_choice("tanh_kernel", tanh_kernel, KERNELS)
     if engine == "fused" and network != "mlp":
         raise ValueError(f"engine='fused' fuses MLP backbones only, got network={network!r}; use "
                          "engine='reference'")
@@ -295,7 +295,7 @@ def _check_actor_critic(obs_shape: object, num_actions: object, seeds: object, *
 
 
 class _CriticFeatures(NamedTuple):
-    """What a stacked `ActorCritic.policy` pass leaves for the `ActorCritic.value` call that follows it."""
+    """What a joint (actor and critic) `ActorCritic.policy` pass leaves for the `ActorCritic.value` after it."""
 
     obs: Tensor
     actor_features: Tensor
@@ -377,14 +377,14 @@ class ActorCritic(nn.Module):
         Args:
             engine: "reference": every layer through autograd, bitwise the path every stored result was made with.
                 "fused": each MLP backbone is one hand-written autograd node (`acpg_lab.fused`), and actor and
-                critic backbones run stacked as one ``[2S, ...]`` network (one matmul per layer for both) when the
-                trunk is not shared: fewer, larger kernels, faster when small layers leave the time to per-op
-                overhead; the same function, to float32 rounding. Still deterministic, and a seed's results do not
-                depend on the other seeds of the batch (`tests/test_fused.py`).
+                critic backbones run in the same node (computed in `policy`, kept for `value`) when the trunk is not
+                shared: no per-layer autograd nodes, fewer element-wise passes, a block of seeds at a time through
+                every layer while it is in cache; the same function, to float32 rounding. Still deterministic, and a
+                seed's results do not depend on the other seeds of the batch (`tests/test_fused.py`).
             tanh_kernel: the fused path's tanh (`acpg_lab.fused.KERNELS`): "tanh" (torch's kernel: about 3x faster
                 than the sigmoid form on the AVX-512 Intel CPU where it was measured, 3.3x slower on the earlier
                 AMD ones; results differ from the reference by float32 rounding; what ``TrainConfig.engine="fused"``
-                uses) or "sigmoid" (the reference's own arithmetic: bitwise the reference path, fused and stacked).
+                uses) or "sigmoid" (the reference's own arithmetic: bitwise the reference path, fused and joint).
         """
         check_engine(engine, network=self.network, hidden_sizes=self.hidden_sizes, tanh_kernel=tanh_kernel)
         kernel = tanh_kernel if engine == "fused" else None
@@ -392,14 +392,14 @@ class ActorCritic(nn.Module):
             if isinstance(backbone, MLP):
                 backbone.fused_kernel = kernel
         self.engine = engine
-        self._stacked = kernel is not None and isinstance(self.critic_backbone, MLP)
+        self._joint = kernel is not None and isinstance(self.critic_backbone, MLP)
         self._critic_features: _CriticFeatures | None = None
         return self
 
     def policy(self, obs: Tensor) -> PolicyOutput:
-        """The actor's pass (`Actor.policy`). On the stacked fused path the critic's features of ``obs`` are
+        """The actor's pass (`Actor.policy`). On the joint fused path the critic's features of ``obs`` are
         computed in the same pass and kept for the `value` call that follows with the same ``obs`` and features."""
-        if not self._stacked:
+        if not self._joint:
             return self.actor.policy(obs)
         x = obs.reshape(obs.shape[0], obs.shape[1], -1)
         actor, critic = self.actor.backbone, self.critic_backbone
@@ -410,12 +410,12 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: Tensor, actor_features: Tensor | None = None) -> Tensor:
         """State values ``[S, B]``; pass the actor's features of the same ``obs`` (from `policy`): with a shared
-        trunk they are the critic's input, on the stacked fused path they identify the pass that already
+        trunk they are the critic's input, on the joint fused path they identify the pass that already
         computed the critic's features."""
         if self.critic_backbone is None:
             h = actor_features if actor_features is not None else self.actor.backbone(obs)[0]
         else:
-            h = self._stacked_critic_features(obs, actor_features)
+            h = self._joint_critic_features(obs, actor_features)
             if h is None:
                 h = self.critic_backbone(obs)[0]
         return self.critic_head(h).squeeze(-1)
@@ -424,8 +424,8 @@ class ActorCritic(nn.Module):
         """Changes so far to ``obs`` and to the critic backbone's parameters (in-place writes bump ``_version``)."""
         return obs._version + sum(p._version for p in self.critic_backbone.parameters())
 
-    def _stacked_critic_features(self, obs: Tensor, actor_features: Tensor | None) -> Tensor | None:
-        """The critic's features from the last stacked `policy` pass if that pass saw this very ``obs`` (same
+    def _joint_critic_features(self, obs: Tensor, actor_features: Tensor | None) -> Tensor | None:
+        """The critic's features from the last joint `policy` pass if that pass saw this very ``obs`` (same
         tensor, unchanged), returned these ``actor_features``, ran in the same grad mode and the critic's
         parameters have not changed since; else None. Used once."""
         kept, self._critic_features = self._critic_features, None
