@@ -172,21 +172,38 @@ def test_a_hand_edit_inside_a_generated_block_fails_the_check(tmp_path, capsys):
         report_module.render_reproduction_md(tables, check=True, path=path)
 
 
-def test_the_notebooks_generated_verdicts_are_their_rendering_and_a_hand_edit_fails(tmp_path):
+def test_the_notebooks_generated_blocks_are_their_rendering_and_a_hand_edit_fails(tmp_path):
+    """Every block of every notebook is its rendering; a number edited by hand inside any one block is named by
+    the check, and `report` writes the notebook back as committed."""
     tables = _stored_tables()
     root = repository_root()
     assert render.render_notebook_blocks(tables, root=root, check=True) == []
+    assert {relative for relative in render.NOTEBOOK_BLOCKS.values()} == set(render.NOTEBOOKS.values())
+    edited = {relative: (root / relative).read_text() for relative in render.NOTEBOOKS.values()}
     for name, relative in render.NOTEBOOK_BLOCKS.items():
-        copy = tmp_path / relative
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        original = (root / relative).read_text()
-        number = re.compile(r"(\d\.\d+)(<!--)").search(original, original.index(f"<!-- evidence:{name} -->"))
-        copy.write_text(original[:number.start(1)] + str(float(number[1]) + 1) + original[number.end(1):])
+        text = edited[relative]
+        start = text.index(f"<!-- evidence:{name} -->")
+        number = re.compile(r"(\d+(?:\.\d+)?)(<!--)").search(text, start)
+        assert number and number.start() < text.index(f"<!-- /evidence:{name} -->"), f"{name} quotes no number"
+        edited[relative] = text[:number.start(1)] + str(float(number[1]) + 1) + text[number.end(1):]
+    for relative, text in edited.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
     messages = render.render_notebook_blocks(tables, root=tmp_path, check=True)
     assert len(messages) == len(render.NOTEBOOK_BLOCKS) and all("first difference" in m for m in messages)
     assert len(render.render_notebook_blocks(tables, root=tmp_path, check=False)) == len(render.NOTEBOOK_BLOCKS)
-    for relative in render.NOTEBOOK_BLOCKS.values():  # `report` re-renders the block: the notebook as committed
+    for relative in render.NOTEBOOKS.values():  # `report` re-renders the blocks: the notebook as committed
         assert (tmp_path / relative).read_text() == (root / relative).read_text()
+
+
+def test_each_notebook_template_belongs_to_its_notebook(tmp_path):
+    (tmp_path / "02.md").write_text("<!-- template:nb03_claim -->\nx\n<!-- /template:nb03_claim -->\n")
+    with pytest.raises(ValueError, match="nb02_"):
+        render.notebook_blocks(tmp_path)
+    (tmp_path / "02.md").unlink()
+    (tmp_path / "09.md").write_text("<!-- template:nb09_claim -->\nx\n<!-- /template:nb09_claim -->\n")
+    with pytest.raises(ValueError, match="no notebook 09"):
+        render.notebook_blocks(tmp_path)
 
 
 def test_the_stored_evidence_recomputes_and_renders_reproduction_md():

@@ -5,11 +5,13 @@ The blocks are the text between ``<!-- evidence:NAME -->`` and ``<!-- /evidence:
 one-screen ``summary`` at the top (built here from the analysis plan and the tables: `summary`), and the ``acpg``
 and ``pfo`` sections (the templates in ``reproduction_templates.md``, beside this module, between
 ``<!-- template:NAME -->`` and ``<!-- /template:NAME -->``); the notebooks' appendix verdicts are blocks too
-(`NOTEBOOK_BLOCKS`, in one markdown cell each). Everything outside the blocks is hand-written.
+(`NOTEBOOK_BLOCKS`: the templates in ``notebook_templates/NN.md``, one markdown cell each, wherever a notebook
+quotes the stored evidence: its claim, takeaway, exercises' expected outcomes and appendix verdict). Everything
+outside the blocks is hand-written.
 
 A placeholder is ``{{table[key; key].column:spec}}``: the table (as `acpg_lab.evidence.report` builds it), the
-row's index values joined by ``"; "`` (as strings; ``; @column=value`` adds a non-index column where the index
-alone is not unique, as in ``heads_aggregate``), the column, and a format spec (Python's, e.g. ``+.4f``; a leading
+row's index values joined by ``"; "`` (as strings; ``; @column=value`` adds a column or index level where the
+index alone is not unique, as in ``heads_aggregate``, or picks the rows an aggregate runs over), the column, and a format spec (Python's, e.g. ``+.4f``; a leading
 ``p`` prints a p-value below 1e-4 as ``< 1e-4``; ``abs`` first prints the magnitude; a leading ``a`` keeps an
 ASCII minus, otherwise numbers print with the typographic ``−``). ``{{min:table[key prefix].column}}`` (or max,
 sum, count) aggregates the column over the rows whose key starts with the prefix. A string cell (a ``verdict``)
@@ -36,17 +38,40 @@ import pandas as pd
 
 __all__ = ["BLOCKS", "NOTEBOOK_BLOCKS", "TEMPLATES", "PLACEHOLDER", "cell", "format_value", "render",
            "render_reproduction", "reproduction_diff", "first_difference", "render_notebook_blocks", "summary",
+           "NOTEBOOK_TEMPLATES", "NOTEBOOKS", "notebook_blocks",
            "template_cells", "templates"]
 
 #: the generated blocks of REPRODUCTION.md, in the order they appear
 BLOCKS = ("summary", "acpg", "pfo")
-#: generated blocks inside the notebooks' markdown cells (the appendix's verdict): block -> notebook, relative to
-#: the repository (rendered and checked with REPRODUCTION.md's blocks: `render_notebook_blocks`)
-NOTEBOOK_BLOCKS = {"nb02_verdict": "notebooks/02_acpg_fixed_etf_head.ipynb",
-                   "nb03_verdict": "notebooks/03_ppo_trust_region_failure.ipynb",
-                   "nb04_verdict": "notebooks/04_acpg_meets_pfo.ipynb"}
-#: the templates of the ``acpg`` and ``pfo`` blocks (and of `NOTEBOOK_BLOCKS`)
+#: the templates of the ``acpg`` and ``pfo`` blocks
 TEMPLATES = Path(__file__).with_name("reproduction_templates.md")
+#: the templates of the notebooks' generated blocks: ``NN.md`` holds notebook ``NN``'s, each named ``nbNN_...``
+NOTEBOOK_TEMPLATES = Path(__file__).with_name("notebook_templates")
+_TEMPLATE = re.compile(r"<!-- template:(\w+) -->\n(.*?)<!-- /template:\1 -->", flags=re.S)
+
+
+#: the notebooks that have generated blocks, by their number
+NOTEBOOKS = {"01": "notebooks/01_observing_action_collapse.ipynb", "02": "notebooks/02_acpg_fixed_etf_head.ipynb",
+             "03": "notebooks/03_ppo_trust_region_failure.ipynb", "04": "notebooks/04_acpg_meets_pfo.ipynb"}
+
+
+def notebook_blocks(directory: Path | None = None) -> dict[str, str]:
+    """Every generated block of the notebooks' markdown cells (the claim, the takeaway, the appendix's verdict,
+    ...): block -> its notebook, relative to the repository (``NN.md``'s ``nbNN_...`` -> `NOTEBOOKS` ``[NN]``)."""
+    blocks = {}
+    for path in sorted((directory or NOTEBOOK_TEMPLATES).glob("[0-9][0-9].md")):
+        if path.stem not in NOTEBOOKS:
+            raise ValueError(f"{path}: no notebook {path.stem} in acpg_lab.evidence.render.NOTEBOOKS")
+        for name, _ in _TEMPLATE.findall(path.read_text()):
+            if not name.startswith(f"nb{path.stem}_"):
+                raise ValueError(f"{path}: template {name!r} must be named nb{path.stem}_...")
+            blocks[name] = NOTEBOOKS[path.stem]
+    return blocks
+
+
+#: generated blocks inside the notebooks' markdown cells: block -> notebook, relative to the repository (rendered
+#: and checked with REPRODUCTION.md's blocks: `render_notebook_blocks`)
+NOTEBOOK_BLOCKS = notebook_blocks()
 #: ``{{table[key; key].column:spec}}``
 PLACEHOLDER = re.compile(r"\{\{(?:(?P<agg>min|max|sum|count):)?(?P<table>[a-z0-9_]+)\[(?P<key>[^\]]*)\]"
                          r"\.(?P<column>[A-Za-z0-9_]+)(?::(?P<spec>[^}]*))?\}\}")
@@ -82,7 +107,13 @@ def cell(tables: dict[str, pd.DataFrame], table: str, key: str, column: str, agg
         found = rows.get(index_key, []) if index_key != "__frame__" else []
     for f in filters:
         name, _, value = f.partition("=")
-        found = [i for i in found if name in frame.columns and str(frame[name].iloc[i]) == value]
+        if name in frame.columns:
+            values = frame[name]
+        elif name in (frame.index.names or []):
+            values = pd.Series(frame.index.get_level_values(name))
+        else:
+            raise KeyError(f"{{{{{table}[{key}].{column}}}}}: no column or index level {name!r} in {table}")
+        found = [i for i in found if str(values.iloc[i]) == value]
     if agg:
         if column not in frame.columns or not found:
             raise KeyError(f"{{{{{agg}:{table}[{key}].{column}}}}}: no such rows or column in {table}")
@@ -125,13 +156,15 @@ def render(template: str, tables: dict[str, pd.DataFrame], *, trace: bool = True
     return PLACEHOLDER.sub(fill, template)
 
 
-def templates(path: Path | None = None) -> dict[str, str]:
-    """The templates of the ``acpg`` and ``pfo`` blocks, by name."""
+def templates(path: Path | None = None, *, notebooks: Path | None = None) -> dict[str, str]:
+    """Every template by name: the ``acpg`` and ``pfo`` blocks' (``path``) and the notebooks' (``notebooks``)."""
     text = (path or TEMPLATES).read_text()
-    found = dict(re.findall(r"<!-- template:(\w+) -->\n(.*?)<!-- /template:\1 -->", text, flags=re.S))
+    found = dict(_TEMPLATE.findall(text))
     missing = [name for name in BLOCKS if name != "summary" and name not in found]
     if missing:
         raise ValueError(f"{path or TEMPLATES} has no template for {missing}")
+    for file in sorted((notebooks or NOTEBOOK_TEMPLATES).glob("[0-9][0-9].md")):
+        found.update(_TEMPLATE.findall(file.read_text()))
     return found
 
 
@@ -265,29 +298,38 @@ def first_difference(stored: str, rendered: str, width: int = 60) -> str:
 
 def render_notebook_blocks(tables: dict[str, pd.DataFrame], *, root: Path, check: bool) -> list[str]:
     """Render each of `NOTEBOOK_BLOCKS` inside its notebook's one markdown cell that holds its markers: with
-    ``check``, one message per block that differs from its rendering (where it first differs); otherwise the
-    notebook is rewritten (nbformat JSON, `acpg_lab.lesson.collapse_file`) and one message per rewritten block."""
+    ``check``, one message per block that differs from its rendering (where it first differs); otherwise each
+    notebook with a changed block is rewritten once (nbformat JSON, `acpg_lab.lesson.collapse_file`) and one
+    message per rewritten block."""
     from acpg_lab.lesson import collapse_file
 
     found = templates()
     messages = []
+    by_notebook: dict[str, list[str]] = {}
     for name, relative in NOTEBOOK_BLOCKS.items():
+        by_notebook.setdefault(relative, []).append(name)
+    for relative, names in by_notebook.items():
         path = root / relative
         nb = json.loads(path.read_text())
-        cells = [c for c in nb["cells"] if c["cell_type"] == "markdown" and _block(name).search("".join(c["source"]))]
-        if len(cells) != 1:
-            raise ValueError(f"{relative} has {len(cells)} markdown cells with <!-- evidence:{name} --> ... "
-                             f"<!-- /evidence:{name} -->; it needs exactly one")
-        text = "".join(cells[0]["source"])
-        body = render(found[name], tables)
-        rendered = _block(name).sub(lambda m, body=body: m[1] + body + m[3], text, count=1)
-        if rendered == text:
-            continue
-        if check:
-            messages.append(f"{relative} ({name}) " + first_difference(text, rendered))
-            continue
-        cells[0]["source"] = rendered.splitlines(keepends=True)
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-        collapse_file(path)
-        messages.append(f"wrote {relative} ({name})")
+        changed = []
+        for name in names:
+            cells = [c for c in nb["cells"]
+                     if c["cell_type"] == "markdown" and _block(name).search("".join(c["source"]))]
+            if len(cells) != 1:
+                raise ValueError(f"{relative} has {len(cells)} markdown cells with <!-- evidence:{name} --> ... "
+                                 f"<!-- /evidence:{name} -->; it needs exactly one")
+            text = "".join(cells[0]["source"])
+            body = render(found[name], tables)
+            rendered = _block(name).sub(lambda m, body=body: m[1] + body + m[3], text, count=1)
+            if rendered == text:
+                continue
+            if check:
+                messages.append(f"{relative} ({name}) " + first_difference(text, rendered))
+                continue
+            cells[0]["source"] = rendered.splitlines(keepends=True)
+            changed.append(name)
+        if changed:
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            collapse_file(path)
+            messages += [f"wrote {relative} ({name})" for name in changed]
     return messages
