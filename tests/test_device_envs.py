@@ -195,6 +195,7 @@ class _HostView(BatchedEnv):
 
 
 def _both_paths(env_id, num_envs=6, seeds=(0, 1, 2), env_kwargs=None):
+    """Two `SeedEnvs` over equal device envs: the resident path, and the host path through `_HostView`."""
     resolve_env_id(env_id)
     kw = dict(num_envs=num_envs, env_seeds=list(seeds), device=CPU, env_kwargs=env_kwargs)
     resident = SeedEnvs(env_id, resident=True, **kw)
@@ -234,7 +235,7 @@ def test_resident_seed_envs_equal_the_host_path_over_the_same_envs(env_id):
 def _collector(env_id, resident, seeds=(0, 1, 2), **overrides):
     """A function collecting one rollout into a `Rollout` (returned with it), on the resident or the host path."""
     cfg = al.TrainConfig(env_id=env_id, seeds=seeds, device="cpu", total_steps=4096, **overrides).resolve()
-    envs = _both_paths(env_id, num_envs=cfg.num_envs, seeds=seeds)[0 if resident else 1]
+    envs = _both_paths(env_id, num_envs=cfg.num_envs, seeds=seeds, env_kwargs=cfg.env_kwargs)[0 if resident else 1]
     obs_shape, k = envs.single_observation_space.shape, int(envs.single_action_space.n)
     model = training.build_model(cfg, obs_shape, k)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -242,9 +243,12 @@ def _collector(env_id, resident, seeds=(0, 1, 2), **overrides):
     return (lambda: training.collect_rollout(model, envs, rollout, gens, cfg)), rollout
 
 
-@pytest.mark.parametrize(("env_id", "overrides"), [("CartPole-v1", dict(pfo_coef=1.0)),
-                                                   ("acpg_lab/IdealGrid-v0", dict(algo="a2c")),
-                                                   ("MinAtar/Breakout-v1", dict(rollout_steps=64))])
+COLLECT = [("CartPole-v1", dict(pfo_coef=1.0)), ("acpg_lab/IdealGrid-v0", dict(algo="a2c")),
+           ("acpg_lab/ShiftingBandit-v0", dict(env_kwargs=dict(shift_every=50))),  # label uploads inside
+           ("MinAtar/Breakout-v1", dict(rollout_steps=64))]
+
+
+@pytest.mark.parametrize(("env_id", "overrides"), COLLECT)
 def test_collect_rollout_on_the_device_path_never_syncs_and_equals_the_host_path(env_id, overrides):
     (resident, a), (host, b) = (_collector(env_id, r, **overrides) for r in (True, False))
     episodes = 0

@@ -40,6 +40,8 @@ class TorchKnownOptimal(DeviceEnv):
     def _upload(self, table: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``table`` on the device, without making the host wait (pinned memory, non-blocking, on CUDA)."""
         host = torch.as_tensor(np.array(table), dtype=dtype)  # a copy: the layouts are read-only
+        if self.device.type == "cpu":
+            return host
         if self.device.type == "cuda":
             host = host.pin_memory()
         return host.to(self.device, non_blocking=True)
