@@ -13,8 +13,18 @@ Targets (SB3 = one Stable-Baselines3 run of the same configuration):
    Acrobot-v1 at 16 seeds >= 10x;
 3. MinAtar Breakout, 8 seeds >= 5x SB3 with the same CNN (SB3 gets acpg_lab's torso as a features extractor);
 4. scaling: time per seed as seeds grow 1 -> 256;
-5. roofline: achieved FLOP rate of the update phase against the measured batched-matmul peak;
-6. diagnostics every update <= 1.10x the time without.
+5. roofline: achieved FLOP rate of the update phase against the ceiling, the higher of two measured batched-matmul
+   rates (a large ``[16, 1024, 256]`` product, and the update's own ``[S, 256, 64]`` products);
+6. diagnostics every update <= 1.10x the time without;
+7. where the time goes: a 16-seed CartPole run split into collect / advantages / update / logging (the rest:
+   set-up, batching, the non-finite guard);
+8. engines: ``TrainConfig.engine`` "fused" against "reference", side by side in this process (update phase and
+   whole run at 16 seeds, aggregate CleanRL throughput at 64 seeds);
+9. JAX: a PureJaxRL-style PPO (CleanRL's CartPole settings, one seed, the whole loop jit-compiled) against the
+   64-seed aggregate, when JAX is importable (the ``bench`` extra; skipped, saying why, otherwise).
+
+``--engine`` chooses the engine of targets 1-7 (default "reference", `TrainConfig`'s default); the table's
+stamp records it.
 """
 
 from __future__ import annotations
@@ -31,7 +41,9 @@ import acpg_lab as al
 from acpg_lab import training
 from acpg_lab.checks import check_int
 from acpg_lab.entry import MissingExtra, OneLineParser, check_environment, fail, require_extra
+from acpg_lab.networks import ENGINES
 from acpg_lab.paths import check_output_file
+from acpg_lab.recording import History, Instruments
 
 #: rl-baselines3-zoo's CartPole PPO (target 1).
 RL_ZOO = dict(num_envs=8, rollout_steps=32, epochs=20, minibatch_size=256, gamma=0.98, gae_lambda=0.8, lr=1e-3,
@@ -92,33 +104,43 @@ def sb3_seconds(env_id: str, fields: dict, steps: int, seed: int = 0) -> float:
 
 
 DEVICE = "cpu"  #: where acpg_lab trains (``--device``); SB3 always runs on the CPU, its fastest for small MLPs
+ENGINE = "reference"  #: acpg_lab's engine for targets 1-7 (``--engine``)
+#: The phases of `acpg_lab.training.train` that `ours` times: (owner, attribute) -> phase name.
+PHASES = {(training, "collect_rollout"): "collect", (training, "advantages"): "advantages",
+          (training, "update"): "update", (Instruments, "after_update"): "logging", (History, "log"): "logging"}
 
 
-def ours(env_id: str, fields: dict, seeds: int, steps: int, **extra) -> tuple[float, float, al.Run]:
-    """(wall seconds, seconds spent in the update phase, run) of one acpg_lab call training ``seeds`` seeds."""
-    spent = [0.0]
-    original = training.update
-
-    def timed_update(*args, **kwargs):
+def _timed(function, phase: str, spent: dict[str, float]):
+    def timed(*args, **kwargs):
         start = time.perf_counter()
         try:
-            return original(*args, **kwargs)
+            return function(*args, **kwargs)
         finally:
             if DEVICE == "cuda":
                 torch.cuda.synchronize()
-            spent[0] += time.perf_counter() - start
+            spent[phase] += time.perf_counter() - start
 
-    training.update = timed_update
+    return timed
+
+
+def ours(env_id: str, fields: dict, seeds: int, steps: int, **extra) -> tuple[float, dict[str, float], al.Run]:
+    """(wall seconds, seconds spent in each phase of `PHASES`, run) of one acpg_lab call training ``seeds`` seeds
+    (with the engine `ENGINE` unless ``extra`` names one)."""
+    spent = dict.fromkeys(PHASES.values(), 0.0)
+    originals = {key: getattr(*key) for key in PHASES}
+    for (owner, name), phase in PHASES.items():
+        setattr(owner, name, _timed(originals[owner, name], phase, spent))
     try:
         cfg = al.TrainConfig(env_id=env_id, seeds=tuple(range(seeds)), total_steps=steps, device=DEVICE,
-                             num_threads=1, **NETWORK, **fields, **extra)
+                             num_threads=1, **NETWORK, **fields, **{"engine": ENGINE, **extra})
         start = time.perf_counter()
         run = al.train(cfg, progress=False)
         if DEVICE == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start, spent[0], run
+        return time.perf_counter() - start, spent, run
     finally:
-        training.update = original
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
 
 
 def matmul_peak_gflops(seconds: float = 1.0) -> float:
@@ -181,7 +203,7 @@ def machine() -> str:
 
     gpu = f", acpg_lab on {torch.cuda.get_device_name()}" if DEVICE == "cuda" else ""
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 CPU thread per run){gpu}, "
-            f"Python {platform.python_version()}, acpg_lab {al.__version__}")
+            f"Python {platform.python_version()}, acpg_lab {al.__version__}, engine {ENGINE!r} for targets 1-7")
 
 
 README = Path(__file__).with_name("README.md")  #: where the latest table is written (unless --no-write)
@@ -197,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/README.md alone")
     parser.add_argument("--max-seeds", type=int, default=256, help="largest seed count of the scaling curve")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where acpg_lab trains")
+    parser.add_argument("--engine", default="reference", choices=list(ENGINES),
+                        help="acpg_lab's TrainConfig.engine for targets 1-7 (8 runs both)")
     args = parser.parse_args(argv)
     try:
         check_environment()
@@ -208,14 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             check_output_file(README, what="the benchmark table")
     except (ValueError, MissingExtra) as err:
         return fail(parser.prog, err)
-    run(quick=args.quick, write=not args.no_write, max_seeds=args.max_seeds, device=args.device)
+    run(quick=args.quick, write=not args.no_write, max_seeds=args.max_seeds, device=args.device, engine=args.engine)
     return 0
 
 
-def run(*, quick: bool, write: bool, max_seeds: int, device: str) -> None:
+def run(*, quick: bool, write: bool, max_seeds: int, device: str, engine: str = "reference") -> None:
     """Measure every target, print the table and (``write``) write it into `README`."""
-    global DEVICE
-    DEVICE = device
+    global DEVICE, ENGINE
+    DEVICE, ENGINE = device, engine
     q = quick
     solve_steps, thru_steps, scale_steps = (2048, 1024, 512) if q else (100_000, 50_000, 10_240)
     rows: list[tuple[str, str, str, str]] = []  # (target, measured, ratio, goal)
@@ -239,29 +263,80 @@ def run(*, quick: bool, write: bool, max_seeds: int, device: str) -> None:
         say(f"2. CleanRL PPO {env_id}, {seeds} seeds", f"ours {rate:,.0f} steps/s, SB3 {sb3:,.0f} steps/s",
             f"{rate / sb3:.1f}x", f">= {goal}x")
     sb3 = thru_steps / sb3_seconds("MinAtar/Breakout-v1", MINATAR, thru_steps)
-    wall, _, _ = ours("MinAtar/Breakout-v1", MINATAR, 8, thru_steps)
+    wall, _, _ = ours("MinAtar/Breakout-v1", MINATAR, 8, thru_steps, engine="reference")  # fused: MLPs only
     rate = 8 * thru_steps / wall
     say("3. PPO MinAtar Breakout, 8 seeds, same CNN", f"ours {rate:,.0f} steps/s, SB3 {sb3:,.0f} steps/s",
         f"{rate / sb3:.1f}x", ">= 5x")
-    # 4. scaling, 5. roofline (on the largest point)
+    # 4. scaling, 5. roofline against the higher of the two measured matmul rates
     peak = matmul_peak_gflops(0.2 if q else 1.0)
+    at_shapes = matmul_at_update_shapes(16, RL_ZOO["minibatch_size"], seconds=0.2 if q else 1.0)
+    ceiling = max(peak, at_shapes)
     counts = [s for s in (1, 2, 4, 8, 16, 64, 256, 1024) if s <= max_seeds]
     for seeds in counts:
-        wall, in_update, _ = ours("CartPole-v1", RL_ZOO, seeds, scale_steps)
-        achieved = update_flops(4, 2, RL_ZOO, seeds, scale_steps) / in_update / 1e9
+        wall, spent, _ = ours("CartPole-v1", RL_ZOO, seeds, scale_steps)
+        achieved = update_flops(4, 2, RL_ZOO, seeds, scale_steps) / spent["update"] / 1e9
         say(f"4. scaling: CartPole rl-zoo, {seeds} seeds", f"{wall / seeds * 1e3:.0f} ms/seed per {scale_steps} "
-            f"steps; update {in_update / wall:.0%} of the time", f"{achieved / peak:.1%}",
-            f"5. update at {achieved:.1f} of {peak:.0f} GFLOP/s (goal >= 50%)")
-    at_shapes = matmul_at_update_shapes(16, RL_ZOO["minibatch_size"], seconds=0.2 if q else 1.0)
+            f"steps; update {spent['update'] / wall:.0%} of the time", f"{achieved / ceiling:.1%}",
+            f"5. update at {achieved:.1f} of {ceiling:.0f} GFLOP/s (goal >= 50%)")
     say("5. ceiling: the matmuls alone at the update's shapes", f"[16, 256, 64] x [16, 64, 64] fwd + bwd: "
-        f"{at_shapes:.1f} GFLOP/s", f"{at_shapes / peak:.1%}", "of the peak: no update can beat this")
+        f"{at_shapes:.1f} GFLOP/s, large bmm {peak:.1f} GFLOP/s", f"{at_shapes / peak:.1%}",
+        "at-shapes over large: the higher is target 5's ceiling")
     # 6. diagnostics overhead
     plain, _, _ = ours("CartPole-v1", RL_ZOO, 16, scale_steps)
     observed, _, _ = ours("CartPole-v1", RL_ZOO, 16, scale_steps, diagnostics_every=1)
     say("6. diagnostics every update, 16 seeds", f"{observed:.1f} s vs {plain:.1f} s", f"{observed / plain:.2f}x",
         "<= 1.10x")
+    time_split_row(say, scale_steps)
+    aggregate = engine_rows(say, scale_steps, thru_steps, ceiling)
+    jax_row(say, thru_steps, aggregate)
     if write:
         write_readme(rows, quick=q)
+
+
+def time_split_row(say, steps: int) -> None:
+    """Target 7: where a 16-seed CartPole rl-zoo run spends its time, by phase of `acpg_lab.training.train`."""
+    wall, spent, _ = ours("CartPole-v1", RL_ZOO, 16, steps)
+    parts = [f"{phase} {seconds / wall:.0%}" for phase, seconds in spent.items()]
+    say("7. time split: CartPole rl-zoo, 16 seeds", " / ".join(parts) + f" / other {1 - sum(spent.values()) / wall:.0%}"
+        f" of {wall:.1f} s", "-", "where the time goes")
+
+
+def engine_rows(say, scale_steps: int, thru_steps: int, ceiling: float) -> float:
+    """Target 8: ``engine="fused"`` against ``"reference"``, each run twice in alternation and its faster run
+    kept (so a moment of load elsewhere hurts neither more); returns the fused engine's aggregate steps/s at 64
+    seeds on CleanRL's CartPole settings (target 9's comparison)."""
+    best: dict[str, tuple[float, float]] = {}
+    flops = update_flops(4, 2, RL_ZOO, 16, scale_steps)
+    for _ in range(2):
+        for engine in ("reference", "fused"):
+            wall, spent, _ = ours("CartPole-v1", RL_ZOO, 16, scale_steps, engine=engine)
+            best[engine] = min(best.get(engine, (wall, spent["update"])), (wall, spent["update"]))
+    (ref_wall, ref_update), (wall, update) = best["reference"], best["fused"]
+    say("8. engine fused vs reference: rl-zoo, 16 seeds", f"update {update:.2f} s vs {ref_update:.2f} s (at "
+        f"{flops / update / 1e9:.1f} vs {flops / ref_update / 1e9:.1f} of {ceiling:.0f} GFLOP/s); run {wall:.1f} s "
+        f"vs {ref_wall:.1f} s", f"{update / ref_update:.2f}x", f"update < 1x (run {wall / ref_wall:.2f}x)")
+    rates = {}
+    for engine in ("reference", "fused"):
+        wall, _, _ = ours("CartPole-v1", CLEANRL, 64, thru_steps, engine=engine)
+        rates[engine] = 64 * thru_steps / wall
+    say("8. engine fused vs reference: CleanRL, 64 seeds", f"{rates['fused']:,.0f} vs {rates['reference']:,.0f} "
+        "steps/s (aggregate)", f"{rates['fused'] / rates['reference']:.2f}x", "> 1x")
+    return rates["fused"]
+
+
+def jax_row(say, steps: int, aggregate: float) -> None:
+    """Target 9: one seed of a PureJaxRL-style PPO (`benchmarks.jax_ppo`) against acpg_lab's 64-seed aggregate,
+    when JAX is importable; otherwise a row saying why it was skipped."""
+    try:
+        from benchmarks import jax_ppo
+    except ImportError as err:
+        reason = f"skipped: JAX is not importable ({err}); pip install -e '.[bench]'"
+        print(reason, flush=True)
+        say("9. PureJaxRL-style PPO CartPole, 1 seed", reason, "-", "64-seed aggregate > 1 JAX seed")
+        return
+    rate = jax_ppo.steps_per_second(total_steps=max(steps, 4 * 512))
+    say("9. PureJaxRL-style PPO CartPole, 1 seed", f"JAX {rate:,.0f} steps/s (1 seed, jit, compile excluded); "
+        f"ours {aggregate:,.0f} steps/s (64 seeds, fused)", f"{aggregate / rate:.2f}x", "64-seed aggregate > 1x")
 
 
 def write_readme(rows: list[tuple[str, str, str, str]], *, quick: bool) -> None:
