@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from acpg_lab.checks import check_bool, check_choice, check_int
 from acpg_lab.etf import ETFHead, LinearHead, RandomHead, check_head_options
-from acpg_lab.fused import KERNELS, seed_mlp, stacked_seed_mlp, tanh_via_sigmoid
+from acpg_lab.fused import KERNELS, run_nets, tanh_via_sigmoid
 from acpg_lab.seeds import SEED_SCHEMES, model_seeds
 
 #: The largest ``init_offset`` (the plasticity probe draws its other initialisations below 2**30).
@@ -145,15 +145,16 @@ class MLP(nn.Module):
         self.feature_dim = hidden_sizes[-1]
         self.fused_kernel: str | None = None
 
-    def dense_params(self) -> list[tuple[Tensor, Tensor]]:
-        """Every layer's ``(weight, bias)``, first to last (what `acpg_lab.fused` takes)."""
-        return [(layer.weight, layer.bias) for layer in self.layers]
+    def dense_params(self) -> list[Tensor]:
+        """Every layer's weight and bias, first layer first (what `acpg_lab.fused.run_nets` takes)."""
+        return [p for layer in self.layers for p in (layer.weight, layer.bias)]
 
     def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Features of the last hidden layer ``[S, B, d]`` and every hidden layer's pre-activations."""
         x = obs.reshape(obs.shape[0], obs.shape[1], -1)
-        if self.fused_kernel is not None:
-            return seed_mlp(x, self.dense_params(), activation=self.activation, kernel=self.fused_kernel)
+        if self.fused_kernel is not None:  # widths checked by ActorCritic.use_engine
+            return run_nets(x, self.dense_params(), nets=1, num_layers=len(self.layers), activation=self.activation,
+                            kernel=self.fused_kernel)[0]
         return dense_forward(self.layers, self.act, x, [])
 
 
@@ -403,8 +404,9 @@ class ActorCritic(nn.Module):
             return self.actor.policy(obs)
         x = obs.reshape(obs.shape[0], obs.shape[1], -1)
         actor, critic = self.actor.backbone, self.critic_backbone
-        (h, preacts), (h_critic, _) = stacked_seed_mlp(x, [actor.dense_params(), critic.dense_params()],
-                                                       activation=actor.activation, kernel=actor.fused_kernel)
+        (h, preacts), (h_critic, _) = run_nets(x, actor.dense_params() + critic.dense_params(), nets=2,
+                                               num_layers=len(actor.layers), activation=actor.activation,
+                                               kernel=actor.fused_kernel)
         self._critic_features = _CriticFeatures(obs, h, h_critic, torch.is_grad_enabled(), self._versions(obs))
         return PolicyOutput(self.actor.head(h), h, preacts)
 

@@ -51,7 +51,8 @@ def test_fused_mlp_is_bitwise_the_reference_with_its_tanh(activation, block):
     ref = _model(activation=activation).actor.backbone
     x = torch.randn(3, 50, 4)
     h_ref, pre_ref = ref(x)
-    h, pre = seed_mlp(x, ref.dense_params(), activation=activation, kernel="sigmoid", block=block)
+    layers = [(layer.weight, layer.bias) for layer in ref.layers]
+    h, pre = seed_mlp(x, layers, activation=activation, kernel="sigmoid", block=block)
     assert torch.equal(h, h_ref)
     assert all(torch.equal(a, b) for a, b in zip(pre, pre_ref, strict=True))
 
