@@ -8,7 +8,7 @@ Bitwise equality with gymnasium needs its exact arithmetic, which is scalar nump
   a reset draws ``uniform(-0.1, 0.1, size=4)`` from it and rounds the state to **float32**; the reset
   observation's cos/sin are therefore float32 functions, and the next step upcasts the state to float64;
 - ``_dsdt`` squares numpy float64 *scalars* with ``x**2``, which is libm's ``pow(x, 2)``, not ``x * x`` (they
-  differ in about 1 of 1000 cases); ``np.float_power`` calls the same ``pow`` elementwise, so `_sq` uses it;
+  differ in about 1 of 1000 cases); ``np.float_power`` calls the same ``pow`` elementwise, so `dsdt` uses it;
 - RK4 over ``t = [0, dt]``, ``wrap`` (repeated subtraction/addition of 2 pi) and ``bound`` are reproduced
   operation by operation; every expression below keeps gymnasium's order of evaluation.
 """
@@ -16,6 +16,7 @@ Bitwise equality with gymnasium needs its exact arithmetic, which is scalar nump
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -23,11 +24,6 @@ from gymnasium.utils import seeding
 from numpy import cos, pi, sin
 
 from acpg_lab.batched_envs import BatchedEnv, _array
-
-
-def _sq(x: np.ndarray) -> np.ndarray:
-    """``x**2`` as numpy computes it for a float64 scalar (libm ``pow``)."""
-    return np.float_power(x, 2)
 
 
 def _wrap(x: np.ndarray, m: float, M: float) -> np.ndarray:  # noqa: N803  (gymnasium's names)
@@ -72,7 +68,7 @@ class BatchedAcrobot(BatchedEnv):
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, None]:
         torque = self.AVAIL_TORQUE[actions.reshape(-1)]
-        ns = self._rk4(*self.state, torque)
+        ns = np.stack(self.rk4(*self.state, torque))
         ns[0] = _wrap(ns[0], -pi, pi)
         ns[1] = _wrap(ns[1], -pi, pi)
         ns[2] = _bound(ns[2], -self.MAX_VEL_1, self.MAX_VEL_1)
@@ -112,41 +108,43 @@ class BatchedAcrobot(BatchedEnv):
         s = self.state[:, reset].astype(np.float32)
         return np.stack([cos(s[0]), sin(s[0]), cos(s[1]), sin(s[1]), s[2], s[3]], axis=1)
 
-    def _rk4(self, theta1: np.ndarray, theta2: np.ndarray, dtheta1: np.ndarray, dtheta2: np.ndarray,
-             a: np.ndarray) -> np.ndarray:
-        """gymnasium's ``rk4(self._dsdt, s_augmented, [0, self.dt])``: one RK4 step of ``[4, N]`` states."""
+    @classmethod
+    def rk4(cls, theta1: Any, theta2: Any, dtheta1: Any, dtheta2: Any, a: Any, *, xp: Any = np) -> list[Any]:
+        """gymnasium's ``rk4(self._dsdt, s_augmented, [0, self.dt])``: one RK4 step of ``[4, N]`` states, as a list
+        of the four next components. ``xp``: the array namespace (``numpy`` here, ``torch`` for `torch_classic`)."""
         y0 = (theta1, theta2, dtheta1, dtheta2)
-        dt = self.dt - 0  # t[1] - t[0]
+        dt = cls.dt - 0  # t[1] - t[0]
         dt2 = dt / 2.0
-        k1 = self._dsdt(*y0, a)
-        k2 = self._dsdt(*(y + dt2 * k for y, k in zip(y0, k1, strict=True)), a)
-        k3 = self._dsdt(*(y + dt2 * k for y, k in zip(y0, k2, strict=True)), a)
-        k4 = self._dsdt(*(y + dt * k for y, k in zip(y0, k3, strict=True)), a)
-        return np.stack([y + dt / 6.0 * (p + 2 * q + 2 * r + w)
-                         for y, p, q, r, w in zip(y0, k1, k2, k3, k4, strict=True)])
+        k1 = cls.dsdt(*y0, a, xp=xp)
+        k2 = cls.dsdt(*(y + dt2 * k for y, k in zip(y0, k1, strict=True)), a, xp=xp)
+        k3 = cls.dsdt(*(y + dt2 * k for y, k in zip(y0, k2, strict=True)), a, xp=xp)
+        k4 = cls.dsdt(*(y + dt * k for y, k in zip(y0, k3, strict=True)), a, xp=xp)
+        return [y + dt / 6.0 * (p + 2 * q + 2 * r + w) for y, p, q, r, w in zip(y0, k1, k2, k3, k4, strict=True)]
 
-    def _dsdt(self, theta1: np.ndarray, theta2: np.ndarray, dtheta1: np.ndarray, dtheta2: np.ndarray,
-              a: np.ndarray) -> tuple[np.ndarray, ...]:
+    @classmethod
+    def dsdt(cls, theta1: Any, theta2: Any, dtheta1: Any, dtheta2: Any, a: Any, *, xp: Any = np) -> tuple[Any, ...]:
         """gymnasium's ``AcrobotEnv._dsdt`` ("book" dynamics), expression for expression; the torque's
-        derivative is 0, so ``a + h * 0.0 == a`` and the torque is passed along unchanged."""
-        m1 = self.LINK_MASS_1
-        m2 = self.LINK_MASS_2
-        l1 = self.LINK_LENGTH_1
-        lc1 = self.LINK_COM_POS_1
-        lc2 = self.LINK_COM_POS_2
-        I1 = self.LINK_MOI  # noqa: N806
-        I2 = self.LINK_MOI  # noqa: N806
+        derivative is 0, so ``a + h * 0.0 == a`` and the torque is passed along unchanged. A tensor's square is
+        ``xp.float_power(x, 2)``: libm ``pow`` in numpy (what gymnasium's scalar ``x**2`` is), ``x * x`` in torch."""
+        cos, sin, pi = xp.cos, xp.sin, np.pi
+        m1 = cls.LINK_MASS_1
+        m2 = cls.LINK_MASS_2
+        l1 = cls.LINK_LENGTH_1
+        lc1 = cls.LINK_COM_POS_1
+        lc2 = cls.LINK_COM_POS_2
+        I1 = cls.LINK_MOI  # noqa: N806
+        I2 = cls.LINK_MOI  # noqa: N806
         g = 9.8
         d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * cos(theta2)) + I1 + I2
         d2 = m2 * (lc2**2 + l1 * lc2 * cos(theta2)) + I2
         phi2 = m2 * lc2 * g * cos(theta1 + theta2 - pi / 2.0)
         phi1 = (
-            -m2 * l1 * lc2 * _sq(dtheta2) * sin(theta2)
+            -m2 * l1 * lc2 * xp.float_power(dtheta2, 2) * sin(theta2)
             - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * sin(theta2)
             + (m1 * lc1 + m2 * l1) * g * cos(theta1 - pi / 2)
             + phi2
         )
-        ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * _sq(dtheta1) * sin(theta2) - phi2) / (
-            m2 * lc2**2 + I2 - _sq(d2) / d1)
+        ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * xp.float_power(dtheta1, 2) * sin(theta2) - phi2) / (
+            m2 * lc2**2 + I2 - xp.float_power(d2, 2) / d1)
         ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
         return dtheta1, dtheta2, ddtheta1, ddtheta2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -47,23 +48,29 @@ class BatchedCartPole(BatchedEnv):
         self.prev_done[:] = False
         return self._observe(), None
 
+    @classmethod
+    def dynamics(cls, state: Any, force: Any, *, xp: Any = np) -> tuple[Any, Any]:
+        """One step of ``state [4, N]`` (float64) under ``force [N]``: (next state, terminated). ``xp`` is the array
+        namespace, ``numpy`` here and ``torch`` for the device version (`torch_classic`): one definition of the
+        arithmetic, gymnasium's expressions in gymnasium's order, for both."""
+        x, x_dot, theta, theta_dot = state
+        costheta = xp.cos(theta)
+        sintheta = xp.sin(theta)
+        temp = (force + cls.polemass_length * xp.square(theta_dot) * sintheta) / cls.total_mass
+        thetaacc = (cls.gravity * sintheta - costheta * temp) / (
+            cls.length * (4.0 / 3.0 - cls.masspole * xp.square(costheta) / cls.total_mass))
+        xacc = temp - cls.polemass_length * thetaacc * costheta / cls.total_mass
+        x = x + cls.tau * x_dot  # gymnasium's default "euler" integrator
+        x_dot = x_dot + cls.tau * xacc
+        theta = theta + cls.tau * theta_dot
+        theta_dot = theta_dot + cls.tau * thetaacc
+        terminated = ((x < -cls.x_threshold) | (x > cls.x_threshold)
+                      | (theta < -cls.theta_threshold_radians) | (theta > cls.theta_threshold_radians))
+        return xp.stack((x, x_dot, theta, theta_dot)), terminated
+
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, None]:
-        action = actions.reshape(-1)
-        x, x_dot, theta, theta_dot = self.state
-        force = np.sign(action - 0.5) * self.force_mag
-        costheta = np.cos(theta)
-        sintheta = np.sin(theta)
-        temp = (force + self.polemass_length * np.square(theta_dot) * sintheta) / self.total_mass
-        thetaacc = (self.gravity * sintheta - costheta * temp) / (
-            self.length * (4.0 / 3.0 - self.masspole * np.square(costheta) / self.total_mass))
-        xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
-        x = x + self.tau * x_dot  # gymnasium's default "euler" integrator
-        x_dot = x_dot + self.tau * xacc
-        theta = theta + self.tau * theta_dot
-        theta_dot = theta_dot + self.tau * thetaacc
-        self.state = np.stack((x, x_dot, theta, theta_dot))
-        terminated = ((x < -self.x_threshold) | (x > self.x_threshold)
-                      | (theta < -self.theta_threshold_radians) | (theta > self.theta_threshold_radians))
+        force = np.sign(actions.reshape(-1) - 0.5) * self.force_mag
+        self.state, terminated = self.dynamics(self.state, force)
         if self.sutton_barto_reward:
             reward = -np.array(terminated, dtype=np.float32)
         else:
