@@ -15,7 +15,7 @@ index alone is not unique, as in ``heads_aggregate``, or picks the rows an aggre
 ``p`` prints a p-value below 1e-4 as ``< 1e-4``; ``abs`` first prints the magnitude; a leading ``a`` keeps an
 ASCII minus, otherwise numbers print with the typographic ``−``). ``{{min:table[key prefix].column}}`` (or max,
 sum, count) aggregates the column over the rows whose key starts with the prefix. A string cell (a ``verdict``)
-takes no spec. Each rendered value is followed by an HTML comment that names its cell,
+takes no spec, or ``cap`` to start a sentence with it. Each rendered value is followed by an HTML comment that names its cell,
 ``0.0075<!--collapse_vs_null[onehot/balanced; nc1].mean_x-->``, invisible on GitHub, in JupyterLab and in the
 book, readable in the source.
 
@@ -130,6 +130,8 @@ def format_value(value: Any, spec: str | None) -> str:
     """``value`` as the prose prints it (see the module's docstring for the spec)."""
     if spec is None or spec == "":
         return str(value)
+    if spec == "cap":  # a verdict that starts a sentence
+        return str(value)[:1].upper() + str(value)[1:]
     if spec.startswith("abs"):  # the magnitude ("falls by 74")
         value, spec = abs(float(value)), spec[3:]
     ascii_minus = spec.startswith("a")
