@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from _sync import HostSync, NoHostSync
+from test_batched_envs import _pump, _random
 
 import acpg_lab as al
 from acpg_lab import training
@@ -38,20 +39,10 @@ KNOWN = ["acpg_lab/ActionBandit-v0", "acpg_lab/ActionBandit-zipf-v0", "acpg_lab/
          "acpg_lab/IdealGrid-fixedstart-v0", "acpg_lab/ShiftingBandit-v0"]
 
 
-def _balance(rng, obs, n):
+def _wobbly_balance(rng, obs, n):
     """Keeps CartPole up, with 40% random actions: some episodes reach the time limit of 100, some fall."""
     act = (obs[..., 2] + 0.5 * obs[..., 3] > 0).astype(np.int64)
     return np.where(rng.random(act.shape) < 0.4, rng.integers(0, n, act.shape), act)
-
-
-def _pump(rng, obs, n):
-    """Swings Acrobot up with the second joint's velocity (episodes terminate), 10% random."""
-    act = np.where(obs[..., 5] > 0, 2, 0)
-    return np.where(rng.random(act.shape) < 0.1, rng.integers(0, n, act.shape), act)
-
-
-def _random(rng, obs, n):
-    return rng.integers(0, n, obs.shape[:2])
 
 
 def _pair(env_id, env_kwargs, num_envs=8):
@@ -62,7 +53,7 @@ def _pair(env_id, env_kwargs, num_envs=8):
     return host, dev, obs
 
 
-CLASSIC = [("CartPole-v1", dict(max_episode_steps=100), _balance, 1500, 1e-12),
+CLASSIC = [("CartPole-v1", dict(max_episode_steps=100), _wobbly_balance, 1500, 1e-12),
            ("CartPole-v1", dict(sutton_barto_reward=True, max_episode_steps=20), _random, 1500, 1e-12),
            ("Acrobot-v1", dict(max_episode_steps=150), _pump, 1500, 1e-12)]
 
