@@ -8,8 +8,9 @@ Rows, each an aggregate number of environment steps per second (all seeds x envi
   gain, on the host path (numpy environments, actions and observations crossing to the host every step);
 - ``train``: `acpg_lab.train` end to end (collection and the PPO update), CartPole at ``--seeds`` seeds and MinAtar
   Breakout at ``--minatar-seeds`` (256 by default), after a warm-up run of the same shapes;
-- ``compile`` (``--compile``): `torch.compile` of CartPole's device step and of the policy's forward pass (mode
-  ``reduce-overhead``, CUDA graphs, on a GPU), the compile time apart from the steady-state gain.
+- ``compile`` (``--compile``): `torch.compile` of CartPole's device step, of one whole collection step (policy,
+  sampling, device step) and of one PPO minibatch's loss and backward (mode ``reduce-overhead``, CUDA graphs, on
+  a GPU), the compile time apart from the steady-state gain.
 
 Writes ``throughput.md`` and ``throughput.json`` into ``--out`` (default ``$OUT`` if set). ``--quick`` runs every row
 at toy sizes, for checking the script on a CPU (its numbers are not evidence; neither is any timing taken on a
@@ -29,6 +30,7 @@ import torch
 
 import acpg_lab as al
 from acpg_lab import training
+from acpg_lab.algorithms import sample_actions
 from acpg_lab.batched_envs.device import make_device_env
 from acpg_lab.envs import SeedEnvs, resolve_env_id
 from acpg_lab.rollout import Rollout
@@ -93,22 +95,43 @@ def train_rate(*, env_id: str, seeds: int, updates: int, device: torch.device) -
     return seeds * updates * per_update / seconds, seconds
 
 
+def _compile_parts(*, seeds: int, device: torch.device) -> list[tuple[str, bool, Callable[[], object]]]:
+    """(name, needs gradients, function) of the parts worth compiling, at CartPole's PPO shapes: the device step,
+    one whole collection step (policy, sampling, device step), and one PPO minibatch's loss and backward."""
+    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=tuple(range(seeds)), device=str(device)).resolve()
+    env = make_device_env("CartPole-v1", num_envs=cfg.num_envs, env_seeds=range(seeds), device=device)
+    obs = env.reset()[0]
+    model = training.build_model(cfg, (4,), 2).to(device)
+    noise = torch.rand(seeds, cfg.num_envs, device=device)
+    action = torch.zeros(seeds, cfg.num_envs, dtype=torch.int64, device=device)
+    n = cfg.minibatch_size
+    batch = training.Batch(obs=torch.randn(seeds, n, 4, device=device),
+                           actions=torch.randint(0, 2, (seeds, n), device=device),
+                           logp=-torch.rand(seeds, n, device=device), advantages=torch.randn(seeds, n, device=device),
+                           returns=torch.randn(seeds, n, device=device), mask=torch.ones(seeds, n, device=device),
+                           preacts=None)
+
+    def collection_step() -> torch.Tensor:
+        return env.step(sample_actions(model.policy(obs).logits, noise))[0]
+
+    def loss_and_backward() -> torch.Tensor:
+        loss = training.loss_fn(model, batch, cfg)[0].sum()
+        loss.backward()
+        return loss
+
+    return [("CartPole device step", False, lambda: env.step(action)), ("collection step", False, collection_step),
+            ("PPO minibatch loss + backward", True, loss_and_backward)]
+
+
 def compile_rows(*, seeds: int, steps: int, device: torch.device, backend: str = "inductor") -> list[dict]:
-    """Eager against `torch.compile` for CartPole's device step and for the policy's forward pass: compile time
-    (the first compiled call) and steady-state time per call. A compiler that fails is reported, not raised.
+    """Eager against `torch.compile` for each of `_compile_parts`: compile time (the first compiled call, apart)
+    and steady-state time per call. A compiler that fails is reported in the row, not raised.
     ``backend``: ``inductor`` (generated kernels; with CUDA graphs on a GPU) is what can pay; ``eager`` only
     traces (seconds instead of minutes on a CPU: for checking the script)."""
     mode = "reduce-overhead" if device.type == "cuda" and backend == "inductor" else None
-    env = make_device_env("CartPole-v1", num_envs=8, env_seeds=range(seeds), device=device)
-    env.reset()
-    action = torch.zeros(seeds, 8, dtype=torch.int64, device=device)
-    cfg = al.TrainConfig(env_id="CartPole-v1", seeds=tuple(range(seeds)), device=str(device)).resolve()
-    model = training.build_model(cfg, (4,), 2).to(device)
-    obs = torch.randn(seeds, 8, 4, device=device)
     rows = []
-    for name, fn in (("CartPole device step", lambda: env.step(action)),
-                     ("policy forward", lambda: model.policy(obs).logits)):
-        with torch.no_grad():  # as collection runs them
+    for name, grad, fn in _compile_parts(seeds=seeds, device=device):
+        with torch.set_grad_enabled(grad):  # collection runs without gradients, the update with them
             eager = _timed(fn, device, repeats=steps)
             row = dict(part=name, backend=backend, mode=mode or "default", eager_ms=1e3 * eager)
             try:
