@@ -159,16 +159,16 @@ class SeedEnvs:
                  resident: bool | None = False) -> None:
         fast = fast_envs_default() if fast is None else fast
         device = torch.device(device)
+        if fast or resident:
+            resolve_env_id(env_id)  # registers the id's namespace
         if resident is None:
-            resident = fast and device.type != "cpu" and supports_device(resolve_env_id(env_id).id, env_kwargs)
+            resident = fast and device.type != "cpu" and supports_device(env_id, env_kwargs)
         self.batched: BatchedEnv | None = None
         self.device_env: DeviceEnv | None = None
         if resident:
-            resolve_env_id(env_id)
             self.device_env = make_device_env(env_id, num_envs=num_envs, env_seeds=env_seeds, device=device,
                                               env_kwargs=env_kwargs)
         elif fast:
-            resolve_env_id(env_id)
             self.batched = make_batched_env(env_id, num_envs, env_seeds, env_kwargs)
         if self.device_env is not None or self.batched is not None:
             self.envs: list[Any] = [self.device_env or self.batched]

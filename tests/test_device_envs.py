@@ -283,7 +283,13 @@ def test_bad_input_is_refused_naming_it():
     assert not supports_device("LunarLander-v3") and supports_device("MinAtar/Seaquest-v1")
     with pytest.raises(ValueError, match="LunarLander-v3"):
         SeedEnvs("LunarLander-v3", num_envs=2, env_seeds=[0], device=CPU, resident=True)
-    assert not SeedEnvs("CartPole-v1", num_envs=2, env_seeds=[0], device=CPU, resident=None).resident  # CPU: host
+    kw = dict(num_envs=2, env_seeds=[0], resident=None)  # None: resident where the device is not the CPU
+    assert not SeedEnvs("CartPole-v1", device=CPU, **kw).resident
+    meta = torch.device("meta")  # a stand-in for a GPU: tensors without data
+    assert SeedEnvs("CartPole-v1", device=meta, **kw).resident
+    assert SeedEnvs("MinAtar/Seaquest-v1", device=meta, **kw).resident  # every game, on a device
+    assert not SeedEnvs("CartPole-v1", device=meta, fast=False, **kw).resident  # gymnasium was asked for
+    assert not SeedEnvs("MountainCar-v0", device=meta, **kw).resident  # no device version: the host path
     dev = make_device_env("CartPole-v1", num_envs=2, env_seeds=[0], device=CPU)
     dev.reset()
     with pytest.raises(ValueError, match="meta"):
