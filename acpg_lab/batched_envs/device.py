@@ -28,18 +28,11 @@ from typing import Any
 
 import torch
 
-from acpg_lab.batched_envs import BatchedEnv, make_batched_env, supports
-from acpg_lab.batched_envs.minatar.streams import CounterStreams
+from acpg_lab.batched_envs import BatchedEnv, make_batched_env, minatar, supports
+from acpg_lab.batched_envs.minatar import make_streams
+from acpg_lab.batched_envs.minatar.streams import Streams
 
-__all__ = ["DeviceEnv", "MinAtarOnDevice", "make_device_env", "supports_device", "counter_streams", "restore_tensors"]
-
-
-def counter_streams(*, env_seeds: Sequence[int], num_envs: int, device: torch.device) -> CounterStreams:
-    """One counter stream per environment, environment ``e`` of seed ``s`` keyed ``(s << 32) + e`` (as the MinAtar
-    games' device streams are)."""
-    from acpg_lab.batched_envs.minatar import make_streams
-
-    return make_streams(env_seeds=env_seeds, num_envs=num_envs, device=device, exact=False)
+__all__ = ["DeviceEnv", "MinAtarOnDevice", "make_device_env", "supports_device", "restore_tensors"]
 
 
 def restore_tensors(owner: object, state: dict[str, Any], names: Sequence[str]) -> None:
@@ -73,8 +66,10 @@ class DeviceEnv:
         self._everyone = torch.ones(n, dtype=torch.bool, device=self.device)
         self.streams = self._make_streams()
 
-    def _make_streams(self) -> CounterStreams:
-        return counter_streams(env_seeds=self.env_seeds, num_envs=self.num_envs, device=self.device)
+    def _make_streams(self) -> Streams:
+        """One counter stream per environment, environment ``e`` of seed ``s`` keyed ``(s << 32) + e`` (the MinAtar
+        games' device streams)."""
+        return make_streams(env_seeds=self.env_seeds, num_envs=self.num_envs, device=self.device, exact=False)
 
     def reset(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Key every stream from ``env_seeds`` afresh and reset all environments: observations and labels."""
@@ -171,8 +166,6 @@ def supports_device(env_id: str, env_kwargs: dict[str, Any] | None = None) -> bo
     """Whether ``env_id`` with ``env_kwargs`` has a device version: the ids `supports` batches, and every MinAtar
     game (Seaquest included: what is slow on the CPU at tens of environments is what a GPU is for)."""
     if env_id.startswith("MinAtar/"):
-        from acpg_lab.batched_envs import minatar
-
         return minatar.supports(env_id, env_kwargs, all_games=True)
     return supports(env_id, env_kwargs)
 
@@ -185,9 +178,7 @@ def make_device_env(env_id: str, *, num_envs: int, env_seeds: Sequence[int], dev
         raise ValueError(f"env_id={env_id!r} with env_kwargs={env_kwargs!r} has no device-resident version "
                          "(CartPole, Acrobot, the acpg_lab/ ids and MinAtar have)")
     if env_id.startswith("MinAtar/"):
-        from acpg_lab.batched_envs.minatar import BatchedMinAtar
-
-        host = BatchedMinAtar(env_id=env_id, num_envs=num_envs, env_seeds=env_seeds, env_kwargs=env_kwargs,
+        host = minatar.BatchedMinAtar(env_id=env_id, num_envs=num_envs, env_seeds=env_seeds, env_kwargs=env_kwargs,
                               device=device, exact=False)
         return MinAtarOnDevice(host=host, device=device)
     host = make_batched_env(env_id, num_envs, env_seeds, env_kwargs)
