@@ -19,6 +19,10 @@ CartPole takes the ``env_kwargs`` ``max_episode_steps`` and ``sutton_barto_rewar
 ``max_episode_steps``, the ``acpg_lab/`` ids all of their constructors' (the layout is the vector env's own);
 with any other, `make_batched_env` returns None and `SeedEnvs` falls back to gymnasium. ``streams.py`` holds the
 read-ahead per-seed random streams that make a step's resets of all seeds one gather.
+
+``device.py`` has device-resident versions of the same ids (torch, on the training device, sharing these dynamics:
+``torch_classic.py``, ``torch_known_optimal.py``, and the MinAtar games), which training uses on a GPU; they draw
+from counter-based streams instead of gymnasium's, so they are not in the table's bitwise guarantee.
 """
 
 from __future__ import annotations
