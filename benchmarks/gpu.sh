@@ -8,17 +8,19 @@
 #                                              image lacks, into .whl/ (add /.whl/ to .git/info/exclude; carry .whl)
 #
 # Steps, each under its own timeout (seconds) so the script always ends, each logged into $OUT/gpu.log:
-#   env          45  python, torch, CUDA, the packages acpg_lab needs (installs .whl/ into /tmp/acpg_site first)
-#   cuda-tests  140  pytest tests/test_cuda.py and the CUDA tests elsewhere (MinAtar games on CUDA vs CPU):
+#   env          30  python, torch, CUDA, the packages acpg_lab needs (installs .whl/ into /tmp/acpg_site first)
+#   cuda-tests  130  pytest tests/test_cuda.py and the CUDA tests elsewhere (MinAtar games on CUDA vs CPU):
 #                    device envs under torch.cuda.set_sync_debug_mode("error"), equal to their CPU runs, rollout
 #                    collection without syncs, PPO learning on the GPU, the older GPU training tests
-#   throughput   80  benchmarks/device_throughput.py: env steps/s of CartPole at 1,024 seeds and MinAtar Breakout
+#   throughput   70  benchmarks/device_throughput.py: env steps/s of CartPole at 1,024 seeds and MinAtar Breakout
 #                    PPO at 256 seeds (device env alone, collection resident vs host path, training end to end)
-#   compile      60  torch.compile (CUDA graphs) of CartPole's device step and the policy: compile time vs gain
-#   notebooks   140  acpg-lab notebooks --profile ci --device cuda (executed copies into runs/gpu_notebooks, or
+#   compile      50  torch.compile (CUDA graphs) of CartPole's device step, a whole collection step and a PPO
+#                    minibatch's loss + backward: compile time apart from the gain
+#   notebooks   120  acpg-lab notebooks --profile ci --device cuda (executed copies into runs/gpu_notebooks, or
 #                    $GPU_NOTEBOOKS_OUT)
-# Total at most 465 s plus start-up. Writes $OUT/summary.txt (one line a step: name, exit status, seconds),
-# $OUT/gpu.log and throughput{,_compile}.{md,json}; OUT defaults to runs/gpu. Exit status: the number of failed steps.
+# Total at most 400 s (+3 s a step to kill it), plus at most 50 s installing .whl/ and this checkout (offline) where
+# the image lacks them: under 8 minutes. Writes $OUT/summary.txt (one line a step: name, exit status, seconds), $OUT/gpu.log and
+# throughput{,_compile}.{md,json}; OUT defaults to runs/gpu. Exit status: the number of failed steps.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
@@ -111,14 +113,14 @@ LOG=$OUT/gpu.log
 : >"$LOG"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 if ls .whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/acpg_site \
-        .whl/*.whl >>"$LOG" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/acpg_site"
+    timeout 30 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/acpg_site .whl/*.whl >>"$LOG" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/acpg_site"
 fi
 if ! "$PY" -c "import importlib.metadata as m; m.version('acpg-lab')" 2>/dev/null; then
     # acpg_lab runs from this checkout (first on PYTHONPATH) but reads its own version from its installed metadata:
     # install the checkout (offline, the image's setuptools) beside the wheels
-    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/acpg_site . \
-        >>"$LOG" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/acpg_site"
+    timeout 20 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
+        --target /tmp/acpg_site . >>"$LOG" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/acpg_site"
 fi
 FAILED=0
 
@@ -127,7 +129,7 @@ step() {  # step NAME SECONDS COMMAND...: run under a timeout (its process group
     shift 2
     echo "===== $name (limit ${limit}s): $*" >>"$LOG"
     start=$(date +%s)
-    timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
+    timeout --kill-after=3 "$limit" "$@" >>"$LOG" 2>&1
     rc=$?
     [ $rc -eq 124 ] && echo "===== $name: timed out after ${limit}s" >>"$LOG"
     [ $rc -ne 0 ] && FAILED=$((FAILED + 1))
@@ -142,7 +144,7 @@ else
     BACKEND=inductor
 fi
 
-step env 45 "$PY" -c "
+step env 30 "$PY" -c "
 import sys, torch, gymnasium, minatar, papermill, acpg_lab
 print(sys.executable, sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())
 if torch.cuda.is_available():
@@ -150,12 +152,12 @@ if torch.cuda.is_available():
 if '$DEVICE' == 'cuda' and not torch.cuda.is_available():
     sys.exit('--device cuda, but torch sees no GPU')
 "
-step cuda-tests 140 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py \
+step cuda-tests 130 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py \
     "tests/test_batched_minatar.py::test_cuda_games_equal_cpu_games_without_syncs"
-step throughput 80 "$PY" -m benchmarks.device_throughput --device "$DEVICE" $QUICK --out "$OUT"
-step compile 60 "$PY" -m benchmarks.device_throughput --device "$DEVICE" $QUICK --compile-only \
+step throughput 70 "$PY" -m benchmarks.device_throughput --device "$DEVICE" $QUICK --out "$OUT"
+step compile 50 "$PY" -m benchmarks.device_throughput --device "$DEVICE" $QUICK --compile-only \
     --compile-backend "$BACKEND" --out "$OUT"
-step notebooks 140 "$PY" -c "import sys; from acpg_lab.cli import main; sys.exit(main())" notebooks --profile ci \
+step notebooks 120 "$PY" -c "import sys; from acpg_lab.cli import main; sys.exit(main())" notebooks --profile ci \
     --device "$DEVICE" --out "${GPU_NOTEBOOKS_OUT:-$REPO/runs/gpu_notebooks}" "${NOTEBOOKS[@]}"
 echo "failed steps: $FAILED (details in $LOG)" | tee -a "$SUMMARY"
 exit "$FAILED"
