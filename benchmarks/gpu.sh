@@ -19,8 +19,8 @@
 #   notebooks   120  acpg-lab notebooks --profile ci --device cuda (executed copies into runs/gpu_notebooks, or
 #                    $GPU_NOTEBOOKS_OUT)
 # Total at most 400 s (+3 s a step to kill it), plus at most 50 s installing .whl/ and this checkout (offline) where
-# the image lacks them: under 8 minutes. Writes $OUT/summary.txt (one line a step: name, exit status, seconds), $OUT/gpu.log and
-# throughput{,_compile}.{md,json}; OUT defaults to runs/gpu. Exit status: the number of failed steps.
+# the image lacks them: under 8 minutes. Writes $OUT/summary.txt (one line a step: name, exit status, seconds),
+# $OUT/gpu.log and throughput{,_compile}.{md,json}; OUT defaults to runs/gpu. Exit status: the number of failed steps.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
