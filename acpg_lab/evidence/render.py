@@ -42,7 +42,7 @@ __all__ = ["BLOCKS", "NOTEBOOK_BLOCKS", "TEMPLATES", "PLACEHOLDER", "cell", "for
            "template_cells", "templates"]
 
 #: the generated blocks of REPRODUCTION.md, in the order they appear
-BLOCKS = ("summary", "replication", "acpg", "pfo")
+BLOCKS = ("summary", "replication", "acpg", "pfo", "compute")
 #: the templates of the ``acpg`` and ``pfo`` blocks
 TEMPLATES = Path(__file__).with_name("reproduction_templates.md")
 #: the templates of the notebooks' generated blocks: ``NN.md`` holds notebook ``NN``'s, each named ``nbNN_...``
