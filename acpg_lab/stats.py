@@ -153,8 +153,9 @@ VERDICT_RULE = (
     "1 - alpha/m for a family of m contrasts) excludes the smallest effect of interest in the claimed direction; "
     "inconclusive (power): not significant and the family-level interval still contains that effect; "
     "inconclusive (budget): an arm had not been shown to converge at the budget (its late-training rise not "
-    "excluded), or one learned less than a tenth of the way from a random policy to the task's reference target "
-    "(decided before the statistics, from the learning curves). Where the smallest effect is material (lead-lag "
+    "excluded), or one learned less than a tenth of the way from a random policy to the task's reference target, "
+    "or (comparisons of heads) the learnable-head baseline was not shown able to reach its task's published "
+    "reference (decided before the statistics, from the learning curves and the baseline's own returns). Where the smallest effect is material (lead-lag "
     "correlations), a significant estimate smaller than it is neither reproduced nor contradicted: the interval "
     "test decides"
 )

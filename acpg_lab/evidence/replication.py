@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from acpg_lab.evidence.conditions import EXPERIMENTS, HEAD_ARMS, HEAD_TASKS_TUNED
-from acpg_lab.evidence.heads import _seed_rows, budget_table, head_contrasts
+from acpg_lab.evidence.heads import _seed_rows, baseline_gate, budget_table, head_contrasts
 from acpg_lab.evidence.pfo import EVENTS, FINAL_FRACTION
 from acpg_lab.evidence.pieces import complete, load_condition
 from acpg_lab.evidence.verdicts import Claim, measured, verdict_table
 from acpg_lab.leadlag import collapse_events, event_counts
-from acpg_lab.stats import adjust, contrast_table, enough_seeds, paired
+from acpg_lab.stats import adjust, contrast_table, paired
 from acpg_lab.summaries import final_window
 
 __all__ = ["TABLES", "BASELINE_GATE", "replication_tables", "heads_tuned_tables", "replication_per_seed"]
@@ -180,19 +180,6 @@ def replication_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _gate_reason(per_seed: pd.DataFrame, task: str) -> str:
-    """The plan's baseline gate: "" when the learnable head's mean greedy return's 95% interval reaches
-    `BASELINE_GATE`, else why every row of the task is inconclusive (budget)."""
-    greedy = per_seed[(per_seed.task == task) & (per_seed.arm == "linear")].greedy.to_numpy(dtype=float)
-    if not enough_seeds(greedy):
-        return "the learnable-head baseline has too few seeds to check the reference gate"
-    high = paired(greedy, np.zeros_like(greedy))["ci_high"]
-    if high >= BASELINE_GATE:
-        return ""
-    return (f"the learnable-head baseline did not reach the reference: its greedy return's 95% interval ends at "
-            f"{high:.1f} < {BASELINE_GATE:g}")
-
-
 def heads_tuned_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     """The tuned LunarLander comparison (see the module docstring), once all four arms are stored."""
     rows = []
@@ -205,7 +192,7 @@ def heads_tuned_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     per_seed = pd.DataFrame(rows)
     env_id = {task: config["env_id"] for task, (config, _) in HEAD_TASKS_TUNED.items()}
     budget = budget_table(per_seed, env_id)
-    gate = {task: _gate_reason(per_seed, task) for task in HEAD_TASKS_TUNED}
+    gate = {task: baseline_gate(per_seed, task, env_id[task], threshold=BASELINE_GATE) for task in HEAD_TASKS_TUNED}
     results, claims = head_contrasts(per_seed, env_id, budget, gate=gate)
     table = adjust(contrast_table(results), ["claims" if claims[k].sign else "descriptive" for k in results])
     contrasts = verdict_table(table, claims, names=TABLES["heads_tuned_contrasts"])

@@ -10,7 +10,7 @@ rendering from the recomputed tables (and likewise the generated verdict blocks 
 Every verdict table is marked with its analysis-plan entry and whether it is confirmatory or exploratory
 (`acpg_lab.evidence.plan.mark_tables`), and the plan's tables (``plan_claims``, ``plan_power``) are built last.
 `verdict_changes` lists the verdicts that moved between two sets of tables (``results/evidence/verdict_changes.csv``:
-the tables before issue 24's rules against after).
+the tables before issue 24's rules against after, then the 44 verdicts the baseline gate moved, appended).
 """
 
 from __future__ import annotations
@@ -199,6 +199,8 @@ def _why(table: str, before: str, after: str, rule: str) -> str:
             else rule)
     if table == "pfo_lead_lag":
         return "lead-lag smallest effect |r| >= 0.1 (material), with the family-level interval: " + rule
+    if after == "inconclusive (budget)" and ("did not reach the reference" in rule or "no published PPO" in rule):
+        return "baseline gate (the learnable head at its published reference before heads are compared): " + rule
     if "inconclusive (budget)" in (before, after):
         return "convergence decided by equivalence (late rise's interval against 5% of the range per tenth): " + (
             rule if after == "inconclusive (budget)" else "every arm now shown converged; " + rule)
