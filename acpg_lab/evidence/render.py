@@ -9,15 +9,15 @@ and ``pfo`` sections (the templates in ``reproduction_templates.md``, beside thi
 quotes the stored evidence: its claim, takeaway, exercises' expected outcomes and appendix verdict). Everything
 outside the blocks is hand-written.
 
-A placeholder is ``{{table[key; key].column:spec}}``: the table (as `acpg_lab.evidence.report` builds it), the
-row's index values joined by ``"; "`` (as strings; ``; @column=value`` adds a column or index level where the
-index alone is not unique, as in ``heads_aggregate``, or picks the rows an aggregate runs over), the column, and a format spec (Python's, e.g. ``+.4f``; a leading
-``p`` prints a p-value below 1e-4 as ``< 1e-4``; ``abs`` first prints the magnitude; a leading ``a`` keeps an
-ASCII minus, otherwise numbers print with the typographic ``−``). ``{{min:table[key prefix].column}}`` (or max,
-sum, count) aggregates the column over the rows whose key starts with the prefix. A string cell (a ``verdict``)
-takes no spec, or ``cap`` to start a sentence with it. Each rendered value is followed by an HTML comment that names its cell,
-``0.0075<!--collapse_vs_null[onehot/balanced; nc1].mean_x-->``, invisible on GitHub, in JupyterLab and in the
-book, readable in the source.
+A placeholder is ``{{table[key; key].column:spec}}``: the table (as `acpg_lab.evidence.report` builds it), the row's
+index values joined by ``"; "`` (as strings; ``; @column=value`` adds a column or index level where the index alone
+is not unique, as in ``heads_aggregate``, or picks the rows an aggregate runs over), the column, and a format spec
+(Python's, e.g. ``+.4f``; a leading ``p`` prints a p-value below 1e-4 as ``< 1e-4``; ``abs`` first prints the
+magnitude; a leading ``a`` keeps an ASCII minus, otherwise numbers print with the typographic ``−``).
+``{{min:table[key prefix].column}}`` (or max, sum, count) aggregates the column over the rows whose key starts with
+the prefix. A string cell (a ``verdict``) takes no spec, or ``cap`` to start a sentence with it. Each rendered value
+is followed by an HTML comment that names its cell, ``0.0075<!--collapse_vs_null[onehot/balanced; nc1].mean_x-->``,
+invisible on GitHub, in JupyterLab and in the book, readable in the source.
 
 `render_reproduction` replaces the blocks of a markdown text; `reproduction_diff` is what ``report --check``
 prints (empty when ``REPRODUCTION.md`` is byte for byte its rendering); `template_cells` lists the cells the
