@@ -56,7 +56,7 @@ def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, in
                        activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
                        head_scale=cfg.head_scale, head_bias=cfg.head_bias, head_init_gain=cfg.head_init_gain,
                        shared_trunk=cfg.shared_trunk, init_offset=init_offset,
-                       seed_scheme=cfg.seed_scheme)
+                       seed_scheme=cfg.seed_scheme, engine=cfg.engine)
 
 
 def compact_obs(obs: Tensor) -> Tensor:

@@ -221,7 +221,7 @@ def _setup(cfg: TrainConfig) -> TrainState:
     envs = SeedEnvs(cfg.env_id, num_envs=cfg.num_envs, env_seeds=[d["env"] for d in seeds], device=device,
                     env_kwargs=cfg.env_kwargs, resident=None)  # device-resident where the device is not the CPU
     obs_shape, num_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
-    model = build_model(cfg, obs_shape, num_actions).to(device).use_engine(cfg.engine)
+    model = build_model(cfg, obs_shape, num_actions).to(device)
     params = model.actor_parameters() + (model.critic_parameters() if uses_critic(cfg) else [])
     # not fused=True: 4-9% faster updates, but its vectorised loop rounds an element differently depending on where
     # it falls in the tensor, so a seed's weights would depend on how many seeds share the batch

@@ -194,7 +194,9 @@ def test_engine_recorded_in_config_json_and_absent_reads_reference(tmp_path):
     al.train(cfg, progress=False, run_dir=tmp_path / "run")
     stored = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert stored["engine"] == "fused"
-    assert al.Run.load(tmp_path / "run").config.engine == "fused"
+    loaded = al.Run.load(tmp_path / "run")
+    assert loaded.config.engine == "fused"
+    assert loaded.model.actor.backbone.fused_kernel is not None  # evaluated on the engine it was trained with
     old = {k: v for k, v in stored.items() if k != "engine"}  # a config stored before the field existed
     assert al.TrainConfig(**old).filled().engine == "reference"
 
