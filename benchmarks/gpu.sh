@@ -18,6 +18,20 @@
 #                    minibatch's loss + backward: compile time apart from the gain
 #   notebooks   120  acpg-lab notebooks --profile ci --device cuda (executed copies into runs/gpu_notebooks, or
 #                    $GPU_NOTEBOOKS_OUT)
+#   benchmarks/gpu.sh --steps env,cuda-tests  only these steps (names below; default: all)
+#
+# What travels to the GPU machine is limited to 64 MiB (tracked files + carried .whl/), and this checkout is over
+# it: results/evidence/ alone is 76 MB (measured 2026-12-04; .whl/ is 31 MB). So the first GPU session makes two
+# calls, each after untracking the stored evidence it does not need, for that checkout only, and restores after:
+#   1. core (no stored evidence needed):
+#        git rm -r -q --cached results/evidence && echo /results/evidence/ >> .git/info/exclude
+#        run: benchmarks/gpu.sh --steps env,cuda-tests,throughput,compile   (carry .whl: ~36 MB in all)
+#        git reset -q -- results/evidence && sed -i '\#^/results/evidence/$#d' .git/info/exclude
+#   2. notebooks (their evidence figures read results/evidence/{collapse,exploration,heads,pfo}, ~46 MB): untrack
+#      results/evidence/replication and results/evidence/heads_tuned the same way, and carry only the wheels the
+#      notebooks need beyond the image (pygame-ce alone is 12 MB): check the total before the call
+#      (git ls-files | xargs du -cb | tail -1, du -sb .whl); if it is still over, the notebooks run without their
+#      evidence appendices is the fallback this script cannot make by itself.
 # Total at most 400 s (+3 s a step to kill it), plus at most 50 s installing .whl/ and this checkout (offline) where
 # the image lacks them: under 8 minutes. Writes $OUT/summary.txt (one line a step: name, exit status, seconds),
 # $OUT/gpu.log and throughput{,_compile}.{md,json}; OUT defaults to runs/gpu. Exit status: the number of failed steps.
@@ -28,6 +42,7 @@ DEVICE=cuda
 QUICK=""
 FETCH=""
 DRY=""
+STEPS=env,cuda-tests,throughput,compile,notebooks
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=--quick ;;
@@ -35,11 +50,18 @@ while [ $# -gt 0 ]; do
         --device) DEVICE=${2:-}; shift ;;
         --fetch-wheels) FETCH=1 ;;
         --dry-run) DRY=1 ;;
+        --steps=*) STEPS=${1#--steps=} ;;
+        --steps) STEPS=${2:-}; shift ;;
         *) echo "gpu.sh: unknown argument $1 (see the comment at the top of benchmarks/gpu.sh)" >&2; exit 2 ;;
     esac
     shift
 done
 case "$DEVICE" in cpu|cuda) ;; *) echo "gpu.sh: --device must be cpu or cuda, got $DEVICE" >&2; exit 2 ;; esac
+for name in ${STEPS//,/ }; do
+    case "$name" in env|cuda-tests|throughput|compile|notebooks) ;;
+        *) echo "gpu.sh: --steps takes env, cuda-tests, throughput, compile, notebooks; got $name" >&2; exit 2 ;;
+    esac
+done
 
 if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch" 2>/dev/null; then PY=$REPO/.venv/bin/python; else PY=python3; fi
 
@@ -98,9 +120,12 @@ if sys.argv[1]:
 platforms = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
                                         "manylinux2014_x86_64", "manylinux1_x86_64")]
 for key, version in sorted(need.items()):
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "--python-version=3.12", "--implementation=cp", *platforms, "-d", ".whl", f"{key}=={version}"],
-                   check=True)
+    got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                          "--python-version=3.12", "--implementation=cp", *platforms, "-d", ".whl",
+                          f"{key}=={version}"])
+    if got.returncode:  # no wheel on PyPI (rliable ships an sdist only): build one here; pure Python travels as is
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", ".whl", f"{key}=={version}"],
+                       check=True)
 PYEOF
     exit $?
 fi
@@ -127,6 +152,7 @@ FAILED=0
 step() {  # step NAME SECONDS COMMAND...: run under a timeout (its process group killed at the end), log, summarise
     local name=$1 limit=$2 start rc
     shift 2
+    case ",$STEPS," in *",$name,"*) ;; *) return 0 ;; esac
     echo "===== $name (limit ${limit}s): $*" >>"$LOG"
     start=$(date +%s)
     timeout --kill-after=3 "$limit" "$@" >>"$LOG" 2>&1

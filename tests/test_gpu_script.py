@@ -51,7 +51,8 @@ def test_fetch_wheels_lists_what_the_gpu_image_lacks_without_downloading():
 
 
 @pytest.mark.parametrize(("args", "message"), [(["--device", "tpu"], "--device must be cpu or cuda, got tpu"),
-                                               (["--fast"], "unknown argument --fast")])
+                                               (["--fast"], "unknown argument --fast"),
+                                               (["--steps", "env,bogus"], "got bogus")])
 def test_bad_arguments_are_refused_naming_them(args, message):
     done = _run(*args)
     assert done.returncode == 2 and message in done.stderr
@@ -62,3 +63,13 @@ def test_throughput_refuses_cuda_without_a_gpu():
     done = subprocess.run([sys.executable, "-m", "benchmarks.device_throughput", "--device", "cuda"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 2 and "torch sees no GPU" in done.stderr
+
+
+def test_steps_runs_only_the_steps_named(tmp_path):
+    """The first GPU session splits the checks over two calls (the working tree that travels is limited: see the
+    script's header): ``--steps`` runs those steps alone."""
+    out = tmp_path / "out"
+    done = _run("--quick", "--device", "cpu", "--steps", "env", env=dict(OUT=str(out)), timeout=120)
+    summary = (out / "summary.txt").read_text()
+    assert done.returncode == 0, summary
+    assert [line.split()[0] for line in summary.splitlines()[:-1]] == ["env"]
