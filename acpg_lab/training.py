@@ -151,15 +151,15 @@ def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: Batch, c
     order when ``cfg.shuffle``); returns the statistics averaged over the steps, per seed ``[S]``. ``guard`` sees
     every step's per-seed loss and gradient norms (after `NonFiniteGuard.begin`)."""
     num_seeds, n = batch.obs.shape[:2]
-    size, device = cfg.minibatch_size, batch.obs.device
+    device, minibatches = batch.obs.device, batch.minibatches(cfg.minibatch_size)
     stats: dict[str, list[Tensor]] = defaultdict(list)
     for _ in range(cfg.epochs):
         if cfg.shuffle:
             order = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
         else:
             order = torch.arange(n, device=device).expand(num_seeds, n)
-        for lo in range(0, n - size + 1, size):
-            loss, step_stats = loss_fn(model, batch.take(order[:, lo:lo + size]), cfg)
+        for minibatch in minibatches.epoch(order):
+            loss, step_stats = loss_fn(model, minibatch, cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()  # seeds are independent: d(sum)/d(seed s) = that seed's loss
             step_stats["grad_norm_actor"] = clip_grad_norm_per_seed(model.actor_parameters(), cfg.max_grad_norm)

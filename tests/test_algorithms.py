@@ -126,3 +126,32 @@ def test_no_module_but_the_table_tests_an_algorithms_name():
     for module in (training, config, cli):
         source = inspect.getsource(module)
         assert not re.search(r"algo\s*[!=]=|algo\s+(not\s+)?in\s", source), module.__name__  # presets may name one
+
+
+@pytest.mark.parametrize(("n", "size", "with_preacts"), [(12, 4, True), (13, 4, False), (8, 8, True)])
+def test_minibatches_are_each_seeds_own_rows_in_its_own_order(n, size, with_preacts):
+    """`Minibatches` (buffers allocated once, indices laid out once per epoch) yields exactly ``x[seed, idx]`` for
+    each seed's slice of its own order, drops the remainder, and refills its buffers in place."""
+    from acpg_lab.rollout import Batch
+
+    g = torch.Generator().manual_seed(0)
+    s = 3
+    batch = Batch(torch.randn(s, n, 2, 5, generator=g), torch.randint(0, 4, (s, n), generator=g),
+                  *(torch.randn(s, n, generator=g) for _ in range(4)),
+                  torch.randn(s, n, 6, generator=g) if with_preacts else None)
+    minibatches = batch.minibatches(size)
+    pointers = set()
+    for _ in range(2):  # two epochs through the same buffers
+        order = torch.stack([torch.randperm(n, generator=g) for _ in range(s)])
+        count = 0
+        for k, minibatch in enumerate(minibatches.epoch(order)):  # checked as yielded: the next one refills it
+            idx = order[:, k * size:(k + 1) * size]
+            for x, y in zip(batch, minibatch, strict=True):
+                if x is None:
+                    assert y is None
+                else:
+                    assert torch.equal(y, torch.stack([x[seed, idx[seed]] for seed in range(s)]))
+            pointers.add(minibatch.obs.data_ptr())
+            count += 1
+        assert count == n // size
+    assert len(pointers) == 1  # one buffer, reused
