@@ -11,7 +11,8 @@ decided by, and whether that was decided before its data.
 - `required_seeds`, `minimal_detectable_effect`, `achieved_power`: the power analyses (t tests: paired / one-sample
   for planned replications; for stored rows from their standard error and df, at the Holm level's worst case
   ``alpha / m``).
-- `plan_tables`: ``plan_claims`` (per entry: status, hash, analysis, planned and required n) and ``plan_power``
+- `plan_tables`: ``plan_claims`` (per entry: status, hash, analysis: "planned" until its data exist, then
+  confirmatory or exploratory; planned and required n) and ``plan_power``
   (per claimed row of every verdict table: family, alpha / m, minimal detectable effect at power 0.8, power at
   the smallest effect); `mark_tables` adds ``plan_entry`` and ``analysis`` to every verdict table.
 """
@@ -209,7 +210,9 @@ def plan_tables(tables: dict[str, pd.DataFrame], plan: dict[str, Any] | None = N
                     if entry.get("status") == "planned" else [])
         claims.append(dict(claim=claim, status=entry.get("status", ""), tables=" ".join(entry.get("tables", [])),
                            entry_hash=entry_hash(entry)[:16],
-                           analysis=analysis_status(claim, entry) if entry.get("status") != "planned" else "planned",
+                           analysis=("planned" if entry.get("status") == "planned"
+                                     and data_commit_time(entry.get("experiment", "")) is None
+                                     else analysis_status(claim, entry)),
                            seeds=entry.get("seeds", ""), n_per_arm=entry.get("n_per_arm", np.nan),
                            required_seeds=max(required) if required else np.nan,
                            cpu_hours=entry.get("cpu_hours", np.nan),
