@@ -144,20 +144,26 @@ def ours(env_id: str, fields: dict, seeds: int, steps: int, **extra) -> tuple[fl
             setattr(owner, name, original)
 
 
+def gflops(work, flops: float, seconds: float) -> float:
+    """GFLOP/s of ``work()`` (``flops`` operations a call), called once to warm up and then repeatedly for
+    ``seconds`` (synchronising after each call on a GPU)."""
+    work()
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        work()
+        reps += 1
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+    return flops * reps / (time.perf_counter() - start) / 1e9
+
+
 def matmul_peak_gflops(seconds: float = 1.0) -> float:
     """Measured float32 batched-matmul rate where acpg_lab trains: [16, 1024, 256] x [16, 256, 256] on one CPU
     thread, or [64, 4096, 1024] x [64, 1024, 1024] on the GPU."""
     torch.set_num_threads(1)
     s, n, k = (16, 1024, 256) if DEVICE == "cpu" else (64, 4096, 1024)
     a, b = torch.randn(s, n, k, device=DEVICE), torch.randn(s, k, k, device=DEVICE)
-    torch.bmm(a, b)
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.bmm(a, b)
-        reps += 1
-        if DEVICE == "cuda":
-            torch.cuda.synchronize()
-    return 2 * s * n * k * k * reps / (time.perf_counter() - start) / 1e9
+    return gflops(lambda: torch.bmm(a, b), 2 * s * n * k * k, seconds)
 
 
 def matmul_at_update_shapes(seeds: int, batch: int, width: int = 64, seconds: float = 1.0) -> float:
@@ -172,14 +178,7 @@ def matmul_at_update_shapes(seeds: int, batch: int, width: int = 64, seconds: fl
         torch.bmm(grad, w.transpose(1, 2))
         torch.bmm(x.transpose(1, 2), grad)
 
-    products()
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        products()
-        reps += 1
-        if DEVICE == "cuda":
-            torch.cuda.synchronize()
-    return 3 * 2 * seeds * batch * width * width * reps / (time.perf_counter() - start) / 1e9
+    return gflops(products, 3 * 2 * seeds * batch * width * width, seconds)
 
 
 def update_flops(obs_dim: int, num_actions: int, fields: dict, seeds: int, steps: int) -> float:
@@ -228,15 +227,7 @@ def minatar_matmuls_gflops(seeds: int, batch: int, seconds: float = 1.0) -> floa
             torch.bmm(grad, w.transpose(1, 2))
             torch.bmm(x.transpose(1, 2), grad)
 
-    products()
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        products()
-        reps += 1
-        if DEVICE == "cuda":
-            torch.cuda.synchronize()
-    flops = sum(3 * 2 * seeds * batch * rows * k * n for rows, k, n in minatar_layers())
-    return flops * reps / (time.perf_counter() - start) / 1e9
+    return gflops(products, sum(3 * 2 * seeds * batch * rows * k * n for rows, k, n in minatar_layers()), seconds)
 
 
 def machine() -> str:
