@@ -29,8 +29,14 @@ def _split(cells):
     return cells[:start], cells[start:]
 
 
+def _visible(source: str) -> str:
+    """A markdown cell as the reader sees it: without HTML comments (the rendered evidence blocks' markers and the
+    names of the cells their numbers come from)."""
+    return re.sub(r"<!--.*?-->", "", source, flags=re.S)
+
+
 def _words(cells):
-    return sum(len(c.source.split()) for c in cells if c.cell_type == "markdown")
+    return sum(len(_visible(c.source).split()) for c in cells if c.cell_type == "markdown")
 
 
 def test_every_notebook_is_listed_in_the_sequence_line_of_every_notebook():
@@ -87,7 +93,7 @@ def test_every_figure_has_what_to_see_under_it(name):
     for i, cell in enumerate(cells):
         if cell.cell_type == "code" and re.search(r"\bshow\(", cell.source):
             after = next((c for c in cells[i + 1:] if c.cell_type == "markdown"), None)
-            assert after is not None and after.source.lstrip().startswith("**What to see.**"), (
+            assert after is not None and _visible(after.source).lstrip().startswith("**What to see.**"), (
                 f"{name}: the figure of code cell {i} has no '**What to see.**' under it")
 
 

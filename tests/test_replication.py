@@ -84,10 +84,21 @@ def test_the_actor_critic_claim_is_the_difference_of_dose_slopes():
 
 
 def test_the_baseline_gate_makes_every_tuned_row_inconclusive_below_the_reference():
+    """The plan's gate for the tuned re-run (`replication.BASELINE_GATE`) and the heads experiment's gate (the
+    environment's solved threshold; no published reference for MinAtar): one function, `heads.baseline_gate`."""
+    from acpg_lab.evidence.heads import NO_REFERENCE, baseline_gate
+
     below = pd.DataFrame(dict(task="t", arm="linear", greedy=np.r_[120.0, 130.0, 125.0, 128.0]))
-    assert "did not reach the reference" in replication._gate_reason(below, "t")
+    gate = replication.BASELINE_GATE
+    assert "did not reach the reference" in baseline_gate(below, "t", "LunarLander-v3", threshold=gate)
     above = below.assign(greedy=np.r_[230.0, 260.0, 250.0, 240.0])
-    assert replication._gate_reason(above, "t") == ""
+    assert baseline_gate(above, "t", "LunarLander-v3", threshold=gate) == ""
+    assert baseline_gate(above, "t", "LunarLander-v3") == ""  # BASELINE_REFERENCES: 200
+    ceiling = below.assign(greedy=500.0)  # every seed at the maximum: no spread, still at the reference
+    assert baseline_gate(ceiling, "t", "CartPole-v1") == ""
+    assert "did not reach" in baseline_gate(below.assign(greedy=-300.0), "t", "Acrobot-v1")
+    assert baseline_gate(above, "t", "MinAtar/Breakout-v1") == NO_REFERENCE
+    assert "too few seeds" in baseline_gate(above.head(1), "t", "LunarLander-v3")
 
 
 def test_no_interim_look_and_the_pieces_carry_the_plan_hash(monkeypatch, tmp_path):

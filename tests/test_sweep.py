@@ -115,13 +115,14 @@ def test_sweep_with_a_killed_task_equals_the_runs_trained_here(ray_session, tmp_
     spec, out = parse_spec(SPEC), tmp_path / "sweep"
     victim = out / "runs" / "head=etf__seeds=0-1"
     killed = []
-    killer = threading.Thread(target=_kill_when_checkpointed, args=(victim, 4, killed), daemon=True)
+    # killed at its first checkpoint (update 2 of 14): the most margin a busy machine can leave the killer thread
+    killer = threading.Thread(target=_kill_when_checkpointed, args=(victim, 2, killed), daemon=True)
     killer.start()
     result = run_sweep(spec, out, progress=False)
     killer.join(timeout=1)
     assert len(killed) == 1, "the task finished before it could be killed"
     attempts = [json.loads(line) for line in (victim / "attempts.jsonl").read_text().splitlines()]
-    assert len(attempts) == 2 and attempts[1]["resumed_from"] >= 4 and attempts[1]["pid"] != killed[0]
+    assert len(attempts) == 2 and attempts[1]["resumed_from"] >= 2 and attempts[1]["pid"] != killed[0]
     assert result.tasks == result.trained == 4
 
     table = load_sweep(out)
