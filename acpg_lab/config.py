@@ -9,6 +9,7 @@ records. Every check goes through `acpg_lab.checks`, so a bad value is refused w
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,14 @@ ATARI_PRESETS: dict[str, dict[str, Any]] = {
     "ppo": dict(num_envs=8, rollout_steps=128, epochs=4, minibatch_size=256, lr=2.5e-4, clip_coef=0.1,
                 ent_coef=0.01, hidden_sizes=(512,), activation="relu"),
 }
+
+
+def resolve_network(network: str, env_id: str, obs_shape: Sequence[int]) -> str:
+    """``network`` with "auto" resolved: "nature" for ALE ids, "cnn" for other image observations ``[H, W, C]``,
+    else "mlp" (what `acpg_lab.run.build_model` builds)."""
+    if network != "auto":
+        return network
+    return "nature" if is_atari(env_id) else "cnn" if len(obs_shape) == 3 else "mlp"
 
 
 @dataclass
@@ -329,9 +338,8 @@ class TrainConfig:
             raise ValueError(f"env_id={self.env_id!r} has a {type(act_space).__name__} action space; acpg_lab "
                              "trains discrete (Discrete) action spaces only")
         k = int(act_space.n)
-        network = self.network if self.network != "auto" else (  # as acpg_lab.run.build_model resolves "auto"
-            "nature" if is_atari(self.env_id) else "cnn" if len(obs_space.shape) == 3 else "mlp")
-        check_engine(self.engine, network=network, hidden_sizes=self.hidden_sizes)
+        check_engine(self.engine, network=resolve_network(self.network, self.env_id, obs_space.shape),
+                     hidden_sizes=self.hidden_sizes)
         if self.network == "cnn" and len(obs_space.shape) != 3:
             raise ValueError(f"network='cnn' needs image observations [H, W, C]; env_id={self.env_id!r} "
                              f"observes shape {obs_space.shape}")

@@ -236,15 +236,8 @@ class SeedEnvs:
             obs, reward, terminated, truncated = (np.stack(x) for x in (obs, reward, terminated, truncated))
             labels = self._labels(list(infos))
         reward = reward.astype(np.float64)
-        real = ~self.done  # the step after an episode end is a reset step, not a transition
-        terminated, truncated = terminated & real, truncated & real
-        self.ep_return += np.where(real, reward, 0.0)
-        self.ep_length += real
-        ended = terminated | truncated
-        finished_returns, finished_lengths = self._finished(ended)
-        self.ep_return[ended] = 0.0
-        self.ep_length[ended] = 0
-        self.done = ended
+        real, terminated, truncated, ended, ep_return, ep_length = self._account(reward, terminated, truncated, np)
+        finished_returns, finished_lengths = self._finished(ended, ep_return, ep_length)
         signals = np.empty((4, *ended.shape), dtype=np.float32)
         signals[0], signals[1], signals[2], signals[3] = reward, terminated, truncated, real
         return EnvStep(self._obs(obs), *torch.from_numpy(signals).to(self.device).unbind(0), ended, labels,
@@ -253,27 +246,34 @@ class SeedEnvs:
     def _step_on_device(self, actions: torch.Tensor) -> EnvStep:
         """`step`'s bookkeeping as tensor ops on the device (the same arithmetic, nothing read to the host)."""
         obs, reward, terminated, truncated, labels = self.device_env.step(actions)
-        real = ~self.done  # the step after an episode end is a reset step, not a transition
-        terminated, truncated = terminated & real, truncated & real
-        self.ep_return = self.ep_return + torch.where(real, reward, 0.0)
-        self.ep_length = self.ep_length + real
-        ended = terminated | truncated
-        finished_returns = torch.where(ended, self.ep_return, 0.0)
-        finished_lengths = torch.where(ended, self.ep_length, 0)
-        self.ep_return = torch.where(ended, 0.0, self.ep_return)
-        self.ep_length = torch.where(ended, 0, self.ep_length)
-        self.done = ended
+        real, terminated, truncated, ended, ep_return, ep_length = self._account(reward, terminated, truncated, torch)
+        finished_returns = torch.where(ended, ep_return, 0.0)
+        finished_lengths = torch.where(ended, ep_length, 0)
         signals = torch.stack([x.to(torch.float32) for x in (reward, terminated, truncated, real)])
         return EnvStep(obs.to(torch.float32), *signals.unbind(0), ended, labels, finished_returns, finished_lengths)
 
-    def _finished(self, ended: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _account(self, reward: Any, terminated: Any, truncated: Any, xp: Any) -> tuple[Any, ...]:
+        """The episode bookkeeping of a step, the same arithmetic on the host (``xp`` numpy) and on the device
+        (torch): the step after an episode end is a reset step, not a transition. Returns (real, terminated,
+        truncated, ended, each episode's return and length including this step); the accumulators restart where
+        an episode ended."""
+        real = ~self.done
+        terminated, truncated = terminated & real, truncated & real
+        ep_return, ep_length = self.ep_return + xp.where(real, reward, 0.0), self.ep_length + real
+        ended = terminated | truncated
+        self.ep_return, self.ep_length = xp.where(ended, 0.0, ep_return), xp.where(ended, 0, ep_length)
+        self.done = ended
+        return real, terminated, truncated, ended, ep_return, ep_length
+
+    def _finished(self, ended: np.ndarray, ep_return: np.ndarray,
+                  ep_length: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per seed, the returns and lengths of its episodes that ended: slices of one gather (no per-seed
         boolean indexing), or shared empty arrays on the many steps where nothing ended."""
         if not ended.any():
             return [self._no_return] * self.num_seeds, [self._no_length] * self.num_seeds
         stops = np.cumsum(ended.sum(1)).tolist()
         starts = [0, *stops[:-1]]
-        returns, lengths = self.ep_return[ended], self.ep_length[ended]
+        returns, lengths = ep_return[ended], ep_length[ended]
         return ([returns[a:b] for a, b in zip(starts, stops, strict=True)],
                 [lengths[a:b] for a, b in zip(starts, stops, strict=True)])
 

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from acpg_lab import metrics
 from acpg_lab.algorithms import sample_actions, uniforms
-from acpg_lab.config import TrainConfig
-from acpg_lab.envs import SeedEnvs, is_atari, probe_spaces
+from acpg_lab.config import TrainConfig, resolve_network
+from acpg_lab.envs import SeedEnvs, probe_spaces
 from acpg_lab.lock import directory_lock
 from acpg_lab.manifest import declares_manifest, read_manifest, verify, write_manifest
 from acpg_lab.networks import ActorCritic
@@ -49,9 +49,7 @@ def resolve_device(device: str) -> torch.device:
 
 def build_model(cfg: TrainConfig, obs_shape: Sequence[int], num_actions: int, init_offset: int = 0) -> ActorCritic:
     """The seed-batched actor-critic a resolved config describes (``init_offset``: see `ActorCritic`)."""
-    network = cfg.network
-    if network == "auto":
-        network = "nature" if is_atari(cfg.env_id) else "cnn" if len(obs_shape) == 3 else "mlp"
+    network = resolve_network(cfg.network, cfg.env_id, obs_shape)
     return ActorCritic(obs_shape, num_actions, cfg.seeds, network=network, hidden_sizes=cfg.hidden_sizes,
                        activation=cfg.activation, head=cfg.head, head_normalize=cfg.head_normalize,
                        head_scale=cfg.head_scale, head_bias=cfg.head_bias, head_init_gain=cfg.head_init_gain,

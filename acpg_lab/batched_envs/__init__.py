@@ -33,7 +33,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["BatchedEnv", "make_batched_env", "supports"]
+__all__ = ["BatchedEnv", "count_steps", "make_batched_env", "supports"]
+
+
+def count_steps(steps: Any, prev_done: Any, terminated: Any, max_episode_steps: int, *,
+                xp: Any = np) -> tuple[Any, Any, Any, Any, Any]:
+    """gymnasium's ``TimeLimit`` and NEXT_STEP bookkeeping for ``[N]`` environments, in the array namespace ``xp``
+    (``numpy`` for the `BatchedEnv`s, ``torch`` for the device ones, `acpg_lab.batched_envs.device`): the step after
+    an episode end is a reset step (step count back to 0, no flags). Returns (steps, reset mask, terminated,
+    truncated, the next step's reset mask)."""
+    reset = prev_done
+    steps = xp.where(reset, 0, steps + 1)
+    truncated = (steps >= max_episode_steps) & ~reset
+    terminated = terminated & ~reset
+    return steps, reset, terminated, truncated, terminated | truncated
 
 
 class BatchedEnv:
@@ -79,15 +92,10 @@ class BatchedEnv:
         raise NotImplementedError
 
     def _count_steps(self, terminated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The time limit and autoreset bookkeeping shared by the environments here (gymnasium's ``TimeLimit``
-        and NEXT_STEP): reward 0 and no flags on reset steps; returns (reset mask, terminated, truncated)."""
-        reset = self.prev_done
-        self.steps += 1
-        self.steps[reset] = 0
-        truncated = self.steps >= self.max_episode_steps
-        terminated[reset] = False
-        truncated[reset] = False
-        self.prev_done = terminated | truncated
+        """The time limit and autoreset bookkeeping shared by the environments here (`count_steps`): returns
+        (reset mask, terminated, truncated)."""
+        self.steps, reset, terminated, truncated, self.prev_done = count_steps(
+            self.steps, self.prev_done, terminated, self.max_episode_steps)
         return reset, terminated, truncated
 
     def _shape(self, x: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from acpg_lab.batched_envs import BatchedEnv, make_batched_env, minatar, supports
+from acpg_lab.batched_envs import BatchedEnv, count_steps, make_batched_env, minatar, supports
 from acpg_lab.batched_envs.minatar import make_streams
 from acpg_lab.batched_envs.minatar.streams import Streams
 
@@ -93,13 +93,10 @@ class DeviceEnv:
         return obs, self._shape(reward), self._shape(terminated), self._shape(truncated), labels
 
     def _count_steps(self, terminated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """gymnasium's ``TimeLimit`` and NEXT_STEP bookkeeping (`BatchedEnv._count_steps` as tensor ops): returns
-        (reset mask, terminated, truncated), both flags False on reset steps."""
-        reset = self.prev_done
-        self.steps = torch.where(reset, 0, self.steps + 1)
-        truncated = (self.steps >= self.max_episode_steps) & ~reset
-        terminated = terminated & ~reset
-        self.prev_done = terminated | truncated
+        """The time limit and NEXT_STEP bookkeeping (`count_steps`, as tensor ops): returns (reset mask, terminated,
+        truncated), both flags False on reset steps."""
+        self.steps, reset, terminated, truncated, self.prev_done = count_steps(
+            self.steps, self.prev_done, terminated, self.max_episode_steps, xp=torch)
         return reset, terminated, truncated
 
     def _reset(self, mask: torch.Tensor) -> None:
