@@ -372,7 +372,7 @@ class ActorCritic(nn.Module):
         self.network, self.hidden_sizes = network, tuple(hidden_sizes)
         self.use_engine(engine)
 
-    def use_engine(self, engine: str, *, tanh_kernel: str = "tanh") -> ActorCritic:
+    def use_engine(self, engine: str, *, tanh_kernel: str = "tanh", fused_loss: bool = True) -> ActorCritic:
         """Switch how the backbones compute (the parameters stay as they are); returns the model.
 
         Args:
@@ -386,13 +386,17 @@ class ActorCritic(nn.Module):
                 than the sigmoid form on the AVX-512 Intel CPU where it was measured, 3.3x slower on the earlier
                 AMD ones; results differ from the reference by float32 rounding; what ``TrainConfig.engine="fused"``
                 uses) or "sigmoid" (the reference's own arithmetic: bitwise the reference path, fused and joint).
+            fused_loss: on the fused engine, compute the training loss as one hand-differentiated node
+                (`acpg_lab.fused_loss`, where it `supports` the config: equal to the autograd loss to float32
+                rounding, about 12% faster updates at rl-zoo CartPole shapes); False keeps the loss on autograd (with
+                ``tanh_kernel="sigmoid"``: bitwise the reference path).
         """
         check_engine(engine, network=self.network, hidden_sizes=self.hidden_sizes, tanh_kernel=tanh_kernel)
         kernel = tanh_kernel if engine == "fused" else None
         for backbone in (self.actor.backbone, self.critic_backbone):
             if isinstance(backbone, MLP):
                 backbone.fused_kernel = kernel
-        self.engine = engine
+        self.engine, self.fused_loss = engine, bool(fused_loss) and engine == "fused"
         self._joint = kernel is not None and isinstance(self.critic_backbone, MLP)
         self._critic_features: _CriticFeatures | None = None
         return self
@@ -402,13 +406,28 @@ class ActorCritic(nn.Module):
         computed in the same pass and kept for the `value` call that follows with the same ``obs`` and features."""
         if not self._joint:
             return self.actor.policy(obs)
+        h, preacts, h_critic = self.backbone_features(obs)
+        self._critic_features = _CriticFeatures(obs, h, h_critic, torch.is_grad_enabled(), self._versions(obs))
+        return PolicyOutput(self.actor.head(h), h, preacts)
+
+    def fused_backbones(self) -> bool:
+        """Whether the backbones run fused (`use_engine`): one joint pass of actor and critic MLPs, or a fused actor
+        MLP whose features the critic shares."""
+        return self._joint or (self.critic_backbone is None and getattr(self.actor.backbone, "fused_kernel", None)
+                                is not None)
+
+    def backbone_features(self, obs: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        """``(actor features, actor pre-activations, critic features)`` of ``obs`` on the fused path
+        (`fused_backbones`), without the heads: what `acpg_lab.fused_loss` starts from."""
+        if not self._joint:
+            h, preacts = self.actor.backbone(obs)
+            return h, preacts, h
         x = obs.reshape(obs.shape[0], obs.shape[1], -1)
         actor, critic = self.actor.backbone, self.critic_backbone
         (h, preacts), (h_critic, _) = run_nets(x, actor.dense_params() + critic.dense_params(), nets=2,
                                                num_layers=len(actor.layers), activation=actor.activation,
                                                kernel=actor.fused_kernel)
-        self._critic_features = _CriticFeatures(obs, h, h_critic, torch.is_grad_enabled(), self._versions(obs))
-        return PolicyOutput(self.actor.head(h), h, preacts)
+        return h, preacts, h_critic
 
     def value(self, obs: Tensor, actor_features: Tensor | None = None) -> Tensor:
         """State values ``[S, B]``; pass the actor's features of the same ``obs`` (from `policy`): with a shared

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from acpg_lab import fused_loss
 from acpg_lab.algorithms import (
     algo_spec,
     clip_grad_norm_per_seed,
@@ -127,7 +128,12 @@ def loss_fn(model: ActorCritic, mb: Batch, cfg: TrainConfig) -> tuple[Tensor, di
 
         policy loss (`AlgoSpec.policy_loss`: reinforce_loss, ppo_clip_loss) - ent_coef * entropy
         [+ pfo_coef * pfo_loss] [+ vf_coef * value_loss]
+
+    On the fused engine (where `acpg_lab.fused_loss.supports` it) the same loss comes from one hand-differentiated
+    node, `acpg_lab.fused_loss.fused_loss_fn`, equal to this to float32 rounding.
     """
+    if cfg.engine == "fused" and fused_loss.supports(model, cfg):
+        return fused_loss.fused_loss_fn(model, mb, cfg)
     out = model.policy(mb.obs)
     logp_all = out.logits.log_softmax(-1)
     logp = logp_all.gather(-1, mb.actions.unsqueeze(-1)).squeeze(-1)

@@ -164,10 +164,12 @@ def test_fused_training_is_deterministic_and_seed_batch_independent():
 
 
 def _sigmoid_kernel(monkeypatch):
-    """Make every model built for training take the fused path with the reference's tanh arithmetic."""
+    """Make every model built for training take the fused path with the reference's tanh arithmetic and the
+    autograd loss (the fused loss differs from it by float32 rounding: `tests/test_fused_loss.py`)."""
     use_engine = ActorCritic.use_engine
     monkeypatch.setattr(ActorCritic, "use_engine",
-                        lambda self, engine, tanh_kernel="tanh": use_engine(self, engine, tanh_kernel="sigmoid"))
+                        lambda self, engine, tanh_kernel="tanh", fused_loss=True:
+                        use_engine(self, engine, tanh_kernel="sigmoid", fused_loss=False))
 
 
 PFO_DIAGNOSTICS = dict(pfo_coef=1.0, pfo_layers="all", diagnostics_every=1, total_steps=1024)
