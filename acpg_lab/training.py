@@ -46,6 +46,7 @@ from acpg_lab.checkpoint import RunDirectory
 from acpg_lab.config import TrainConfig
 from acpg_lab.diagnostics import pfo_features
 from acpg_lab.envs import SeedEnvs, fast_envs_default
+from acpg_lab.flat_adam import FlatAdam
 from acpg_lab.networks import ActorCritic
 from acpg_lab.nonfinite import NonFiniteError, NonFiniteGuard
 from acpg_lab.recording import History, Instruments, episode_stats
@@ -230,8 +231,10 @@ def _setup(cfg: TrainConfig) -> TrainState:
     model = build_model(cfg, obs_shape, num_actions).to(device)
     params = model.actor_parameters() + (model.critic_parameters() if uses_critic(cfg) else [])
     # not fused=True: 4-9% faster updates, but its vectorised loop rounds an element differently depending on where
-    # it falls in the tensor, so a seed's weights would depend on how many seeds share the batch
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+    # it falls in the tensor, so a seed's weights would depend on how many seeds share the batch. The fused engine's
+    # FlatAdam is torch's arithmetic (bitwise) run once over one buffer instead of once per tensor.
+    adam = FlatAdam if cfg.engine == "fused" else torch.optim.Adam
+    optimizer = adam(params, lr=cfg.lr, eps=1e-5)
     generators = [torch.Generator(device=device).manual_seed(d["act"]) for d in seeds]
     rollout = Rollout.allocate(cfg, obs_shape, num_actions, device, *envs.reset())
     return TrainState(cfg, model, optimizer, generators, envs, rollout, Instruments(cfg, model, expert),

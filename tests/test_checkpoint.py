@@ -103,7 +103,9 @@ def test_reseeded_environments_resume_what_cannot_be_captured(env_id, tmp_path, 
     al.TrainConfig(env_id="Acrobot-v1", algo="reinforce", seeds=(1,), num_envs=4, rollout_steps=256,
                    total_steps=1024 * 3, device="cpu",
                    env_kwargs={"max_episode_steps": 100}, snapshot_every=1, checkpoint_every=1),
-], ids=["a2c-idealgrid-labels", "reinforce-acrobot"])
+    al.TrainConfig(env_id="CartPole-v1", seeds=(3, 4), total_steps=256 * 6, device="cpu", engine="fused",
+                   checkpoint_every=2),
+], ids=["a2c-idealgrid-labels", "reinforce-acrobot", "ppo-fused-engine"])
 def test_resumed_run_equals_uninterrupted(cfg, tmp_path, monkeypatch):
     ref = al.train(_plain(cfg), progress=False)
     _train_until(cfg, tmp_path / "run", stop_after=cfg.checkpoint_every, monkeypatch=monkeypatch)

@@ -16,6 +16,14 @@ CFG = dict(env_id="CartPole-v1", seeds=(0, 1, 2), total_steps=256 * 6, device="c
 BAD_UPDATE, BAD_SEED = 3, 1  # update index (from 0) and position in seeds
 
 
+@pytest.fixture(params=["reference", "fused"])
+def engine(request, monkeypatch):
+    """Both engines: the fused one's optimiser (`acpg_lab.flat_adam.FlatAdam`) keeps Adam's moments as views of
+    one buffer, which the guard's restore must reach."""
+    monkeypatch.setitem(CFG, "engine", request.param)
+    return request.param
+
+
 def _cfg(**kw):
     return al.TrainConfig(**{**CFG, **kw})
 
@@ -59,7 +67,7 @@ def _equal(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_stop_names_seed_update_quantity_and_keeps_the_last_good_state(nan_gradient):
+def test_stop_names_seed_update_quantity_and_keeps_the_last_good_state(engine, nan_gradient):
     with pytest.raises(NonFiniteError, match=rf"seed {CFG['seeds'][BAD_SEED]}: non-finite gradient in update "
                                              rf"{BAD_UPDATE}") as err:
         al.train(_cfg(), progress=False)
@@ -73,7 +81,7 @@ def test_stop_names_seed_update_quantity_and_keeps_the_last_good_state(nan_gradi
     assert all(torch.isfinite(v).all() for v in run.model.state_dict().values())
 
 
-def test_freeze_seed_keeps_it_fixed_and_the_others_finish_unchanged(nan_loss):
+def test_freeze_seed_keeps_it_fixed_and_the_others_finish_unchanged(engine, nan_loss):
     run = al.train(_cfg(on_nonfinite="freeze_seed"), progress=False)
     assert run.nonfinite == [dict(seed=CFG["seeds"][BAD_SEED], update=BAD_UPDATE, quantity="loss")]
     frozen = run.history.pivot(index="update", columns="seed", values="frozen")
