@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from acpg_lab import metrics
 from acpg_lab.config import TrainConfig
-from acpg_lab.networks import ActorCritic
+from acpg_lab.networks import ActorCritic, PolicyOutput
 
 __all__ = ["diagnose", "pfo_features"]
 
@@ -53,14 +53,18 @@ def diagnose(model: ActorCritic, *, cfg: TrainConfig, obs: Tensor, actions: Tens
     policy), except in action collapse, where states the agent never acted in (``valid`` = 0) and states
     without an optimal action (label -1) are left out.
     """
-    out = model.actor.policy(obs)
+    if model.fused_backbones() and model.critic_backbone is not None:  # both backbones in one fused pass
+        features, preacts, h, pre = model.backbone_features(obs)
+        out = PolicyOutput(model.actor.head(features), features, preacts)
+    else:
+        out = model.actor.policy(obs)
+        h, pre = model.critic_backbone(obs) if model.critic_backbone is not None else (None, None)
     logp_all = out.logits.log_softmax(-1)
     new_logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     row: dict[str, Tensor] = {}
     for key, value in metrics.representation(out.features, out.preacts[-1], cfg.activation).items():
         row[f"actor_{key}"] = value
-    if model.critic_backbone is not None:
-        h, pre = model.critic_backbone(obs)
+    if h is not None:
         for key, value in metrics.representation(h, pre[-1], cfg.activation).items():
             row[f"critic_{key}"] = value
     signed = None

@@ -150,7 +150,7 @@ def fused_loss_fn(model, mb, cfg) -> tuple[Tensor, dict[str, Tensor]]:
     to float32 rounding."""
     from acpg_lab.diagnostics import pfo_features
 
-    h, preacts, h_critic = model.backbone_features(mb.obs)
+    h, preacts, h_critic, _ = model.backbone_features(mb.obs)
     critic = algorithms.algo_spec(cfg.algo).uses_critic(reinforce_baseline=cfg.reinforce_baseline)
     head, value_head = model.actor.head, model.critic_head
     adv = normalize_per_seed(mb.advantages, mb.mask) if cfg.norm_adv else mb.advantages

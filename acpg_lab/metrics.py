@@ -365,7 +365,8 @@ def representation(
     if activation == "relu":
         dead = (h <= 0).all(dim=1)
     else:
-        dead = h.std(dim=1, correction=0) < _DEAD_TANH_STD
+        # the population standard deviation over the batch, two-pass (torch's Welford `std` is ~3x slower here)
+        dead = (h - h.mean(1, keepdim=True)).pow(2).mean(1).sqrt() < _DEAD_TANH_STD
     dead_neurons = dead.sum(-1).to(torch.float64)
 
     if preactivations is None:

@@ -406,7 +406,7 @@ class ActorCritic(nn.Module):
         computed in the same pass and kept for the `value` call that follows with the same ``obs`` and features."""
         if not self._joint:
             return self.actor.policy(obs)
-        h, preacts, h_critic = self.backbone_features(obs)
+        h, preacts, h_critic, _ = self.backbone_features(obs)
         self._critic_features = _CriticFeatures(obs, h, h_critic, torch.is_grad_enabled(), self._versions(obs))
         return PolicyOutput(self.actor.head(h), h, preacts)
 
@@ -416,18 +416,19 @@ class ActorCritic(nn.Module):
         return self._joint or (self.critic_backbone is None and getattr(self.actor.backbone, "fused_kernel", None)
                                 is not None)
 
-    def backbone_features(self, obs: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
-        """``(actor features, actor pre-activations, critic features)`` of ``obs`` on the fused path
-        (`fused_backbones`), without the heads: what `acpg_lab.fused_loss` starts from."""
+    def backbone_features(self, obs: Tensor) -> tuple[Tensor, list[Tensor], Tensor, list[Tensor]]:
+        """``(actor features, actor pre-activations, critic features, critic pre-activations)`` of ``obs`` on the
+        fused path (`fused_backbones`), in one pass and without the heads: what `acpg_lab.fused_loss` and the
+        diagnostics start from (a shared trunk: the critic's are the actor's)."""
         if not self._joint:
             h, preacts = self.actor.backbone(obs)
-            return h, preacts, h
+            return h, preacts, h, preacts
         x = obs.reshape(obs.shape[0], obs.shape[1], -1)
         actor, critic = self.actor.backbone, self.critic_backbone
-        (h, preacts), (h_critic, _) = run_nets(x, actor.dense_params() + critic.dense_params(), nets=2,
-                                               num_layers=len(actor.layers), activation=actor.activation,
-                                               kernel=actor.fused_kernel)
-        return h, preacts, h_critic
+        (h, preacts), (h_critic, critic_preacts) = run_nets(
+            x, actor.dense_params() + critic.dense_params(), nets=2, num_layers=len(actor.layers),
+            activation=actor.activation, kernel=actor.fused_kernel)
+        return h, preacts, h_critic, critic_preacts
 
     def value(self, obs: Tensor, actor_features: Tensor | None = None) -> Tensor:
         """State values ``[S, B]``; pass the actor's features of the same ``obs`` (from `policy`): with a shared
