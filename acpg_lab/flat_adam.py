@@ -6,7 +6,8 @@ CartPole shapes, 16 seeds, one thread). Adam is element-wise, so it does not car
 `FlatAdam` moves every parameter (``p.data``) and its gradient (``p.grad``) into views of one contiguous buffer
 each, and runs each of Adam's operations once over the whole buffer. The arithmetic is torch's (the same
 operations, in the same order, with the same scalars), so the result equals `torch.optim.Adam` with
-``foreach=False`` to the bit (`tests/test_flat_adam.py`).
+``foreach=False`` to the bit (`tests/test_flat_adam.py`). A step bumps every parameter's version counter, as an
+in-place write to it would, so autograd's checks and the caches keyed on ``_version`` see the change.
 
 What the rest of the package sees is unchanged: the parameters are the same `nn.Parameter` objects; the state is
 torch's (``state[p]`` holds ``step``, ``exp_avg`` and ``exp_avg_sq``, the last two views of the flat moments, so
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 
 __all__ = ["FlatAdam"]
 
@@ -82,6 +84,9 @@ class FlatAdam(torch.optim.Optimizer):
         bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
         denom = (self._v.sqrt() / bias_correction2_sqrt).add_(group["eps"])
         self._flat.addcdiv_(self._m, denom, value=-step_size)
+        # a Parameter whose data was set to a view keeps its own version counter: tell autograd (and the joint
+        # critic-feature cache of `acpg_lab.networks.ActorCritic`) that every parameter changed in place
+        increment_version(self.param_groups[0]["params"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's loading, then the loaded moments and step copied into the flat buffers (so that the views stay

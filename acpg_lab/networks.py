@@ -444,7 +444,7 @@ class ActorCritic(nn.Module):
 
     def _versions(self, obs: Tensor) -> int:
         """Changes so far to ``obs`` and to the critic backbone's parameters (in-place writes bump ``_version``)."""
-        return obs._version + sum(p._version for p in self.critic_backbone.parameters())
+        return obs._version + sum(p._version for p in self.critic_backbone.dense_params())  # its parameters
 
     def _joint_critic_features(self, obs: Tensor, actor_features: Tensor | None) -> Tensor | None:
         """The critic's features from the last joint `policy` pass if that pass saw this very ``obs`` (same

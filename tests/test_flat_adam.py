@@ -87,3 +87,16 @@ def test_bad_input_refused():
         FlatAdam([{"params": _params()[:2]}, {"params": _params()[2:]}], lr=1e-3)
     with pytest.raises(ValueError, match="no closure"):
         FlatAdam(_params(), lr=1e-3).step(lambda: 0.0)
+
+
+def test_step_bumps_every_parameter_version():
+    """Autograd refuses a backward through parameters changed since the forward, as with torch's Adam."""
+    params = _params()
+    flat = FlatAdam(params, lr=1e-3)
+    before = [p._version for p in params]
+    _step(flat, params, _grads(1)[0], 1e-3)
+    assert all(p._version > v for p, v in zip(params, before, strict=True))
+    loss = (params[0] ** 2).sum()  # saves the parameter for its backward
+    _step(flat, params, _grads(1)[0], 1e-3)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
