@@ -23,6 +23,7 @@ import torch
 
 import acpg_lab as al
 from acpg_lab import networks
+from acpg_lab.flat_adam import FlatAdam
 from acpg_lab.fused import seed_mlp, stacked_seed_mlp
 from acpg_lab.networks import ActorCritic
 
@@ -146,6 +147,14 @@ def test_joint_critic_features_are_never_stale():
     out = model.policy(obs)
     other = torch.randn(3, 10, 4)
     assert torch.equal(model.value(other, out.features), fresh.value(other))
+    # the fused engine's optimiser writes the parameters through one flat buffer: still seen
+    optimizer = FlatAdam(model.parameters(), lr=0.1)
+    out = model.policy(obs)
+    for p in model.parameters():
+        p.grad.fill_(1.0)
+    optimizer.step()
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(model.value(obs, out.features), fresh.value(obs))
 
 
 def _history(seeds, engine="fused", total_steps=2048, **kw):
