@@ -41,7 +41,8 @@ POLICY_TERMS = {algorithms.ALGORITHMS["ppo"].policy_loss: "clip", algorithms.ALG
 
 def supports(model, cfg) -> bool:
     """Whether `fused_loss_fn` computes ``cfg``'s loss on ``model``: the fused engine with its fused loss on
-    (`acpg_lab.networks.ActorCritic.use_engine`) on MLP backbones (one joint pass or a shared trunk), a seed-batched head without feature normalisation, a policy loss of `POLICY_TERMS`."""
+    (`acpg_lab.networks.ActorCritic.use_engine`) on MLP backbones (one joint pass or a shared trunk), a
+    seed-batched head without feature normalisation, a policy loss of `POLICY_TERMS`."""
     head = model.actor.head
     spec = algorithms.algo_spec(cfg.algo)
     return (getattr(model, "fused_loss", False) and model.fused_backbones() and getattr(head, "batched", False)
