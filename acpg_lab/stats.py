@@ -155,7 +155,8 @@ VERDICT_RULE = (
     "inconclusive (budget): an arm had not been shown to converge at the budget (its late-training rise not "
     "excluded), or one learned less than a tenth of the way from a random policy to the task's reference target, "
     "or (comparisons of heads) the learnable-head baseline was not shown able to reach its task's published "
-    "reference (decided before the statistics, from the learning curves and the baseline's own returns). Where the smallest effect is material (lead-lag "
+    "reference (decided before the statistics, from the learning curves and the baseline's own returns). "
+    "Where the smallest effect is material (lead-lag "
     "correlations), a significant estimate smaller than it is neither reproduced nor contradicted: the interval "
     "test decides"
 )

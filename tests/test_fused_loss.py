@@ -93,7 +93,8 @@ def _random_inputs(seeds=3, samples=40, features=5, actions=3, dtype=torch.float
         return torch.randn(*shape, generator=gen, dtype=dtype).requires_grad_(grad)
 
     h, weight, bias = rand(seeds, samples, features), rand(seeds, actions, features), rand(seeds, actions)
-    hc, cw, cb = (rand(seeds, samples, features), rand(seeds, features, 1), rand(seeds, 1, 1)) if critic else (None,) * 3
+    critic_inputs = (rand(seeds, samples, features), rand(seeds, features, 1), rand(seeds, 1, 1))
+    hc, cw, cb = critic_inputs if critic else (None,) * 3
     data = dict(actions=torch.randint(actions, (seeds, samples), generator=gen),
                 old_logp=-1.1 + 0.3 * rand(seeds, samples, grad=False), advantages=rand(seeds, samples, grad=False),
                 returns=rand(seeds, samples, grad=False),
