@@ -158,11 +158,25 @@ class MLP(nn.Module):
         return dense_forward(self.layers, self.act, x, [])
 
 
+def conv_patches(obs: Tensor) -> Tensor:
+    """The 3x3 patches (stride 1, no padding) of channels-last images ``[S, B, H, W, C]`` as ``[S, B*P, C*9]``,
+    P = (H-2)(W-2) positions in row-major order and each patch's entries channel-major (``c*9 + 3 ki + kj``):
+    ``F.unfold``'s layout, value for value, built by nine slice copies (one per kernel offset) into the patch
+    array instead of ``F.unfold`` and a transposing copy (2-3x faster on the CPU at MinAtar's shapes)."""
+    s, b, height, width, channels = obs.shape
+    x = obs.reshape(s * b, height, width, channels)
+    out = x.new_empty(s * b, height - 2, width - 2, channels, 3, 3)
+    for ki in range(3):
+        for kj in range(3):
+            out[..., ki, kj] = x[:, ki:ki + height - 2, kj:kj + width - 2, :]
+    return out.view(s, b * (height - 2) * (width - 2), channels * 9)
+
+
 class MinAtarCNN(nn.Module):
     """The MinAtar baseline network, seed-batched: 3x3 conv (16 channels, no padding) then a dense layer.
 
-    Observations are ``[S, B, 10, 10, C]`` (MinAtar's layout). The convolution is an unfold followed by a batched
-    matmul, so each seed's filters only ever see that seed's inputs.
+    Observations are ``[S, B, 10, 10, C]`` (MinAtar's layout). The convolution is the patch array
+    (`conv_patches`) followed by a batched matmul, so each seed's filters only ever see that seed's inputs.
     """
 
     def __init__(self, obs_shape: Sequence[int], hidden_sizes: Sequence[int], activation: str,
@@ -177,10 +191,7 @@ class MinAtarCNN(nn.Module):
 
     def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
         s, b = obs.shape[:2]
-        x = obs.reshape(s * b, *obs.shape[2:]).permute(0, 3, 1, 2)  # [S*B, C, H, W]
-        patches = F.unfold(x, kernel_size=3)  # [S*B, C*9, P]
-        patches = patches.transpose(1, 2).reshape(s, b * self.out_hw, -1)  # [S, B*P, C*9]
-        z = self.conv(patches)  # [S, B*P, channels]
+        z = self.conv(conv_patches(obs))  # [S, B*P, channels]
         return dense_forward(self.dense, self.act, self.act(z).reshape(s, b, -1), [z.reshape(s, b, -1)])
 
 

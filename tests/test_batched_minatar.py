@@ -430,3 +430,17 @@ def test_training_with_batched_minatar_is_bitwise_the_same(env_id, monkeypatch):
     slow_eval = slow.evaluate(episodes=3)
     monkeypatch.setenv("ACPG_LAB_FAST_ENVS", "1")
     pd.testing.assert_frame_equal(slow_eval, fast.evaluate(episodes=3), check_exact=True)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 10, 10, 4), (2, 7, 10, 10, 6), (1, 1, 10, 10, 10), (2, 3, 6, 9, 2)])
+def test_conv_patches_are_unfold_value_for_value(shape):
+    """`acpg_lab.networks.conv_patches` (the MinAtar CNN's patch array, nine slice copies) is ``F.unfold``'s
+    layout bit for bit, so the CNN computes what it computed with ``F.unfold`` (stored MinAtar runs stay valid)."""
+    from torch.nn import functional as F  # noqa: N812
+
+    from acpg_lab.networks import conv_patches
+
+    obs = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    s, b, h, w, _ = shape
+    unfolded = F.unfold(obs.reshape(s * b, h, w, -1).permute(0, 3, 1, 2), kernel_size=3)
+    assert torch.equal(conv_patches(obs), unfolded.transpose(1, 2).reshape(s, b * (h - 2) * (w - 2), -1))
