@@ -158,11 +158,31 @@ class MLP(nn.Module):
         return dense_forward(self.layers, self.act, x, [])
 
 
+#: The last `conv_patches` call: (its input, the input's version counter, the patches). The actor's and the
+#: critic's CNNs read the same observations, so the second call of a pass reuses the first's patches.
+_LAST_PATCHES: list[tuple[Tensor, int, Tensor]] = []
+
+
 def conv_patches(obs: Tensor) -> Tensor:
     """The 3x3 patches (stride 1, no padding) of channels-last images ``[S, B, H, W, C]`` as ``[S, B*P, C*9]``,
     P = (H-2)(W-2) positions in row-major order and each patch's entries channel-major (``c*9 + 3 ki + kj``):
     ``F.unfold``'s layout, value for value, built by nine slice copies (one per kernel offset) into the patch
-    array instead of ``F.unfold`` and a transposing copy (2-3x faster on the CPU at MinAtar's shapes)."""
+    array instead of ``F.unfold`` and a transposing copy (2-3x faster on the CPU at MinAtar's shapes).
+
+    The patch array is ~9x the images' size and the biggest cost of the MinAtar CNN's forward, so the last one is
+    kept: a call with the very same tensor, unchanged since (same ``_version``), gets it back. Inputs that need a
+    gradient are never kept. (A write that bypasses torch's version counter, through a numpy array sharing the
+    tensor's memory or through ``.data``, is not seen: pass a new tensor after such a write.)"""
+    if _LAST_PATCHES and not obs.requires_grad:
+        kept, version, patches = _LAST_PATCHES[0]
+        if kept is obs and version == obs._version:
+            return patches
+    patches = _patches(obs)
+    _LAST_PATCHES[:] = [] if obs.requires_grad else [(obs, obs._version, patches)]
+    return patches
+
+
+def _patches(obs: Tensor) -> Tensor:
     s, b, height, width, channels = obs.shape
     x = obs.reshape(s * b, height, width, channels)
     out = x.new_empty(s * b, height - 2, width - 2, channels, 3, 3)

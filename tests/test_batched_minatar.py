@@ -444,3 +444,16 @@ def test_conv_patches_are_unfold_value_for_value(shape):
     s, b, h, w, _ = shape
     unfolded = F.unfold(obs.reshape(s * b, h, w, -1).permute(0, 3, 1, 2), kernel_size=3)
     assert torch.equal(conv_patches(obs), unfolded.transpose(1, 2).reshape(s, b * (h - 2) * (w - 2), -1))
+
+
+def test_conv_patches_reused_only_for_the_same_unchanged_tensor():
+    from acpg_lab.networks import conv_patches
+
+    obs = torch.rand(2, 3, 10, 10, 4)
+    first = conv_patches(obs)
+    assert conv_patches(obs) is first  # the critic's CNN reads the actor's observations: computed once
+    obs[0, 0, 0, 0, 0] = 5.0  # an in-place write: recomputed
+    changed = conv_patches(obs)
+    assert changed is not first and changed[0, 0, 0] == 5.0
+    copy = obs.clone()
+    assert conv_patches(copy) is not changed and torch.equal(conv_patches(copy), changed)
