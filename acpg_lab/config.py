@@ -93,8 +93,7 @@ class TrainConfig:
     """How the MLP backbones compute (`acpg_lab.networks.ActorCritic.use_engine`). "reference": every layer through
     autograd, bitwise the path every stored result was made with. "fused": actor and critic backbones as one
     hand-written autograd node (`acpg_lab.fused`), a block of seeds at a time, with torch's own tanh kernel, the
-    loss as one hand-differentiated node where it applies (`acpg_lab.fused_loss`) and Adam over one flat buffer
-    (`acpg_lab.flat_adam`): a faster update at small widths, the same function to float32 rounding, so runs of the
+    loss as one hand-differentiated node where it applies (`acpg_lab.fused_loss`): a faster update at small widths, the same function to float32 rounding, so runs of the
     two engines agree only to rounding (each is deterministic, and a seed's run does not depend on the other
     seeds). MLP networks only; a stored config without this field ran "reference". Fused runs made before
     2026-12-04 (commit 35ee035) computed the loss through autograd: they differ from today's by rounding."""

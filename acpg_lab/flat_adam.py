@@ -1,4 +1,4 @@
-"""Adam over one flat buffer: the fused engine's optimiser, a handful of tensor operations per step.
+"""Adam over one flat buffer: the training loop's optimiser, a handful of tensor operations per step.
 
 torch's Adam on the CPU runs its single-tensor loop: about eight small operations per parameter tensor and step,
 so a seed-batched actor-critic of twelve tensors costs ~100 operations (0.45 ms of a 4.4 ms minibatch step at rl-zoo
@@ -13,7 +13,10 @@ What the rest of the package sees is unchanged: the parameters are the same `nn.
 torch's (``state[p]`` holds ``step``, ``exp_avg`` and ``exp_avg_sq``, the last two views of the flat moments, so
 in-place edits such as `acpg_lab.nonfinite.NonFiniteGuard`'s restore reach them); ``state_dict`` is torch Adam's
 format, and ``load_state_dict`` copies a loaded state into the flat buffers. Gradients stay allocated: ``zero_grad``
-zeroes the flat gradient in one call, and autograd adds into the views.
+zeroes the flat gradient in one call, and autograd adds into the views. One difference: torch's Adam skips a
+parameter whose gradient is None, while here a parameter that got no gradient in a step steps with a zero one (its
+moments decay). In training every optimised parameter gets a gradient at every step, and runs of every algorithm
+are bitwise those of torch's Adam (checked on PPO, A2C, REINFORCE and GRPO runs, with PFO and diagnostics).
 """
 
 from __future__ import annotations

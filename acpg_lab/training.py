@@ -231,10 +231,9 @@ def _setup(cfg: TrainConfig) -> TrainState:
     model = build_model(cfg, obs_shape, num_actions).to(device)
     params = model.actor_parameters() + (model.critic_parameters() if uses_critic(cfg) else [])
     # not fused=True: 4-9% faster updates, but its vectorised loop rounds an element differently depending on where
-    # it falls in the tensor, so a seed's weights would depend on how many seeds share the batch. The fused engine's
-    # FlatAdam is torch's arithmetic (bitwise) run once over one buffer instead of once per tensor.
-    adam = FlatAdam if cfg.engine == "fused" else torch.optim.Adam
-    optimizer = adam(params, lr=cfg.lr, eps=1e-5)
+    # it falls in the tensor, so a seed's weights would depend on how many seeds share the batch. FlatAdam is torch's
+    # (single-tensor) arithmetic, bitwise, run once over one buffer instead of once per tensor.
+    optimizer = FlatAdam(params, lr=cfg.lr, eps=1e-5)
     generators = [torch.Generator(device=device).manual_seed(d["act"]) for d in seeds]
     rollout = Rollout.allocate(cfg, obs_shape, num_actions, device, *envs.reset())
     return TrainState(cfg, model, optimizer, generators, envs, rollout, Instruments(cfg, model, expert),
