@@ -90,13 +90,15 @@ class TrainConfig:
     """torch CPU threads while training (restored after). Small networks are fastest on one, and on a busy machine
     several threads can be many times slower; None keeps torch's own setting."""
     engine: str = "reference"
-    """How the MLP backbones compute (`acpg_lab.networks.ActorCritic.use_engine`). "reference": every layer through
-    autograd, bitwise the path every stored result was made with. "fused": actor and critic backbones as one
-    hand-written autograd node (`acpg_lab.fused`), a block of seeds at a time, with torch's own tanh kernel, the
-    loss as one hand-differentiated node where it applies (`acpg_lab.fused_loss`): a faster update at small widths, the same function to float32 rounding, so runs of the
-    two engines agree only to rounding (each is deterministic, and a seed's run does not depend on the other
-    seeds). MLP networks only; a stored config without this field ran "reference". Fused runs made before
-    2026-12-04 (commit 35ee035) computed the loss through autograd: they differ from today's by rounding."""
+    """How the backbones and the loss compute (`acpg_lab.networks.ActorCritic.use_engine`). "reference": every
+    layer through autograd, bitwise the path every stored result was made with. "fused": MLP actor and critic
+    backbones as one hand-written autograd node (`acpg_lab.fused`), a block of seeds at a time, and MinAtar CNNs as
+    the reference's layers; both with torch's own tanh kernel and the loss as one hand-differentiated node where it
+    applies (`acpg_lab.fused_loss`): a faster update at small widths, the same function to float32 rounding, so runs
+    of the two engines agree only to rounding (each is deterministic, and a seed's run does not depend on the other
+    seeds). MLP and MinAtar CNN networks (not the Atari "nature" CNN); a stored config without this field ran
+    "reference". Fused runs made before 2026-12-04 (commit 35ee035) computed the loss through autograd: they differ
+    from today's by rounding."""
 
     # ---------------------------------------------------------------- collecting experience
     num_envs: int | None = None

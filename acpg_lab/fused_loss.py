@@ -41,7 +41,7 @@ POLICY_TERMS = {algorithms.ALGORITHMS["ppo"].policy_loss: "clip", algorithms.ALG
 
 def supports(model, cfg) -> bool:
     """Whether `fused_loss_fn` computes ``cfg``'s loss on ``model``: the fused engine with its fused loss on
-    (`acpg_lab.networks.ActorCritic.use_engine`) on MLP backbones (one joint pass or a shared trunk), a
+    (`acpg_lab.networks.ActorCritic.use_engine`) on fused backbones (`ActorCritic.fused_backbones`), a
     seed-batched head without feature normalisation, a policy loss of `POLICY_TERMS`."""
     head = model.actor.head
     spec = algorithms.algo_spec(cfg.algo)

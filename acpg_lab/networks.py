@@ -49,10 +49,11 @@ def check_seeds(name: str, seeds: object, scheme: str = "derived") -> tuple[int,
 __all__ = ["tanh", "SeedLinear", "dense_layers", "dense_forward", "MLP", "MinAtarCNN", "NatureCNN", "Actor",
            "ActorCritic", "PolicyOutput", "ENGINES"]
 
-#: How the MLP backbones compute (`ActorCritic.use_engine`, `acpg_lab.config.TrainConfig.engine`):
-#: "reference" runs every layer through autograd (a baddbmm node and a tanh node per layer, tanh as
-#: ``2 sigmoid(2x) - 1``); "fused" runs each backbone as one hand-written autograd node (`acpg_lab.fused`), actor
-#: and critic together in one node when the trunk is not shared.
+#: How the backbones compute (`ActorCritic.use_engine`, `acpg_lab.config.TrainConfig.engine`): "reference" runs
+#: every layer through autograd (a baddbmm node and a tanh node per layer, tanh as ``2 sigmoid(2x) - 1``); "fused"
+#: runs each MLP backbone as one hand-written autograd node (`acpg_lab.fused`), actor and critic together in one node
+#: when the trunk is not shared, MinAtar CNNs with torch's tanh kernel, and the loss as one node
+#: (`acpg_lab.fused_loss`).
 ENGINES = ("reference", "fused")
 
 
@@ -211,13 +212,17 @@ class MinAtarCNN(nn.Module):
         self.out_hw = (height - 2) * (width - 2)
         self.conv = SeedLinear(in_ch * 9, channels, generators)
         self.dense = dense_layers([channels * self.out_hw, *hidden_sizes], generators)
-        self.act = ACTIVATIONS[activation]
+        self.act, self.activation = ACTIVATIONS[activation], activation
         self.feature_dim = hidden_sizes[-1]
+        #: None: the reference path; a kernel of `acpg_lab.fused.KERNELS` (set by `ActorCritic.use_engine` on the
+        #: fused engine): "tanh" computes tanh with torch's own kernel, "sigmoid" as the reference does
+        self.fused_kernel: str | None = None
 
     def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
         s, b = obs.shape[:2]
+        act = torch.tanh if self.fused_kernel == "tanh" and self.activation == "tanh" else self.act
         z = self.conv(conv_patches(obs))  # [S, B*P, channels]
-        return dense_forward(self.dense, self.act, self.act(z).reshape(s, b, -1), [z.reshape(s, b, -1)])
+        return dense_forward(self.dense, act, act(z).reshape(s, b, -1), [z.reshape(s, b, -1)])
 
 
 class NatureCNN(nn.Module):
@@ -290,12 +295,13 @@ class Actor(nn.Module):
 
 def check_engine(engine: object, *, network: str, hidden_sizes: Sequence[int], tanh_kernel: object = "tanh") -> str:
     """``engine`` if it is one of `ENGINES` and can run ``network`` with ``hidden_sizes``, else ValueError naming
-    it: the fused engine fuses MLP backbones, and refuses hidden layers of width 1 (a batched matmul with one
-    output column takes a gemv path whose rounding depends on the batch, so seeds would stop being independent)."""
+    it: the fused engine runs MLP and MinAtar CNN backbones, and refuses hidden layers of width 1 (a batched matmul
+    with one output column takes a gemv path whose rounding depends on the batch, so seeds would stop being
+    independent)."""
     check_choice("engine", engine, ENGINES)
     check_choice("tanh_kernel", tanh_kernel, KERNELS)
-    if engine == "fused" and network != "mlp":
-        raise ValueError(f"engine='fused' fuses MLP backbones only, got network={network!r}; use "
+    if engine == "fused" and network not in ("mlp", "cnn"):
+        raise ValueError(f"engine='fused' runs MLP and MinAtar CNN backbones only, got network={network!r}; use "
                          "engine='reference'")
     if engine == "fused" and 1 in tuple(hidden_sizes):
         raise ValueError(f"engine='fused' does not take hidden layers of width 1, got hidden_sizes="
@@ -430,7 +436,7 @@ class ActorCritic(nn.Module):
         check_engine(engine, network=self.network, hidden_sizes=self.hidden_sizes, tanh_kernel=tanh_kernel)
         kernel = tanh_kernel if engine == "fused" else None
         for backbone in (self.actor.backbone, self.critic_backbone):
-            if isinstance(backbone, MLP):
+            if isinstance(backbone, MLP | MinAtarCNN):
                 backbone.fused_kernel = kernel
         self.engine, self.fused_loss = engine, bool(fused_loss) and engine == "fused"
         self._joint = kernel is not None and isinstance(self.critic_backbone, MLP)
@@ -447,10 +453,10 @@ class ActorCritic(nn.Module):
         return PolicyOutput(self.actor.head(h), h, preacts)
 
     def fused_backbones(self) -> bool:
-        """Whether the backbones run fused (`use_engine`): one joint pass of actor and critic MLPs, or a fused actor
-        MLP whose features the critic shares."""
-        return self._joint or (self.critic_backbone is None and getattr(self.actor.backbone, "fused_kernel", None)
-                                is not None)
+        """Whether the backbones run on the fused engine (`use_engine`): one joint pass of actor and critic MLPs, or
+        every backbone (MLP or MinAtar CNN, the critic's own or the shared trunk) with a fused kernel."""
+        backbones = [b for b in (self.actor.backbone, self.critic_backbone) if b is not None]
+        return self._joint or all(getattr(b, "fused_kernel", None) is not None for b in backbones)
 
     def backbone_features(self, obs: Tensor) -> tuple[Tensor, list[Tensor], Tensor, list[Tensor]]:
         """``(actor features, actor pre-activations, critic features, critic pre-activations)`` of ``obs`` on the
@@ -458,7 +464,9 @@ class ActorCritic(nn.Module):
         diagnostics start from (a shared trunk: the critic's are the actor's)."""
         if not self._joint:
             h, preacts = self.actor.backbone(obs)
-            return h, preacts, h, preacts
+            if self.critic_backbone is None:
+                return h, preacts, h, preacts
+            return h, preacts, *self.critic_backbone(obs)
         x = obs.reshape(obs.shape[0], obs.shape[1], -1)
         actor, critic = self.actor.backbone, self.critic_backbone
         (h, preacts), (h_critic, critic_preacts) = run_nets(

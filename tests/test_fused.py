@@ -215,7 +215,8 @@ def test_engine_recorded_in_config_json_and_absent_reads_reference(tmp_path):
 @pytest.mark.parametrize(("kwargs", "message"), [
     (dict(engine="fast"), "engine must be one of ('reference', 'fused'), got 'fast'"),
     (dict(engine="fused", hidden_sizes=(64, 1)), "engine='fused' does not take hidden layers of width 1"),
-    (dict(engine="fused", env_id="MinAtar/Breakout-v1"), "engine='fused' fuses MLP backbones only, got network='cnn'"),
+    (dict(engine="fused", env_id="ALE/Phoenix-v5"),
+     "engine='fused' runs MLP and MinAtar CNN backbones only, got network='nature'"),
 ])
 def test_bad_engine_refused(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -227,8 +228,8 @@ def test_actor_critic_refuses_bad_engine():
         ActorCritic(OBS, 2, (0,), engine="turbo")
     with pytest.raises(ValueError, match="tanh_kernel must be one of"):
         _model().use_engine("fused", tanh_kernel="fast")
-    with pytest.raises(ValueError, match="network='cnn'"):
-        ActorCritic((10, 10, 4), 3, (0,), network="cnn", engine="fused")
+    with pytest.raises(ValueError, match="network='nature'"):
+        ActorCritic((4, 84, 84), 3, (0,), network="nature", engine="fused")
     assert networks.ENGINES == ("reference", "fused")
 
 
@@ -241,3 +242,22 @@ def test_fused_ppo_learns_cartpole():
         first, last = rows.episode_return.head(5).mean(), rows.episode_return.tail(5).mean()
         print(f"seed {seed}: training return {first:.0f} -> {last:.0f}")
         assert last >= 200 and last >= 5 * first, (seed, first, last)
+
+
+def test_minatar_cnn_on_the_fused_engine():
+    """MinAtar's CNN on the fused engine: torch's tanh kernel (float32 rounding from the reference), the fused
+    loss; with the reference's kernel ("sigmoid") and the autograd loss it is bitwise the reference engine; a seed
+    alone trains bitwise as inside a batch."""
+    kw = dict(env_id="MinAtar/Breakout-v1", total_steps=2048, device="cpu")
+    reference = al.train(al.TrainConfig(seeds=(3, 4), **kw), progress=False).history.drop(columns="time")
+    fused = al.train(al.TrainConfig(seeds=(3, 4), engine="fused", **kw), progress=False)
+    assert fused.model.fused_backbones() and fused.model.actor.backbone.fused_kernel == "tanh"
+    history = fused.history.drop(columns="time")
+    pd.testing.assert_frame_equal(history, reference, check_exact=False, rtol=1e-3, atol=1e-4)
+    alone = al.train(al.TrainConfig(seeds=(4,), engine="fused", **kw), progress=False).history.drop(columns="time")
+    pd.testing.assert_frame_equal(alone, history[history.seed == 4].reset_index(drop=True), check_exact=True)
+    model = ActorCritic((10, 10, 4), 3, (3, 4), network="cnn").use_engine("fused", tanh_kernel="sigmoid")
+    obs = (torch.rand(2, 16, 10, 10, 4, generator=torch.Generator().manual_seed(0)) > 0.7).float()
+    twin = ActorCritic((10, 10, 4), 3, (3, 4), network="cnn")
+    assert torch.equal(model.backbone_features(obs)[2], twin.critic_backbone(obs)[0])
+    assert torch.equal(model.policy(obs).logits, twin.policy(obs).logits)

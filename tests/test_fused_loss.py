@@ -60,6 +60,7 @@ CONFIGS = {
     "shared trunk": dict(shared_trunk=True, ent_coef=0.01),
     "pfo": dict(pfo_coef=1.0, pfo_layers="all"),
     "relu": dict(activation="relu"),
+    "minatar cnn": dict(env_id="MinAtar/Breakout-v1", num_envs=4, rollout_steps=64, epochs=4, ent_coef=0.01),
 }
 
 
