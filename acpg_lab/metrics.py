@@ -253,10 +253,11 @@ def _nearest_class_mean_mismatch(z: Tensor, policy_logits: Tensor, labelled: Ten
 def _label_alignment(h: Tensor, y: Tensor, w: Tensor, labelled: Tensor, mu_g: Tensor) -> Tensor:
     """Theorem 1 of ACPG: the mean cosine between each labelled feature (centred on the class-balanced global
     mean, as every statistic here) and the head row of its label."""
-    d = h.shape[-1]
-    rows = torch.gather(w, 1, y[..., None].expand(-1, -1, d))  # [S, N, d]
     centred = h - mu_g[:, None]
-    cos = (centred * rows).sum(-1) / (centred.norm(dim=-1) * rows.norm(dim=-1)).clamp_min(1e-12)
+    # the label's head row w_y against each feature: one [S, N, K] product and gathers, not a [S, N, d] gather
+    dots = torch.gather(centred @ w.transpose(1, 2), 2, y[..., None]).squeeze(-1)  # centred_i . w_{y_i}
+    row_norms = torch.gather(w.norm(dim=-1), 1, y)  # |w_{y_i}|
+    cos = dots / (centred.norm(dim=-1) * row_norms).clamp_min(1e-12)
     num_labelled = labelled.sum(-1).clamp_min(1.0)
     return (cos * labelled).sum(-1) / num_labelled
 
