@@ -282,6 +282,12 @@ def test_dead_units_relu_and_tanh():
     t[:, 2] = 0.2 + 1e-2 * torch.randn(30, generator=gen)  # std 1e-2: alive
     out = representation(t, activation="tanh")
     assert out["dead_neurons"] == 2 and out["dead_fraction"] == pytest.approx(2 / 5)
+    # near saturation, where E[h^2] - E[h]^2 cancels most: std 2e-3 alive, 5e-4 dead; and with fewer samples than
+    # units (the variance then comes from the samples, not from the Gram's diagonal)
+    t[:, 3] = 0.99 + 2e-3 * torch.randn(30, generator=gen).sign()
+    t[:, 4] = -0.999 + 5e-4 * torch.randn(30, generator=gen).sign()
+    assert representation(t, activation="tanh")["dead_neurons"] == 3
+    assert representation(t[:4], activation="tanh")["dead_neurons"] == 3
 
 
 def test_representation_rejects_unknown_activation():
