@@ -31,6 +31,7 @@ from torch.autograd.function import once_differentiable
 
 from acpg_lab import algorithms
 from acpg_lab.algorithms import masked_mean, normalize_per_seed
+from acpg_lab.diagnostics import pfo_features
 
 __all__ = ["POLICY_TERMS", "supports", "fused_loss", "fused_loss_fn"]
 
@@ -149,16 +150,15 @@ def fused_loss(h: Tensor, weight: Tensor, bias: Tensor | None, h_critic: Tensor 
 def fused_loss_fn(model, mb, cfg) -> tuple[Tensor, dict[str, Tensor]]:
     """`acpg_lab.training.loss_fn` through `fused_loss` (where `supports` says so): the same loss and statistics,
     to float32 rounding."""
-    from acpg_lab.diagnostics import pfo_features
-
+    spec = algorithms.algo_spec(cfg.algo)
     h, preacts, h_critic, _ = model.backbone_features(mb.obs)
-    critic = algorithms.algo_spec(cfg.algo).uses_critic(reinforce_baseline=cfg.reinforce_baseline)
+    critic = spec.uses_critic(reinforce_baseline=cfg.reinforce_baseline)
     head, value_head = model.actor.head, model.critic_head
     adv = normalize_per_seed(mb.advantages, mb.mask) if cfg.norm_adv else mb.advantages
     loss, stats = fused_loss(h, head.weight, head.bias, h_critic if critic else None,
                              value_head.weight if critic else None, value_head.bias if critic else None,
                              actions=mb.actions, old_logp=mb.logp, advantages=adv, returns=mb.returns, mask=mb.mask,
-                             term=POLICY_TERMS[algorithms.algo_spec(cfg.algo).policy_loss], clip=cfg.clip_coef,
+                             term=POLICY_TERMS[spec.policy_loss], clip=cfg.clip_coef,
                              scale=head.scale, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef)
     if cfg.pfo_coef > 0:  # through autograd, on the backbone's pre-activations; the statistics in loss_fn's order
         pfo = algorithms.pfo_loss(pfo_features(preacts, cfg.pfo_layers), mb.preacts, mb.mask)

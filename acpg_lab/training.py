@@ -133,7 +133,7 @@ def loss_fn(model: ActorCritic, mb: Batch, cfg: TrainConfig) -> tuple[Tensor, di
     On the fused engine (where `acpg_lab.fused_loss.supports` it) the same loss comes from one hand-differentiated
     node, `acpg_lab.fused_loss.fused_loss_fn`, equal to this to float32 rounding.
     """
-    if cfg.engine == "fused" and fused_loss.supports(model, cfg):
+    if fused_loss.supports(model, cfg):  # False unless the model runs the fused engine with its fused loss
         return fused_loss.fused_loss_fn(model, mb, cfg)
     out = model.policy(mb.obs)
     logp_all = out.logits.log_softmax(-1)
